@@ -1,0 +1,143 @@
+//! The `Backend` trait: the fused op set every device implements (CPU here; CUDA and WGPU in
+//! their own crates).
+//!
+//! Design rules, so that device backends fit without changes here:
+//! * Storage is opaque ([`BackendStorage`]); only the owning backend looks inside it. Callers
+//!   never get a host pointer. Host data enters through [`Backend::upload`] and leaves through
+//!   [`Backend::download`], which is the one point where a caller waits for queued work.
+//! * Ops may run asynchronously: an op returns a tensor whose contents are valid by the time a
+//!   later op on the same device or a download reads them (stream order on GPUs, eager on CPU).
+//! * Small host-side arguments (token ids, positions, block tables) are passed as slices; the
+//!   backend copies them to the device as part of the op.
+//! * Activations are f32. Weights may be f32/f16/bf16 or GGUF blocks; the matmul reads
+//!   quantized blocks directly. KV caches may be f32 or f16.
+
+use std::any::Any;
+use std::fmt::Debug;
+use std::sync::Arc;
+
+use crate::{DType, Result, Tensor};
+
+/// Device memory owned by a backend. Only the backend that made it knows what is inside.
+pub trait BackendStorage: Send + Sync + Debug + Any {
+    /// Size in bytes.
+    fn len_bytes(&self) -> usize;
+    /// For the owning backend to downcast to its concrete storage type.
+    fn as_any(&self) -> &dyn Any;
+}
+
+/// Layout of rotary position embeddings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RopeLayout {
+    /// Rotate adjacent pairs `(x[2i], x[2i+1])` (llama.cpp "normal" rope; GGUF llama models,
+    /// whose Q/K weights the converter permuted for it).
+    Interleaved,
+    /// Rotate the halves `(x[i], x[i + d/2])` (GPT-NeoX style; Qwen2, Gemma, Hugging Face llama).
+    NeoX,
+}
+
+/// Rotary embedding parameters. `dim` rotated dimensions at the start of each head
+/// (`dim <= head_dim`); frequency `i` is `theta^(-2i/dim)`, positions are multiplied by
+/// `freq_scale` (linear rope scaling; 1.0 for none).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RopeConfig {
+    pub theta: f32,
+    pub dim: usize,
+    pub layout: RopeLayout,
+    pub freq_scale: f32,
+}
+
+/// Elementwise activation functions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Activation {
+    /// x * sigmoid(x)
+    Silu,
+    /// Exact GELU: 0.5 x (1 + erf(x / sqrt 2)) (BERT).
+    Gelu,
+    /// Tanh-approximated GELU (Gemma's `gelu_pytorch_tanh`).
+    GeluTanh,
+}
+
+/// One sequence of a (possibly batched) attention call over a paged KV cache.
+///
+/// The sequence's queries are rows `q_start .. q_start + q_len` of the query tensor; they are
+/// the last `q_len` of its `kv_len` positions, so query `i` sits at position
+/// `kv_len - q_len + i` and sees keys at positions `<=` its own (causal). Position `p` lives in
+/// cache slot `block_table[p / block_size] * block_size + p % block_size`. A contiguous cache is
+/// the block table `[0, 1, 2, ...]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttentionSeq {
+    pub q_start: usize,
+    pub q_len: usize,
+    pub kv_len: usize,
+    pub block_table: Vec<u32>,
+}
+
+/// Parameters shared by all sequences of one attention call.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AttentionParams {
+    /// Multiplier of q·k, usually `1/sqrt(head_dim)`.
+    pub scale: f32,
+    /// Tokens per KV-cache block.
+    pub block_size: usize,
+    /// When set, a query at position `p` sees only keys at positions `> p - window`.
+    pub sliding_window: Option<usize>,
+    /// When set, scores become `cap * tanh(score / cap)` before the softmax.
+    pub softcap: Option<f32>,
+}
+
+/// A compute device: memory management plus the fused op set.
+///
+/// Shapes below are row-major, outermost first. "Rows" means all but the last dimension.
+pub trait Backend: Send + Sync + Debug {
+    /// A short name such as `cpu` or `cuda:0`.
+    fn name(&self) -> String;
+
+    /// Zero-initialised storage of `bytes` bytes.
+    fn zeros(&self, bytes: usize) -> Result<Arc<dyn BackendStorage>>;
+    /// Copies host bytes into new device storage.
+    fn upload(&self, bytes: &[u8]) -> Result<Arc<dyn BackendStorage>>;
+    /// Copies the bytes of `t`'s view back to the host, waiting for the work that produces them.
+    fn download(&self, t: &Tensor) -> Result<Vec<u8>>;
+    /// Waits for all queued work.
+    fn synchronize(&self) -> Result<()>;
+
+    /// `x [.., k]` (f32) times the transpose of `w [n, k]` (any dtype) gives `[.., n]` f32.
+    fn matmul(&self, x: &Tensor, w: &Tensor) -> Result<Tensor>;
+    /// Row-wise `x / rms(x) * w`, with `w [d]` f32.
+    fn rms_norm(&self, x: &Tensor, w: &Tensor, eps: f32) -> Result<Tensor>;
+    /// Row-wise `(x - mean) / std * w + b`.
+    fn layer_norm(&self, x: &Tensor, w: &Tensor, b: &Tensor, eps: f32) -> Result<Tensor>;
+    /// Rotates `x [tokens, heads, head_dim]`; `positions` has one entry per token.
+    fn rope(&self, x: &Tensor, positions: &[u32], cfg: &RopeConfig) -> Result<Tensor>;
+    /// Softmax over the last dimension.
+    fn softmax(&self, x: &Tensor) -> Result<Tensor>;
+    /// `act(x)` elementwise.
+    fn activation(&self, x: &Tensor, act: Activation) -> Result<Tensor>;
+    /// `act(gate) * up` elementwise (SwiGLU with `Silu`, GeGLU with `GeluTanh`).
+    fn gated_activation(&self, gate: &Tensor, up: &Tensor, act: Activation) -> Result<Tensor>;
+    /// `a + b`, where `b` has `a`'s shape or is one row broadcast over all rows of `a` (a bias).
+    fn add(&self, a: &Tensor, b: &Tensor) -> Result<Tensor>;
+    /// `a * b`, broadcast as in [`Backend::add`].
+    fn mul(&self, a: &Tensor, b: &Tensor) -> Result<Tensor>;
+    /// `x * s`.
+    fn scale(&self, x: &Tensor, s: f32) -> Result<Tensor>;
+    /// Gathers rows `ids` of `table [vocab, d]` (any dtype) into `[ids.len(), d]` f32.
+    fn embedding(&self, table: &Tensor, ids: &[u32]) -> Result<Tensor>;
+    /// Converts a float tensor to another float dtype.
+    fn cast(&self, x: &Tensor, dtype: DType) -> Result<Tensor>;
+    /// Writes rows of `x [tokens, kv_heads, head_dim]` into `cache [slots, kv_heads, head_dim]`
+    /// at `slots[i]` (converting to the cache dtype). The cache is updated in place.
+    fn write_kv(&self, cache: &Tensor, x: &Tensor, slots: &[u32]) -> Result<()>;
+    /// Causal (optionally sliding-window) attention of `q [tokens, q_heads, head_dim]` over
+    /// `k_cache`/`v_cache [slots, kv_heads, head_dim]` for a batch of sequences, grouped-query
+    /// when `q_heads` is a multiple of `kv_heads`. Returns `[tokens, q_heads, head_dim]` f32.
+    fn attention(
+        &self,
+        q: &Tensor,
+        k_cache: &Tensor,
+        v_cache: &Tensor,
+        seqs: &[AttentionSeq],
+        params: &AttentionParams,
+    ) -> Result<Tensor>;
+}

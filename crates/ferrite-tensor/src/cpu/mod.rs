@@ -1,0 +1,147 @@
+//! The CPU backend: rayon threads, run-time-detected SIMD, quantized weights read in place.
+
+pub mod matmul;
+pub mod ops;
+pub mod storage;
+
+use std::sync::Arc;
+
+pub use storage::{cpu_storage, CpuBytes, CpuStorage, SharedBytes, TensorRead};
+
+use crate::backend::{Activation, AttentionParams, AttentionSeq, Backend, BackendStorage, RopeConfig};
+use crate::{DType, Device, Error, Result, Shape, Tensor};
+
+/// The CPU backend. Ops run eagerly on the calling thread and on a rayon pool (rayon's global
+/// pool, or a private one of a chosen size).
+#[derive(Debug)]
+pub struct CpuBackend {
+    pool: Option<rayon::ThreadPool>,
+}
+
+impl CpuBackend {
+    /// Uses rayon's global pool, or a private pool of `threads` threads.
+    pub fn new(threads: Option<usize>) -> Self {
+        let pool = threads.and_then(|t| rayon::ThreadPoolBuilder::new().num_threads(t).build().ok());
+        CpuBackend { pool }
+    }
+
+    pub fn with_threads(threads: usize) -> Result<Self> {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads.max(1))
+            .build()
+            .map_err(|e| Error::Backend(format!("thread pool: {e}")))?;
+        Ok(CpuBackend { pool: Some(pool) })
+    }
+
+    /// Number of worker threads.
+    pub fn threads(&self) -> usize {
+        self.pool.as_ref().map_or_else(rayon::current_num_threads, |p| p.current_num_threads())
+    }
+
+    fn run<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
+        match &self.pool {
+            Some(p) => p.install(f),
+            None => f(),
+        }
+    }
+}
+
+/// Wraps an f32 result as a new tensor on `device`.
+pub(crate) fn f32_tensor(data: Vec<f32>, shape: impl Into<Shape>, device: &Device) -> Result<Tensor> {
+    let storage: Arc<dyn BackendStorage> = Arc::new(CpuStorage::from_f32(data));
+    Tensor::from_storage(storage, device.clone(), DType::F32, shape, 0)
+}
+
+/// Fails unless `t` is f32.
+pub(crate) fn expect_f32(t: &Tensor, op: &'static str) -> Result<()> {
+    if t.dtype() == DType::F32 {
+        Ok(())
+    } else {
+        Err(Error::UnsupportedDType { dtype: t.dtype(), op })
+    }
+}
+
+impl Backend for CpuBackend {
+    fn name(&self) -> String {
+        "cpu".into()
+    }
+
+    fn zeros(&self, bytes: usize) -> Result<Arc<dyn BackendStorage>> {
+        Ok(Arc::new(CpuStorage::zeros(bytes)))
+    }
+
+    fn upload(&self, bytes: &[u8]) -> Result<Arc<dyn BackendStorage>> {
+        Ok(Arc::new(CpuStorage::from_bytes(bytes)))
+    }
+
+    fn download(&self, t: &Tensor) -> Result<Vec<u8>> {
+        Ok(TensorRead::new(t, "download")?.bytes().to_vec())
+    }
+
+    fn synchronize(&self) -> Result<()> {
+        Ok(())
+    }
+
+    fn matmul(&self, x: &Tensor, w: &Tensor) -> Result<Tensor> {
+        self.run(|| matmul::matmul_tensor(x, w))
+    }
+
+    fn rms_norm(&self, x: &Tensor, w: &Tensor, eps: f32) -> Result<Tensor> {
+        self.run(|| ops::norm::rms_norm(x, w, eps))
+    }
+
+    fn layer_norm(&self, x: &Tensor, w: &Tensor, b: &Tensor, eps: f32) -> Result<Tensor> {
+        self.run(|| ops::norm::layer_norm(x, w, b, eps))
+    }
+
+    fn rope(&self, x: &Tensor, positions: &[u32], cfg: &RopeConfig) -> Result<Tensor> {
+        self.run(|| ops::rope::rope(x, positions, cfg))
+    }
+
+    fn softmax(&self, x: &Tensor) -> Result<Tensor> {
+        self.run(|| ops::softmax::softmax(x))
+    }
+
+    fn activation(&self, x: &Tensor, act: Activation) -> Result<Tensor> {
+        self.run(|| ops::activation::activation(x, act))
+    }
+
+    fn gated_activation(&self, gate: &Tensor, up: &Tensor, act: Activation) -> Result<Tensor> {
+        self.run(|| ops::activation::gated_activation(gate, up, act))
+    }
+
+    fn add(&self, a: &Tensor, b: &Tensor) -> Result<Tensor> {
+        self.run(|| ops::elementwise::binary(a, b, "add", |x, y| x + y))
+    }
+
+    fn mul(&self, a: &Tensor, b: &Tensor) -> Result<Tensor> {
+        self.run(|| ops::elementwise::binary(a, b, "mul", |x, y| x * y))
+    }
+
+    fn scale(&self, x: &Tensor, s: f32) -> Result<Tensor> {
+        self.run(|| ops::elementwise::scale(x, s))
+    }
+
+    fn embedding(&self, table: &Tensor, ids: &[u32]) -> Result<Tensor> {
+        self.run(|| ops::embedding::embedding(table, ids))
+    }
+
+    fn cast(&self, x: &Tensor, dtype: DType) -> Result<Tensor> {
+        self.run(|| ops::elementwise::cast(x, dtype))
+    }
+
+    fn write_kv(&self, cache: &Tensor, x: &Tensor, slots: &[u32]) -> Result<()> {
+        ops::attention::write_kv(cache, x, slots)
+    }
+
+    fn attention(
+        &self,
+        q: &Tensor,
+        k_cache: &Tensor,
+        v_cache: &Tensor,
+        seqs: &[AttentionSeq],
+        params: &AttentionParams,
+    ) -> Result<Tensor> {
+        self.run(|| ops::attention::attention(q, k_cache, v_cache, seqs, params))
+    }
+}

@@ -1,0 +1,31 @@
+//! The CPU implementations of the non-matmul ops, one file per op family. Each file carries its
+//! tests against a straightforward f64 reference.
+
+pub mod activation;
+pub mod attention;
+pub mod elementwise;
+pub mod embedding;
+pub mod norm;
+pub mod rope;
+pub mod softmax;
+
+#[cfg(test)]
+pub(crate) mod test_util;
+
+use rayon::prelude::*;
+
+/// Rows per rayon task: enough work per task that scheduling overhead stays small.
+pub(crate) fn rows_per_task(row_len: usize) -> usize {
+    (16 * 1024 / row_len.max(1)).max(1)
+}
+
+/// Applies `f(src_row, dst_row)` to every row in parallel.
+pub(crate) fn map_rows(src: &[f32], dst: &mut [f32], row: usize, f: impl Fn(&[f32], &mut [f32]) + Sync) {
+    if row == 0 {
+        return;
+    }
+    dst.par_chunks_mut(row)
+        .zip(src.par_chunks(row))
+        .with_min_len(rows_per_task(row))
+        .for_each(|(d, s)| f(s, d));
+}

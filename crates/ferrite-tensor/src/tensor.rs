@@ -1,0 +1,247 @@
+//! `Tensor`: shape + dtype + a view into shared, backend-owned storage.
+
+use std::sync::Arc;
+
+use half::{bf16, f16};
+
+use crate::backend::{Activation, AttentionParams, AttentionSeq, BackendStorage, RopeConfig};
+use crate::{DType, Device, Error, Result, Shape};
+
+/// A contiguous, row-major view of `shape` elements of `dtype`, starting `offset` bytes into
+/// `storage`. Cloning is cheap (the storage is shared). Quantized tensors are viewed as rows of
+/// whole blocks: their last dimension must be a multiple of the block size.
+#[derive(Clone)]
+pub struct Tensor {
+    storage: Arc<dyn BackendStorage>,
+    device: Device,
+    dtype: DType,
+    shape: Shape,
+    offset: usize,
+}
+
+impl std::fmt::Debug for Tensor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Tensor({:?}, {:?}, {})", self.shape, self.dtype, self.device.name())
+    }
+}
+
+fn byte_len(dtype: DType, shape: &Shape) -> Result<usize> {
+    let numel = shape
+        .checked_numel()
+        .ok_or_else(|| Error::shape("tensor", format!("{shape:?} overflows")))?;
+    if shape.last() % dtype.block_size() != 0 {
+        return Err(Error::NotBlockAligned { dtype, numel, block: dtype.block_size() });
+    }
+    dtype.bytes_for(numel).ok_or(Error::NotBlockAligned { dtype, numel, block: dtype.block_size() })
+}
+
+impl Tensor {
+    /// Wraps existing storage. Fails when the view does not fit in it.
+    pub fn from_storage(
+        storage: Arc<dyn BackendStorage>,
+        device: Device,
+        dtype: DType,
+        shape: impl Into<Shape>,
+        offset: usize,
+    ) -> Result<Tensor> {
+        let shape = shape.into();
+        let len = byte_len(dtype, &shape)?;
+        let end = offset.checked_add(len).ok_or_else(|| Error::shape("tensor", "offset overflow"))?;
+        if end > storage.len_bytes() {
+            return Err(Error::shape(
+                "tensor",
+                format!("view {offset}..{end} exceeds storage of {} bytes", storage.len_bytes()),
+            ));
+        }
+        Ok(Tensor { storage, device, dtype, shape, offset })
+    }
+
+    /// Uploads raw bytes (`dtype` layout) to `device`.
+    pub fn from_bytes(bytes: &[u8], dtype: DType, shape: impl Into<Shape>, device: &Device) -> Result<Tensor> {
+        let shape = shape.into();
+        let len = byte_len(dtype, &shape)?;
+        if len != bytes.len() {
+            return Err(Error::shape("from_bytes", format!("{shape:?} {dtype:?} needs {len} bytes, got {}", bytes.len())));
+        }
+        let storage = device.backend().upload(bytes)?;
+        Tensor::from_storage(storage, device.clone(), dtype, shape, 0)
+    }
+
+    pub fn from_f32(data: &[f32], shape: impl Into<Shape>, device: &Device) -> Result<Tensor> {
+        Tensor::from_bytes(bytemuck::cast_slice(data), DType::F32, shape, device)
+    }
+
+    pub fn from_f16(data: &[f16], shape: impl Into<Shape>, device: &Device) -> Result<Tensor> {
+        Tensor::from_bytes(bytemuck::cast_slice(data), DType::F16, shape, device)
+    }
+
+    pub fn from_bf16(data: &[bf16], shape: impl Into<Shape>, device: &Device) -> Result<Tensor> {
+        Tensor::from_bytes(bytemuck::cast_slice(data), DType::BF16, shape, device)
+    }
+
+    /// A zero-filled tensor.
+    pub fn zeros(shape: impl Into<Shape>, dtype: DType, device: &Device) -> Result<Tensor> {
+        let shape = shape.into();
+        let len = byte_len(dtype, &shape)?;
+        let storage = device.backend().zeros(len)?;
+        Tensor::from_storage(storage, device.clone(), dtype, shape, 0)
+    }
+
+    pub fn shape(&self) -> &Shape {
+        &self.shape
+    }
+    pub fn dims(&self) -> &[usize] {
+        self.shape.dims()
+    }
+    pub fn dtype(&self) -> DType {
+        self.dtype
+    }
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+    pub fn storage(&self) -> &Arc<dyn BackendStorage> {
+        &self.storage
+    }
+    /// Byte offset of this view in its storage.
+    pub fn offset_bytes(&self) -> usize {
+        self.offset
+    }
+    /// Bytes covered by this view.
+    pub fn len_bytes(&self) -> usize {
+        byte_len(self.dtype, &self.shape).unwrap_or(0)
+    }
+    pub fn numel(&self) -> usize {
+        self.shape.numel()
+    }
+
+    /// The same data under another shape with the same number of elements.
+    pub fn reshape(&self, shape: impl Into<Shape>) -> Result<Tensor> {
+        let shape = shape.into();
+        if shape.checked_numel() != Some(self.numel()) {
+            return Err(Error::shape("reshape", format!("{:?} -> {shape:?}", self.shape)));
+        }
+        byte_len(self.dtype, &shape)?;
+        Ok(Tensor { shape, ..self.clone() })
+    }
+
+    /// Rows `start .. start + len` of the outermost dimension, without copying.
+    pub fn narrow_rows(&self, start: usize, len: usize) -> Result<Tensor> {
+        let dims = self.shape.dims();
+        let Some(&outer) = dims.first() else {
+            return Err(Error::shape("narrow_rows", "scalar tensor"));
+        };
+        if start.checked_add(len).is_none_or(|e| e > outer) {
+            return Err(Error::OutOfRange { op: "narrow_rows", index: start.saturating_add(len), len: outer });
+        }
+        let row_bytes = if outer == 0 { 0 } else { self.len_bytes() / outer };
+        let mut nd = dims.to_vec();
+        nd[0] = len;
+        Ok(Tensor {
+            shape: Shape::new(nd),
+            offset: self.offset + start * row_bytes,
+            ..self.clone()
+        })
+    }
+
+    /// The raw bytes of this view, copied to the host.
+    pub fn to_bytes(&self) -> Result<Vec<u8>> {
+        self.device.backend().download(self)
+    }
+
+    /// The elements as f32, copied to the host (quantized tensors are dequantized).
+    pub fn to_vec_f32(&self) -> Result<Vec<f32>> {
+        let bytes = self.to_bytes()?;
+        let mut out = vec![0f32; self.numel()];
+        crate::quant::dequantize(self.dtype, &bytes, &mut out)?;
+        Ok(out)
+    }
+
+    /// This tensor on `device` (a cheap clone when it is already there).
+    pub fn to_device(&self, device: &Device) -> Result<Tensor> {
+        if self.device.same_as(device) {
+            return Ok(self.clone());
+        }
+        Tensor::from_bytes(&self.to_bytes()?, self.dtype, self.shape.clone(), device)
+    }
+
+    fn same_device(&self, other: &Tensor, op: &'static str) -> Result<()> {
+        if self.device.same_as(&other.device) {
+            Ok(())
+        } else {
+            Err(Error::DeviceMismatch { op, expected: self.device.name(), actual: other.device.name() })
+        }
+    }
+
+    // ---- ops: thin forwards to the backend ----
+
+    /// `self [.., k]` times `w [n, k]` transposed: `[.., n]`.
+    pub fn matmul(&self, w: &Tensor) -> Result<Tensor> {
+        self.same_device(w, "matmul")?;
+        self.device.backend().matmul(self, w)
+    }
+    pub fn rms_norm(&self, w: &Tensor, eps: f32) -> Result<Tensor> {
+        self.same_device(w, "rms_norm")?;
+        self.device.backend().rms_norm(self, w, eps)
+    }
+    pub fn layer_norm(&self, w: &Tensor, b: &Tensor, eps: f32) -> Result<Tensor> {
+        self.same_device(w, "layer_norm")?;
+        self.same_device(b, "layer_norm")?;
+        self.device.backend().layer_norm(self, w, b, eps)
+    }
+    pub fn rope(&self, positions: &[u32], cfg: &RopeConfig) -> Result<Tensor> {
+        self.device.backend().rope(self, positions, cfg)
+    }
+    pub fn softmax(&self) -> Result<Tensor> {
+        self.device.backend().softmax(self)
+    }
+    pub fn activation(&self, act: Activation) -> Result<Tensor> {
+        self.device.backend().activation(self, act)
+    }
+    /// `act(self) * up`.
+    pub fn gated_activation(&self, up: &Tensor, act: Activation) -> Result<Tensor> {
+        self.same_device(up, "gated_activation")?;
+        self.device.backend().gated_activation(self, up, act)
+    }
+    /// `silu(self) * up` (SwiGLU).
+    pub fn silu_mul(&self, up: &Tensor) -> Result<Tensor> {
+        self.gated_activation(up, Activation::Silu)
+    }
+    pub fn add(&self, b: &Tensor) -> Result<Tensor> {
+        self.same_device(b, "add")?;
+        self.device.backend().add(self, b)
+    }
+    pub fn mul(&self, b: &Tensor) -> Result<Tensor> {
+        self.same_device(b, "mul")?;
+        self.device.backend().mul(self, b)
+    }
+    pub fn scale(&self, s: f32) -> Result<Tensor> {
+        self.device.backend().scale(self, s)
+    }
+    /// Gathers rows `ids` of this `[vocab, d]` table.
+    pub fn embedding(&self, ids: &[u32]) -> Result<Tensor> {
+        self.device.backend().embedding(self, ids)
+    }
+    pub fn cast(&self, dtype: DType) -> Result<Tensor> {
+        if dtype == self.dtype {
+            return Ok(self.clone());
+        }
+        self.device.backend().cast(self, dtype)
+    }
+    /// Writes `x [tokens, kv_heads, head_dim]` into this cache at `slots`.
+    pub fn write_kv(&self, x: &Tensor, slots: &[u32]) -> Result<()> {
+        self.same_device(x, "write_kv")?;
+        self.device.backend().write_kv(self, x, slots)
+    }
+    /// Attention of these queries over a paged KV cache (see [`AttentionSeq`]).
+    pub fn attention(
+        &self,
+        k_cache: &Tensor,
+        v_cache: &Tensor,
+        seqs: &[AttentionSeq],
+        params: &AttentionParams,
+    ) -> Result<Tensor> {
+        self.same_device(k_cache, "attention")?;
+        self.same_device(v_cache, "attention")?;
+        self.device.backend().attention(self, k_cache, v_cache, seqs, params)
+    }
+}

@@ -1,0 +1,1 @@
+fn main() { println!("xtask: fetch-models, test (being written)"); }

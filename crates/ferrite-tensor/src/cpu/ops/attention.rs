@@ -3,6 +3,7 @@
 use half::f16;
 use rayon::prelude::*;
 
+use super::simd::{axpy, dot, Elem};
 use crate::backend::{AttentionParams, AttentionSeq};
 use crate::cpu::{cpu_storage, expect_f32, f32_tensor, TensorRead};
 use crate::{DType, Error, Result, Tensor};
@@ -71,22 +72,6 @@ pub fn write_kv(cache: &Tensor, x: &Tensor, slots: &[u32]) -> Result<()> {
     Ok(())
 }
 
-/// A KV-cache element type.
-trait KvElem: bytemuck::Pod + Sync {
-    fn get(self) -> f32;
-}
-impl KvElem for f32 {
-    #[inline]
-    fn get(self) -> f32 {
-        self
-    }
-}
-impl KvElem for f16 {
-    #[inline]
-    fn get(self) -> f32 {
-        self.to_f32()
-    }
-}
 
 /// Where each query token sits: `(sequence index, absolute position)`.
 fn token_positions(
@@ -139,7 +124,7 @@ fn token_positions(
 }
 
 #[allow(clippy::too_many_arguments)]
-fn attend_row<T: KvElem>(
+fn attend_row<T: Elem>(
     out: &mut [f32],
     q: &[f32],
     k: &[T],
@@ -157,7 +142,7 @@ fn attend_row<T: KvElem>(
     let mut scores: Vec<f32> = (lo..=pos)
         .map(|pp| {
             let kr = &k[slot_of(pp) * kv_row + kvh * d..][..d];
-            let s = q.iter().zip(kr).map(|(&a, &b)| a * b.get()).sum::<f32>() * p.scale;
+            let s = dot(q, kr) * p.scale;
             match p.softcap {
                 Some(c) => c * (s / c).tanh(),
                 None => s,
@@ -168,10 +153,7 @@ fn attend_row<T: KvElem>(
     super::softmax::softmax_row(&src, &mut scores);
     out.fill(0.0);
     for (pp, &w) in (lo..=pos).zip(&scores) {
-        let vr = &v[slot_of(pp) * kv_row + kvh * d..][..d];
-        for (o, &x) in out.iter_mut().zip(vr) {
-            *o += w * x.get();
-        }
+        axpy(out, w, &v[slot_of(pp) * kv_row + kvh * d..][..d]);
     }
 }
 

@@ -7,6 +7,7 @@ pub mod elementwise;
 pub mod embedding;
 pub mod norm;
 pub mod rope;
+pub(crate) mod simd;
 pub mod softmax;
 
 #[cfg(test)]

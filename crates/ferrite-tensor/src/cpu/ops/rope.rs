@@ -41,7 +41,7 @@ pub fn rope(x: &Tensor, positions: &[u32], cfg: &RopeConfig) -> Result<Tensor> {
             format!("{t} tokens but {} positions", positions.len()),
         ));
     }
-    if cfg.dim > d || cfg.dim % 2 != 0 || cfg.dim == 0 {
+    if cfg.dim > d || !cfg.dim.is_multiple_of(2) || cfg.dim == 0 {
         return Err(Error::shape(
             "rope",
             format!("rotary dim {} with head_dim {d}", cfg.dim),
@@ -96,12 +96,12 @@ mod tests {
         cfg: &RopeConfig,
     ) -> Vec<f64> {
         let mut out: Vec<f64> = x.iter().map(|&v| v as f64).collect();
-        for ti in 0..t {
+        for (ti, &p) in pos.iter().enumerate().take(t) {
             for hi in 0..h {
                 let base = (ti * h + hi) * d;
                 for i in 0..cfg.dim / 2 {
                     let freq = (cfg.theta as f64).powf(-2.0 * i as f64 / cfg.dim as f64);
-                    let ang = pos[ti] as f64 * cfg.freq_scale as f64 * freq;
+                    let ang = p as f64 * cfg.freq_scale as f64 * freq;
                     let (a, b) = match cfg.layout {
                         RopeLayout::Interleaved => (2 * i, 2 * i + 1),
                         RopeLayout::NeoX => (i, i + cfg.dim / 2),

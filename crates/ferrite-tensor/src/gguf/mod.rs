@@ -157,7 +157,23 @@ impl GgufFile {
     /// Tensor `name` as a zero-copy CPU tensor over the mapped bytes.
     pub fn tensor(&self, name: &str) -> Result<Tensor> {
         let info = self.tensor_info(name).ok_or_else(|| Error::TensorNotFound(name.to_string()))?;
-        let storage = CpuStorage::mapped(self.bytes.clone(), info.offset, info.len_bytes)?;
-        Tensor::from_storage(Arc::new(storage), Device::cpu(), info.dtype, info.shape.clone(), 0)
+        mapped_tensor(&self.bytes, info.offset, info.len_bytes, info.dtype, info.shape.clone())
+    }
+}
+
+/// A CPU tensor over `len` bytes of `bytes` at `offset`, without copying. Float data whose
+/// address is not a multiple of its element size (possible with in-memory bytes, or with a
+/// safetensors header whose length is not padded) is copied into aligned storage instead, so
+/// f32/f16 views of the tensor always work.
+pub(crate) fn mapped_tensor(bytes: &SharedBytes, offset: usize, len: usize, dtype: DType, shape: Shape) -> Result<Tensor> {
+    let all = (**bytes).as_ref();
+    let end = offset.checked_add(len).filter(|&e| e <= all.len());
+    let misaligned = dtype.is_float() && (all.as_ptr() as usize).wrapping_add(offset) % dtype.type_size() != 0;
+    match end {
+        Some(end) if misaligned => Tensor::from_bytes(&all[offset..end], dtype, shape, &Device::cpu()),
+        _ => {
+            let storage = CpuStorage::mapped(bytes.clone(), offset, len)?;
+            Tensor::from_storage(Arc::new(storage), Device::cpu(), dtype, shape, 0)
+        }
     }
 }

@@ -101,6 +101,12 @@ pub trait Backend: Send + Sync + Debug {
     fn download(&self, t: &Tensor) -> Result<Vec<u8>>;
     /// Waits for all queued work.
     fn synchronize(&self) -> Result<()>;
+    /// Runs `f`, which issues ops on this backend, in the backend's execution context. The CPU
+    /// backend runs it inside its thread pool, so that the many small ops of a forward pass do
+    /// not each pay a hand-off between threads. Others simply call `f`.
+    fn execute(&self, f: &mut (dyn FnMut() + Send)) {
+        f()
+    }
 
     /// `x [.., k]` (f32) times the transpose of `w [n, k]` (any dtype) gives `[.., n]` f32.
     fn matmul(&self, x: &Tensor, w: &Tensor) -> Result<Tensor>;

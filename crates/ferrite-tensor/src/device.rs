@@ -38,6 +38,22 @@ impl Device {
         std::ptr::addr_eq(Arc::as_ptr(&self.0), Arc::as_ptr(&other.0))
     }
 
+    /// Runs `f` in the backend's execution context (see [`Backend::execute`]); wrap a whole
+    /// forward pass in it.
+    pub fn run<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
+        let mut f = Some(f);
+        let mut out = None;
+        self.0.execute(&mut || {
+            if let Some(f) = f.take() {
+                out = Some(f());
+            }
+        });
+        match out {
+            Some(r) => r,
+            None => unreachable!("Backend::execute must call its closure"),
+        }
+    }
+
     pub fn is_cpu(&self) -> bool {
         self.0.name() == "cpu"
     }

@@ -69,7 +69,7 @@ impl DType {
     /// Bytes needed for `numel` elements, or `None` when `numel` is not a whole number of blocks
     /// (or the size overflows).
     pub fn bytes_for(self, numel: usize) -> Option<usize> {
-        if numel % self.block_size() != 0 {
+        if !numel.is_multiple_of(self.block_size()) {
             return None;
         }
         (numel / self.block_size()).checked_mul(self.type_size())

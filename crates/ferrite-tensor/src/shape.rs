@@ -35,12 +35,7 @@ impl Shape {
 
     /// Number of rows when the tensor is viewed as `[rows, last]`.
     pub fn rows(&self) -> usize {
-        let l = self.last();
-        if l == 0 {
-            0
-        } else {
-            self.numel() / l
-        }
+        self.numel().checked_div(self.last()).unwrap_or(0)
     }
 
     /// Row-major strides in elements.

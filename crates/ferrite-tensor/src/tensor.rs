@@ -29,7 +29,7 @@ fn byte_len(dtype: DType, shape: &Shape) -> Result<usize> {
     let numel = shape
         .checked_numel()
         .ok_or_else(|| Error::shape("tensor", format!("{shape:?} overflows")))?;
-    if shape.last() % dtype.block_size() != 0 {
+    if !shape.last().is_multiple_of(dtype.block_size()) {
         return Err(Error::NotBlockAligned { dtype, numel, block: dtype.block_size() });
     }
     dtype.bytes_for(numel).ok_or(Error::NotBlockAligned { dtype, numel, block: dtype.block_size() })
@@ -133,7 +133,7 @@ impl Tensor {
         if start.checked_add(len).is_none_or(|e| e > outer) {
             return Err(Error::OutOfRange { op: "narrow_rows", index: start.saturating_add(len), len: outer });
         }
-        let row_bytes = if outer == 0 { 0 } else { self.len_bytes() / outer };
+        let row_bytes = self.len_bytes().checked_div(outer).unwrap_or(0);
         let mut nd = dims.to_vec();
         nd[0] = len;
         Ok(Tensor {

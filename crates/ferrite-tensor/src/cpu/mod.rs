@@ -82,6 +82,10 @@ impl Backend for CpuBackend {
         Ok(())
     }
 
+    fn execute(&self, f: &mut (dyn FnMut() + Send)) {
+        self.run(f)
+    }
+
     fn matmul(&self, x: &Tensor, w: &Tensor) -> Result<Tensor> {
         self.run(|| matmul::matmul_tensor(x, w))
     }

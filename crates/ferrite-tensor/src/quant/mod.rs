@@ -2,6 +2,7 @@
 //! blocks used by the integer dot products.
 
 pub mod blocks;
+mod dequant;
 
 use half::{bf16, f16};
 
@@ -32,7 +33,13 @@ pub fn dequantize(dtype: DType, src: &[u8], dst: &mut [f32]) -> Result<()> {
                 *d = bf16::from_le_bytes([s[0], s[1]]).to_f32();
             }
         }
-        _ => return Err(Error::UnsupportedDType { dtype, op: "dequantize" }),
+        DType::Q4_0 => dequant::q4_0(src, dst),
+        DType::Q4_1 => dequant::q4_1(src, dst),
+        DType::Q5_0 => dequant::q5_0(src, dst),
+        DType::Q8_0 => dequant::q8_0(src, dst),
+        DType::Q4_K => dequant::q4_k(src, dst),
+        DType::Q5_K => dequant::q5_k(src, dst),
+        DType::Q6_K => dequant::q6_k(src, dst),
     }
     Ok(())
 }

@@ -7,6 +7,7 @@ pub mod elementwise;
 pub mod embedding;
 pub mod norm;
 pub mod rope;
+pub(crate) mod simd;
 pub mod softmax;
 
 #[cfg(test)]
@@ -19,9 +20,24 @@ pub(crate) fn rows_per_task(row_len: usize) -> usize {
     (16 * 1024 / row_len.max(1)).max(1)
 }
 
-/// Applies `f(src_row, dst_row)` to every row in parallel.
-pub(crate) fn map_rows(src: &[f32], dst: &mut [f32], row: usize, f: impl Fn(&[f32], &mut [f32]) + Sync) {
+/// Below this many elements an op runs on the calling thread: waking other threads costs more
+/// than the work (a decode step runs hundreds of such small ops).
+pub(crate) const PARALLEL_MIN_ELEMS: usize = 64 * 1024;
+
+/// Applies `f(src_row, dst_row)` to every row, in parallel when the tensor is large.
+pub(crate) fn map_rows(
+    src: &[f32],
+    dst: &mut [f32],
+    row: usize,
+    f: impl Fn(&[f32], &mut [f32]) + Sync,
+) {
     if row == 0 {
+        return;
+    }
+    if dst.len() < PARALLEL_MIN_ELEMS {
+        dst.chunks_mut(row)
+            .zip(src.chunks(row))
+            .for_each(|(d, s)| f(s, d));
         return;
     }
     dst.par_chunks_mut(row)

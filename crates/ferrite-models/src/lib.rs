@@ -1,0 +1,25 @@
+//! ferrite-models: model definitions written once against [`ferrite_tensor::Tensor`] ops.
+//!
+//! * [`llama`]: one decoder for the llama family: `llama` (SmolLM2), `qwen2` (Q/K/V biases,
+//!   untied output) and `gemma3` (q/k norms, post norms, sliding-window layers, scaled
+//!   embeddings, GeGLU). Config from GGUF metadata or a Hugging Face `config.json`.
+//! * [`weights`]: one loader abstraction ([`WeightSource`]) over GGUF files and Hugging Face
+//!   safetensors folders. Models ask for tensors by their GGUF names (unambiguous across the
+//!   family, unlike Hugging Face's `post_attention_layernorm`, which is the pre-FFN norm in
+//!   llama but a real post-attention norm in gemma); the Hugging Face source maps them.
+//! * [`batch`] and [`kv_cache`]: what one forward step reads (tokens, positions, the sequences
+//!   and their KV-cache block tables) and the paged KV cache it writes.
+
+pub mod batch;
+pub mod config;
+pub mod error;
+pub mod kv_cache;
+pub mod llama;
+pub mod weights;
+
+pub use batch::{Batch, SequenceSlice};
+pub use config::{Arch, LlamaConfig};
+pub use error::{Error, Result};
+pub use kv_cache::KvCache;
+pub use llama::Llama;
+pub use weights::{load_weights, WeightSource};

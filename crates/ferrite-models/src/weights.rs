@@ -1,0 +1,125 @@
+//! One loader abstraction over GGUF files and Hugging Face safetensors folders.
+//!
+//! Models ask for tensors by GGUF name (`blk.3.attn_q.weight`); [`HfWeights`] maps those onto
+//! Hugging Face names per architecture. Nothing is copied or dequantized at load: GGUF blocks
+//! and safetensors data stay memory-mapped.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use ferrite_tensor::gguf::GgufFile;
+use ferrite_tensor::safetensors::SafetensorsModel;
+use ferrite_tensor::{DType, Device, Tensor};
+
+use crate::{Arch, Error, LlamaConfig, Result};
+
+/// Where a model's tensors come from.
+pub trait WeightSource: Send + Sync {
+    /// The tensor of GGUF name `name`, on the CPU (memory-mapped).
+    fn tensor(&self, name: &str) -> Result<Tensor>;
+    fn contains(&self, name: &str) -> bool;
+    /// The GGUF file, when the weights come from one (tokenizer metadata lives there).
+    fn gguf(&self) -> Option<&GgufFile> {
+        None
+    }
+}
+
+/// Weights of a GGUF file, by their own names.
+pub struct GgufWeights(pub Arc<GgufFile>);
+
+impl WeightSource for GgufWeights {
+    fn tensor(&self, name: &str) -> Result<Tensor> {
+        if self.0.tensor_info(name).is_none() {
+            return Err(Error::MissingWeight(name.into()));
+        }
+        Ok(self.0.tensor(name)?)
+    }
+    fn contains(&self, name: &str) -> bool {
+        self.0.tensor_info(name).is_some()
+    }
+    fn gguf(&self) -> Option<&GgufFile> {
+        Some(&self.0)
+    }
+}
+
+/// Weights of a Hugging Face folder (config.json + safetensors, single or sharded).
+pub struct HfWeights {
+    st: SafetensorsModel,
+    arch: Arch,
+}
+
+/// The Hugging Face name of a GGUF tensor name, for `arch`.
+pub fn gguf_to_hf(name: &str, arch: Arch) -> Option<String> {
+    match name {
+        "token_embd.weight" => return Some("model.embed_tokens.weight".into()),
+        "output_norm.weight" => return Some("model.norm.weight".into()),
+        "output.weight" => return Some("lm_head.weight".into()),
+        _ => {}
+    }
+    let rest = name.strip_prefix("blk.")?;
+    let (layer, tail) = rest.split_once('.')?;
+    let layer: usize = layer.parse().ok()?;
+    let gemma = arch == Arch::Gemma3;
+    let hf = match tail {
+        "attn_norm.weight" => "input_layernorm.weight",
+        "attn_q.weight" => "self_attn.q_proj.weight",
+        "attn_k.weight" => "self_attn.k_proj.weight",
+        "attn_v.weight" => "self_attn.v_proj.weight",
+        "attn_q.bias" => "self_attn.q_proj.bias",
+        "attn_k.bias" => "self_attn.k_proj.bias",
+        "attn_v.bias" => "self_attn.v_proj.bias",
+        "attn_output.weight" => "self_attn.o_proj.weight",
+        "attn_q_norm.weight" => "self_attn.q_norm.weight",
+        "attn_k_norm.weight" => "self_attn.k_norm.weight",
+        "post_attention_norm.weight" if gemma => "post_attention_layernorm.weight",
+        "ffn_norm.weight" if gemma => "pre_feedforward_layernorm.weight",
+        "ffn_norm.weight" => "post_attention_layernorm.weight",
+        "post_ffw_norm.weight" if gemma => "post_feedforward_layernorm.weight",
+        "ffn_gate.weight" => "mlp.gate_proj.weight",
+        "ffn_up.weight" => "mlp.up_proj.weight",
+        "ffn_down.weight" => "mlp.down_proj.weight",
+        _ => return None,
+    };
+    Some(format!("model.layers.{layer}.{hf}"))
+}
+
+impl WeightSource for HfWeights {
+    fn tensor(&self, name: &str) -> Result<Tensor> {
+        let hf = gguf_to_hf(name, self.arch).ok_or_else(|| Error::MissingWeight(name.into()))?;
+        if !self.st.contains(&hf) {
+            return Err(Error::MissingWeight(format!("{name} ({hf})")));
+        }
+        let t = self.st.tensor(&hf)?;
+        // Gemma's Hugging Face norms compute x * (1 + w); GGUF stores 1 + w. Apply it here so
+        // the model sees GGUF semantics from both sources.
+        if self.arch == Arch::Gemma3 && name.ends_with("norm.weight") {
+            let v: Vec<f32> = t.to_vec_f32()?.into_iter().map(|w| w + 1.0).collect();
+            return Ok(Tensor::from_f32(&v, t.shape().clone(), &Device::cpu())?);
+        }
+        Ok(t)
+    }
+    fn contains(&self, name: &str) -> bool {
+        gguf_to_hf(name, self.arch).is_some_and(|hf| self.st.contains(&hf))
+    }
+}
+
+/// Opens a model: a `.gguf` file, or a Hugging Face folder with `config.json` and safetensors.
+pub fn load_weights(path: &Path) -> Result<(Box<dyn WeightSource>, LlamaConfig)> {
+    if path.is_dir() {
+        let cfg_path = path.join("config.json");
+        let text = std::fs::read_to_string(&cfg_path).map_err(|source| Error::Io { path: cfg_path.display().to_string(), source })?;
+        let json: serde_json::Value = serde_json::from_str(&text).map_err(|e| Error::Config(format!("{}: {e}", cfg_path.display())))?;
+        let cfg = LlamaConfig::from_hf_json(&json)?;
+        let st = SafetensorsModel::open(path)?;
+        Ok((Box::new(HfWeights { st, arch: cfg.arch }), cfg))
+    } else {
+        let g = GgufFile::open(path)?;
+        let cfg = LlamaConfig::from_gguf(&g)?;
+        Ok((Box::new(GgufWeights(Arc::new(g))), cfg))
+    }
+}
+
+/// A 1-D weight (norm, bias) as f32.
+pub(crate) fn f32_vector(src: &dyn WeightSource, name: &str) -> Result<Tensor> {
+    Ok(src.tensor(name)?.cast(DType::F32)?)
+}

@@ -1,0 +1,37 @@
+//! `ferrite`: generate text, benchmark a model (and, with issue #5, serve the OpenAI API).
+//! Output goes to stdout; logs go to stderr.
+
+mod cli;
+mod generation;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "ferrite", version, about = "LLM, embedding and image inference engine")]
+struct Args {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Print the continuation of a prompt (greedy when --temperature is 0).
+    Generate(cli::generate::GenerateArgs),
+    /// Measure prefill and decode speed; prints one JSON line.
+    Bench(cli::bench::BenchArgs),
+}
+
+fn main() -> std::process::ExitCode {
+    let args = Args::parse();
+    let result = match args.command {
+        Command::Generate(a) => cli::generate::run(a),
+        Command::Bench(a) => cli::bench::run(a),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ferrite: error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -13,7 +13,7 @@
 
 mod from_file;
 mod gguf_bpe;
-// TEMP(reader): mod gguf_meta;
+mod gguf_meta;
 mod gguf_spm;
 mod piece;
 pub mod special;
@@ -23,7 +23,7 @@ pub mod vocab;
 use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
 
-// TEMP(reader): use ferrite_tensor::gguf::GgufFile;
+use ferrite_tensor::gguf::GgufFile;
 use tokenizers::AddedToken;
 
 pub use gguf_bpe::{pre_tokenizer_spec, PreTokenizerSpec};
@@ -58,10 +58,10 @@ impl std::fmt::Debug for Tokenizer {
 }
 
 impl Tokenizer {
-    // TEMP(reader): /// Builds the tokenizer a GGUF file describes (`tokenizer.ggml.*`).
-    // TEMP(reader): pub fn from_gguf(gguf: &GgufFile) -> Result<Tokenizer> {
-    // TEMP(reader):     Self::from_gguf_vocab(gguf_meta::vocab_from_gguf(gguf)?)
-    // TEMP(reader): }
+    /// Builds the tokenizer a GGUF file describes (`tokenizer.ggml.*`).
+    pub fn from_gguf(gguf: &GgufFile) -> Result<Tokenizer> {
+        Self::from_gguf_vocab(gguf_meta::vocab_from_gguf(gguf)?)
+    }
 
     /// Builds a tokenizer from GGUF vocabulary metadata already read into a [`GgufVocab`].
     pub fn from_gguf_vocab(mut vocab: GgufVocab) -> Result<Tokenizer> {

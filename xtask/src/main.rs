@@ -38,13 +38,22 @@ commands:
 
 #[derive(Debug, PartialEq, Eq)]
 enum Cmd {
-    FetchModels { dir: Option<PathBuf>, only: Vec<String> },
-    Test { dir: Option<PathBuf>, skip_fetch: bool, cargo_args: Vec<String> },
+    FetchModels {
+        dir: Option<PathBuf>,
+        only: Vec<String>,
+    },
+    Test {
+        dir: Option<PathBuf>,
+        skip_fetch: bool,
+        cargo_args: Vec<String>,
+    },
     Help,
 }
 
 fn parse(args: &[String]) -> Result<Cmd> {
-    let Some((cmd, rest)) = args.split_first() else { return Ok(Cmd::Help) };
+    let Some((cmd, rest)) = args.split_first() else {
+        return Ok(Cmd::Help);
+    };
     let mut dir = None;
     let mut only = Vec::new();
     let mut skip_fetch = false;
@@ -56,7 +65,10 @@ fn parse(args: &[String]) -> Result<Cmd> {
             let inline = a.strip_prefix(&format!("{flag}=")).map(str::to_string);
             match inline {
                 Some(v) => Ok(v),
-                None => it.next().cloned().with_context(|| format!("{flag} needs a value")),
+                None => it
+                    .next()
+                    .cloned()
+                    .with_context(|| format!("{flag} needs a value")),
             }
         };
         match a.as_str() {
@@ -64,10 +76,17 @@ fn parse(args: &[String]) -> Result<Cmd> {
                 cargo_args.extend(it.by_ref().cloned());
             }
             "--skip-fetch" if is_test => skip_fetch = true,
-            s if s == "--dir" || s.starts_with("--dir=") => dir = Some(PathBuf::from(value("--dir")?)),
+            s if s == "--dir" || s.starts_with("--dir=") => {
+                dir = Some(PathBuf::from(value("--dir")?))
+            }
             s if (s == "--only" || s.starts_with("--only=")) && !is_test => {
                 let v = value("--only")?;
-                only.extend(v.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from));
+                only.extend(
+                    v.split(',')
+                        .map(str::trim)
+                        .filter(|s| !s.is_empty())
+                        .map(String::from),
+                );
             }
             "-h" | "--help" => return Ok(Cmd::Help),
             other => bail!("unknown argument {other:?} for `{cmd}`\n\n{USAGE}"),
@@ -75,7 +94,11 @@ fn parse(args: &[String]) -> Result<Cmd> {
     }
     match cmd.as_str() {
         "fetch-models" => Ok(Cmd::FetchModels { dir, only }),
-        "test" => Ok(Cmd::Test { dir, skip_fetch, cargo_args }),
+        "test" => Ok(Cmd::Test {
+            dir,
+            skip_fetch,
+            cargo_args,
+        }),
         "help" | "-h" | "--help" => Ok(Cmd::Help),
         other => bail!("unknown command {other:?}\n\n{USAGE}"),
     }
@@ -92,9 +115,17 @@ fn main() -> ExitCode {
             let dir = dir.unwrap_or_else(fetch::default_models_dir);
             fetch::run(&dir, &only).map(drop)
         }
-        Cmd::Test { dir, skip_fetch, cargo_args } => {
+        Cmd::Test {
+            dir,
+            skip_fetch,
+            cargo_args,
+        } => {
             let models_dir = dir.unwrap_or_else(fetch::default_models_dir);
-            test::run(&test::TestArgs { models_dir, skip_fetch, cargo_args })
+            test::run(&test::TestArgs {
+                models_dir,
+                skip_fetch,
+                cargo_args,
+            })
         }
     });
     match result {
@@ -117,7 +148,9 @@ mod tests {
     #[test]
     fn parses_fetch_models() -> Result<()> {
         assert_eq!(
-            parse(&args("fetch-models --dir /m --only smollm2,gemma3 --only=minilm"))?,
+            parse(&args(
+                "fetch-models --dir /m --only smollm2,gemma3 --only=minilm"
+            ))?,
             Cmd::FetchModels {
                 dir: Some("/m".into()),
                 only: vec!["smollm2".into(), "gemma3".into(), "minilm".into()]
@@ -125,7 +158,10 @@ mod tests {
         );
         assert_eq!(
             parse(&args("fetch-models --dir=/x"))?,
-            Cmd::FetchModels { dir: Some("/x".into()), only: vec![] }
+            Cmd::FetchModels {
+                dir: Some("/x".into()),
+                only: vec![]
+            }
         );
         assert!(parse(&args("fetch-models --only")).is_err());
         assert!(parse(&args("fetch-models --skip-fetch")).is_err());
@@ -135,7 +171,9 @@ mod tests {
     #[test]
     fn parses_test_and_passes_the_rest_to_cargo() -> Result<()> {
         assert_eq!(
-            parse(&args("test --skip-fetch -- -p ferrite-tensor -- --nocapture"))?,
+            parse(&args(
+                "test --skip-fetch -- -p ferrite-tensor -- --nocapture"
+            ))?,
             Cmd::Test {
                 dir: None,
                 skip_fetch: true,

@@ -34,7 +34,10 @@ pub fn stamp_path(dir: &Path, name: &str) -> PathBuf {
 
 impl Stamp {
     pub fn render(&self) -> String {
-        format!("sha256 {}\nsize {}\nmtime_ns {}\n", self.sha256, self.size, self.mtime_ns)
+        format!(
+            "sha256 {}\nsize {}\nmtime_ns {}\n",
+            self.sha256, self.size, self.mtime_ns
+        )
     }
 
     /// Parses [`Stamp::render`]'s output; `None` for anything else.
@@ -48,7 +51,11 @@ impl Stamp {
                 _ => return None,
             }
         }
-        Some(Stamp { sha256: sha256?, size: size?, mtime_ns: mtime_ns? })
+        Some(Stamp {
+            sha256: sha256?,
+            size: size?,
+            mtime_ns: mtime_ns?,
+        })
     }
 
     /// Reads a stamp; a missing or unreadable one is `None` (the file just gets re-hashed).
@@ -84,7 +91,12 @@ pub fn is_fresh(stamp_file: &Path, file: &Path, expected_sha256: &str) -> bool {
 /// Records that `file` was just verified to hash to `sha256`.
 pub fn record(stamp_file: &Path, file: &Path, sha256: &str) -> Result<()> {
     let (size, mtime_ns) = file_identity(file)?;
-    Stamp { sha256: sha256.to_string(), size, mtime_ns }.write(stamp_file)
+    Stamp {
+        sha256: sha256.to_string(),
+        size,
+        mtime_ns,
+    }
+    .write(stamp_file)
 }
 
 #[cfg(test)]
@@ -95,7 +107,11 @@ mod tests {
     const SHA: &str = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53";
 
     fn stamp() -> Stamp {
-        Stamp { sha256: SHA.into(), size: 98_362_432, mtime_ns: 1_732_525_320_123_456_789 }
+        Stamp {
+            sha256: SHA.into(),
+            size: 98_362_432,
+            mtime_ns: 1_732_525_320_123_456_789,
+        }
     }
 
     #[test]
@@ -105,7 +121,13 @@ mod tests {
 
     #[test]
     fn garbage_is_no_stamp() {
-        for text in ["", "sha256 abc\n", "sha256 abc\nsize x\nmtime_ns 1\n", "hello world\n", "x"] {
+        for text in [
+            "",
+            "sha256 abc\n",
+            "sha256 abc\nsize x\nmtime_ns 1\n",
+            "hello world\n",
+            "x",
+        ] {
             assert_eq!(Stamp::parse(text), None, "{text:?}");
         }
     }
@@ -118,7 +140,10 @@ mod tests {
         assert!(!s.vouches_for(SHA, s.size + 1, s.mtime_ns), "size changed");
         assert!(!s.vouches_for(SHA, s.size, s.mtime_ns + 1), "mtime changed");
         let other = "0".repeat(64);
-        assert!(!s.vouches_for(&other, s.size, s.mtime_ns), "table digest changed");
+        assert!(
+            !s.vouches_for(&other, s.size, s.mtime_ns),
+            "table digest changed"
+        );
     }
 
     #[test]
@@ -126,7 +151,10 @@ mod tests {
         let dir = TempDir::new("stamp")?;
         let file = dir.path().join("m.gguf");
         let st = stamp_path(dir.path(), "m.gguf");
-        assert_eq!(st.file_name().and_then(|n| n.to_str()), Some(".m.gguf.verified"));
+        assert_eq!(
+            st.file_name().and_then(|n| n.to_str()),
+            Some(".m.gguf.verified")
+        );
         std::fs::write(&file, b"weights")?;
         assert!(!is_fresh(&st, &file, SHA), "no stamp yet");
         record(&st, &file, SHA)?;

@@ -52,8 +52,7 @@ impl TempDir {
         use std::sync::atomic::{AtomicUsize, Ordering};
         static N: AtomicUsize = AtomicUsize::new(0);
         let n = N.fetch_add(1, Ordering::Relaxed);
-        let path =
-            std::env::temp_dir().join(format!("xtask-{tag}-{}-{n}", std::process::id()));
+        let path = std::env::temp_dir().join(format!("xtask-{tag}-{}-{n}", std::process::id()));
         remove_any(&path);
         std::fs::create_dir_all(&path).with_context(|| format!("creating {}", path.display()))?;
         Ok(Self(TempPath::new(path)))

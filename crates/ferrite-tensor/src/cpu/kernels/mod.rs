@@ -40,6 +40,8 @@ mod avx512_kquants;
 mod avx512_legacy;
 #[cfg(target_arch = "x86_64")]
 mod float_simd;
+#[cfg(target_arch = "x86_64")]
+mod quantize;
 #[cfg(test)]
 pub(crate) mod tests;
 
@@ -47,7 +49,7 @@ use std::sync::OnceLock;
 
 pub use detect::Isa;
 
-use crate::quant::act::{ActRow, ACT_GROUP};
+use crate::quant::act::{quantize_block_scalar, ActRow, ACT_GROUP};
 use crate::{DType, Error, Result};
 
 /// Most activation rows one kernel call takes.
@@ -62,6 +64,12 @@ pub const MAX_ROWS: usize = 4;
 /// `out` covers every written index; every activation row covers a weight row rounded up to
 /// [`ACT_GROUP`] values. [`Kernels::quant_dot`] checks all of this.
 type QuantDot = unsafe fn(w: &[u8], row_bytes: usize, xs: &[ActRow<'_>], out: &mut [f32], stride: usize);
+
+/// Quantizes one activation block: returns `d` and the sums of the two 16-value halves.
+///
+/// # Safety
+/// The CPU supports the kernel's [`Isa`].
+type QuantizeBlock = unsafe fn(x: &[f32; 32], q: &mut [i8; 32]) -> (f32, i32, i32);
 
 /// As [`QuantDot`] for float weights (as bytes) and f32 activation rows of the row length.
 type FloatDot = unsafe fn(w: &[u8], row_bytes: usize, xs: &[&[f32]], out: &mut [f32], stride: usize);
@@ -81,6 +89,7 @@ pub struct Kernels {
     f32: FloatDot,
     f16: FloatDot,
     bf16: FloatDot,
+    quantize: QuantizeBlock,
 }
 
 impl Kernels {
@@ -110,6 +119,7 @@ impl Kernels {
                 f32: float_simd::f32_avx2,
                 f16: float_simd::f16_avx2,
                 bf16: float_simd::bf16_avx2,
+                quantize: quantize_block_scalar,
             }),
             #[cfg(target_arch = "x86_64")]
             Isa::Avx512Vnni => Some(Kernels {
@@ -124,6 +134,7 @@ impl Kernels {
                 f32: float_simd::f32_avx512,
                 f16: float_simd::f16_avx512,
                 bf16: float_simd::bf16_avx512,
+                quantize: quantize::block_avx512,
             }),
             #[cfg(not(target_arch = "x86_64"))]
             _ => None,
@@ -143,11 +154,19 @@ impl Kernels {
             f32: scalar::f32_dot,
             f16: scalar::f16_dot,
             bf16: scalar::bf16_dot,
+            quantize: quantize_block_scalar,
         }
     }
 
     pub fn isa(&self) -> Isa {
         self.isa
+    }
+
+    /// Quantizes one 32-value activation block into `q`; returns its scale `d` and the sums of
+    /// `q` over the two 16-value halves (see [`crate::quant::act`]).
+    pub fn quantize_block(&self, x: &[f32; 32], q: &mut [i8; 32]) -> (f32, i32, i32) {
+        // SAFETY: `self` was built by `for_isa`, which checked the CPU supports its level.
+        unsafe { (self.quantize)(x, q) }
     }
 
     fn quant_fn(&self, dtype: DType) -> Option<QuantDot> {

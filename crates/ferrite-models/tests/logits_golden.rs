@@ -2,10 +2,13 @@
 //! `gguf`-dequantized weights (scripts/reference_logits.py, outputs in tests/golden/).
 //!
 //! Tolerance: ferrite quantizes activations to 8-bit blocks for the integer dot products (as
-//! llama.cpp does) and keeps the KV cache in f16, while the reference is f32/f64 throughout;
-//! the measured error is a few hundredths of a logit. We require the same top-1 token, every
-//! checked logit within `ATOL + RTOL * logit_std` of the reference, and the reference top-5
-//! inside our top-10.
+//! llama.cpp does) and keeps the KV cache in f16, while the reference is f32/f64 throughout.
+//! With f32 activations (an earlier, slower matmul) the error was at most 0.056; with 8-bit
+//! activations it grows to about 0.3 logits (2% of the top logit) after 30 layers, and to 0.64
+//! on a low-probability logit of the 602-token gemma3 prompt (logit std 4.7): the same kind of
+//! drift llama.cpp has. We require the same top-1 token, every checked logit within
+//! `ATOL + RTOL * logit_std` of the reference, and the reference top-5 inside our top-10.
+//! Token-exact agreement with llama.cpp itself is tested by ferrite-server's greedy goldens.
 
 use ferrite_models::{load_weights, Batch, KvCache, Llama};
 use ferrite_tensor::model_files::{test_model, GEMMA3, QWEN25, SMOLLM2};
@@ -13,7 +16,7 @@ use ferrite_tensor::{DType, Device};
 use serde_json::Value;
 
 const ATOL: f64 = 0.05;
-const RTOL: f64 = 0.05;
+const RTOL: f64 = 0.16;
 
 fn check(model_file: &str, golden: &str) {
     let Some(path) = test_model(model_file) else { return };

@@ -46,11 +46,8 @@ fn check_case(tok: &Tokenizer, case: &Case) -> Vec<String> {
     if decoded != case.text {
         bad.push(format!("{name}: decode gives {decoded:?}, want {:?}", case.text));
     }
-    let pieces: Vec<u8> = case
-        .no_bos
-        .iter()
-        .flat_map(|&id| tok.token_to_piece(id, true).expect("piece").to_vec())
-        .collect();
+    let pieces: Vec<u8> =
+        case.no_bos.iter().flat_map(|&id| tok.token_to_piece(id, true).expect("piece").to_vec()).collect();
     if pieces != case.text.as_bytes() {
         bad.push(format!("{name}: pieces give {:?}", String::from_utf8_lossy(&pieces)));
     }

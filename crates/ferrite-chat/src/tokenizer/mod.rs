@@ -113,9 +113,7 @@ impl Tokenizer {
             .iter()
             .zip(&vocab.token_types)
             .map(|(text, ty)| match ty {
-                TokenType::Control | TokenType::UserDefined | TokenType::Unknown => {
-                    text.as_bytes().into()
-                }
+                TokenType::Control | TokenType::UserDefined | TokenType::Unknown => text.as_bytes().into(),
                 _ => piece::piece_bytes(&style, text).into_boxed_slice(),
             })
             .collect();

@@ -86,7 +86,7 @@ pub fn gguf_to_hf(name: &str, arch: Arch) -> Option<String> {
 impl WeightSource for HfWeights {
     fn tensor(&self, name: &str) -> Result<Tensor> {
         let hf = gguf_to_hf(name, self.arch).ok_or_else(|| Error::MissingWeight(name.into()))?;
-        if !self.st.contains(&hf) {
+        if !self.st.tensor_info(&hf).is_some() {
             return Err(Error::MissingWeight(format!("{name} ({hf})")));
         }
         let t = self.st.tensor(&hf)?;
@@ -99,7 +99,7 @@ impl WeightSource for HfWeights {
         Ok(t)
     }
     fn contains(&self, name: &str) -> bool {
-        gguf_to_hf(name, self.arch).is_some_and(|hf| self.st.contains(&hf))
+        gguf_to_hf(name, self.arch).is_some_and(|hf| self.st.tensor_info(&hf).is_some())
     }
 }
 

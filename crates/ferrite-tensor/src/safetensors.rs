@@ -76,10 +76,13 @@ impl std::fmt::Debug for SafetensorsModel {
     }
 }
 
-/// Parses one safetensors file's header; the infos are in data order.
-fn parse_shard(bytes: &[u8], shard: usize) -> Result<(Vec<SafetensorsTensorInfo>, Option<HashMap<String, String>>)> {
-    let (header_len, meta) = safetensors::SafeTensors::read_metadata(bytes)
-        .map_err(|e| malformed(format!("invalid header: {e:?}")))?;
+/// What one file's header holds: tensor infos (in data order) and `__metadata__`.
+type ShardHeader = (Vec<SafetensorsTensorInfo>, Option<HashMap<String, String>>);
+
+/// Parses one safetensors file's header.
+fn parse_shard(bytes: &[u8], shard: usize) -> Result<ShardHeader> {
+    let (header_len, meta) =
+        safetensors::SafeTensors::read_metadata(bytes).map_err(|e| malformed(format!("invalid header: {e:?}")))?;
     // read_metadata checked that 8 + header + data is exactly the buffer.
     let data_start = header_len.checked_add(8).ok_or_else(|| malformed("header length overflows"))?;
     let mut infos = Vec::new();
@@ -156,8 +159,7 @@ impl SafetensorsModel {
     pub fn open_file(path: impl AsRef<Path>) -> Result<SafetensorsModel> {
         let path = path.as_ref();
         let bytes = map_file(path)?;
-        let (tensors, metadata) =
-            parse_shard((*bytes).as_ref(), 0).map_err(|e| in_file(e, path))?;
+        let (tensors, metadata) = parse_shard((*bytes).as_ref(), 0).map_err(|e| in_file(e, path))?;
         SafetensorsModel::build(vec![Shard { path: Some(path.to_path_buf()), bytes, metadata }], tensors)
     }
 
@@ -170,8 +172,8 @@ impl SafetensorsModel {
             return Err(malformed(format!("index {} is {size} bytes (too large)", path.display())));
         }
         let text = std::fs::read(path).map_err(|e| io_error(path, e))?;
-        let index: IndexJson = serde_json::from_slice(&text)
-            .map_err(|e| malformed(format!("index {}: {e}", path.display())))?;
+        let index: IndexJson =
+            serde_json::from_slice(&text).map_err(|e| malformed(format!("index {}: {e}", path.display())))?;
         let dir = path.parent().unwrap_or_else(|| Path::new("."));
 
         let mut files: Vec<&str> = index.weight_map.values().map(String::as_str).collect();
@@ -191,9 +193,9 @@ impl SafetensorsModel {
         let mut tensors = Vec::with_capacity(index.weight_map.len());
         for (name, file) in &index.weight_map {
             let i = files.binary_search(&file.as_str()).map_err(|_| malformed("index shard lookup"))?;
-            let info = by_shard[i].remove(name).ok_or_else(|| {
-                malformed(format!("index maps `{name}` to {file}, which does not hold it"))
-            })?;
+            let info = by_shard[i]
+                .remove(name)
+                .ok_or_else(|| malformed(format!("index maps `{name}` to {file}, which does not hold it")))?;
             tensors.push(info);
         }
         tensors.sort_by(|a, b| (a.shard, a.offset, &a.name).cmp(&(b.shard, b.offset, &b.name)));

@@ -111,7 +111,8 @@ fn check_model(file: &str, key: &str) {
     for (t, want) in f.tensor_infos().iter().zip(gt) {
         assert_eq!(Some(t.name.as_str()), want[0].as_str());
         assert_eq!(Some(format!("{:?}", t.dtype).as_str()), want[1].as_str(), "{}", t.name);
-        let shape: Vec<usize> = want[2].as_array().expect("shape").iter().filter_map(Value::as_u64).map(|d| d as usize).collect();
+        let shape: Vec<usize> =
+            want[2].as_array().expect("shape").iter().filter_map(Value::as_u64).map(|d| d as usize).collect();
         assert_eq!(t.shape.dims(), &shape[..], "{}", t.name);
         assert_eq!(Some(t.offset as u64), want[3].as_u64(), "{}", t.name);
         assert_eq!(Some(t.len_bytes as u64), want[4].as_u64(), "{}", t.name);

@@ -81,7 +81,8 @@ fn minilm_matches_reference() {
         assert_eq!(Some(name), w[0].as_str());
         let info = m.tensor_info(name).expect("info");
         assert_eq!(Some(info.dtype_name.as_str()), w[1].as_str(), "{name}");
-        let shape: Vec<usize> = w[2].as_array().expect("shape").iter().filter_map(Value::as_u64).map(|d| d as usize).collect();
+        let shape: Vec<usize> =
+            w[2].as_array().expect("shape").iter().filter_map(Value::as_u64).map(|d| d as usize).collect();
         assert_eq!(info.shape.dims(), &shape[..], "{name}");
         assert_eq!(m.tensor_data(name).expect("data").len(), info.len_bytes);
     }
@@ -93,7 +94,8 @@ fn minilm_matches_reference() {
         let r = TensorRead::new(&t, "test").expect("read");
         assert_eq!(sha256(r.bytes()), v["sha256"].as_str().unwrap_or(""), "{name}");
         let vals = r.f32().expect("aligned f32");
-        let first: Vec<f32> = v["first"].as_array().expect("first").iter().filter_map(Value::as_f64).map(|x| x as f32).collect();
+        let first: Vec<f32> =
+            v["first"].as_array().expect("first").iter().filter_map(Value::as_f64).map(|x| x as f32).collect();
         assert_eq!(&vals[..first.len()], &first[..], "{name}");
         let sum: f64 = vals.iter().map(|&x| f64::from(x)).sum();
         let want = v["sum"].as_f64().unwrap_or(f64::NAN);
@@ -134,7 +136,7 @@ fn in_memory_file() {
 fn misaligned_float_data_is_copied_not_rejected() {
     // An unpadded header puts the f32 data at an odd offset.
     let mut h = br#"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}"#.to_vec();
-    if (8 + h.len()) % 4 == 0 {
+    if (8 + h.len()).is_multiple_of(4) {
         h.push(b' ');
     }
     let mut bytes = (h.len() as u64).to_le_bytes().to_vec();

@@ -1,29 +1,87 @@
 //! Matrix multiplication `x [m, k] · w[n, k]ᵀ` with weights of any dtype, read in place.
 //!
-//! (Placeholder scalar path: dequantize a weight row, dot with each activation row. The fast
-//! SIMD/integer kernels replace the inner part.)
+//! Quantized weights: each activation row is quantized once to 8-bit blocks
+//! ([`crate::quant::act`]) and the integer kernels ([`super::kernels`]) run on the raw GGUF
+//! blocks. Float weights (f32/f16/bf16) are widened on the fly against f32 activations.
+//!
+//! * Matvec (`m == 1`, decode): the weight rows are split across the rayon threads in a few
+//!   large contiguous chunks, each streamed once from memory.
+//! * Matmul (`m > 1`, prefill): each thread takes a contiguous range of weight rows and walks it
+//!   in tiles small enough to stay in L2; for each tile, every group of 4 activation rows is
+//!   run against every weight row, so a weight block is fetched from memory once and unpacked
+//!   once per 4 activation rows. Results are gathered `[n, m]` per thread and transposed.
 
 use rayon::prelude::*;
 
+use crate::cpu::kernels::{Kernels, MAX_ROWS};
 use crate::cpu::{expect_f32, f32_tensor, TensorRead};
+use crate::quant::act::{ActRow, QuantizedActs};
 use crate::{DType, Error, Result, Tensor};
+
+/// Bytes of weights in one prefill tile (kept in L2 while all activation rows pass over it).
+const TILE_BYTES: usize = 96 * 1024;
+/// Chunks per thread for work splitting (a little slack for uneven thread speed).
+const CHUNKS_PER_THREAD: usize = 4;
 
 /// `out [m, n] = x [m, k] · w [n, k]ᵀ`, where `w` holds `n` rows of `k` elements of `w_dtype`.
 pub fn matmul(x: &[f32], m: usize, k: usize, w: &[u8], w_dtype: DType, n: usize, out: &mut [f32]) -> Result<()> {
     let row_bytes = w_dtype
         .bytes_for(k)
         .ok_or(Error::NotBlockAligned { dtype: w_dtype, numel: k, block: w_dtype.block_size() })?;
-    if x.len() != m * k || out.len() != m * n || w.len() != n * row_bytes {
+    let sizes = (m.checked_mul(k), m.checked_mul(n), n.checked_mul(row_bytes));
+    if sizes != (Some(x.len()), Some(out.len()), Some(w.len())) {
         return Err(Error::shape("matmul", format!("x {} (m={m}, k={k}), w {} bytes (n={n}), out {}", x.len(), w.len(), out.len())));
     }
-    let mut wt = vec![0f32; n * k];
-    wt.par_chunks_mut(k.max(1))
-        .zip(w.par_chunks(row_bytes.max(1)))
-        .try_for_each(|(dst, src)| crate::quant::dequantize(w_dtype, src, dst))?;
-    out.par_chunks_mut(n.max(1)).zip(x.par_chunks(k.max(1))).for_each(|(o, xr)| {
-        for (j, oj) in o.iter_mut().enumerate() {
-            let wr = &wt[j * k..(j + 1) * k];
-            *oj = wr.iter().zip(xr).map(|(a, b)| a * b).sum();
+    if m == 0 || n == 0 {
+        return Ok(());
+    }
+    if k == 0 {
+        out.fill(0.0);
+        return Ok(());
+    }
+    let kern = Kernels::best();
+    if w_dtype.is_quantized() {
+        let mut acts = QuantizedActs::new();
+        acts.quantize(x, k)?;
+        let rows: Vec<ActRow<'_>> = (0..m).map(|r| acts.row(r)).collect();
+        drive(m, n, row_bytes, w, out, |wt, rs, o, stride| kern.quant_dot(w_dtype, wt, row_bytes, &rows[rs], o, stride))
+    } else {
+        let rows: Vec<&[f32]> = x.chunks_exact(k).collect();
+        drive(m, n, row_bytes, w, out, |wt, rs, o, stride| kern.float_dot(w_dtype, wt, row_bytes, &rows[rs], o, stride))
+    }
+}
+
+/// Splits the work over threads and tiles; `dot(w_rows, act_rows, out, stride)` computes
+/// `out[j·stride + r]` for the weight rows `w_rows` and activation rows `act_rows`.
+fn drive<F>(m: usize, n: usize, row_bytes: usize, w: &[u8], out: &mut [f32], dot: F) -> Result<()>
+where
+    F: Fn(&[u8], std::ops::Range<usize>, &mut [f32], usize) -> Result<()> + Sync,
+{
+    let threads = rayon::current_num_threads().max(1);
+    let chunk = n.div_ceil(threads * CHUNKS_PER_THREAD).max(16);
+    if m == 1 {
+        return out
+            .par_chunks_mut(chunk)
+            .zip(w.par_chunks(chunk * row_bytes))
+            .try_for_each(|(o, wc)| dot(wc, 0..1, o, 1));
+    }
+    let tile = (TILE_BYTES / row_bytes).clamp(4, chunk);
+    let mut t = vec![0f32; n * m];
+    t.par_chunks_mut(chunk * m).zip(w.par_chunks(chunk * row_bytes)).try_for_each(|(tc, wc)| {
+        for (tt, wt) in tc.chunks_mut(tile * m).zip(wc.chunks(tile * row_bytes)) {
+            let mut r0 = 0;
+            while r0 < m {
+                let r1 = (r0 + MAX_ROWS).min(m);
+                dot(wt, r0..r1, &mut tt[r0..], m)?;
+                r0 = r1;
+            }
+        }
+        Ok(())
+    })?;
+    // Transpose [n, m] -> [m, n].
+    out.par_chunks_mut(n).enumerate().for_each(|(r, o)| {
+        for (j, v) in o.iter_mut().enumerate() {
+            *v = t[j * m + r];
         }
     });
     Ok(())
@@ -51,4 +109,83 @@ pub fn matmul_tensor(x: &Tensor, w: &Tensor) -> Result<Tensor> {
         *l = n;
     }
     f32_tensor(out, dims, x.device())
+}
+
+#[cfg(test)]
+mod tests {
+    use rand::rngs::StdRng;
+    use rand::{Rng, SeedableRng};
+
+    use super::*;
+    use crate::cpu::kernels::tests::{random_blocks, random_floats};
+    use crate::quant::dequantize;
+    use crate::Device;
+
+    /// Every dtype, several m (matvec, fewer and more rows than a kernel group, odd counts),
+    /// against an f64 reference with the activation-quantization bound of `kernels::tests`.
+    #[test]
+    fn matmul_matches_f64_reference_for_every_dtype() {
+        let mut rng = StdRng::seed_from_u64(3);
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(3).build().expect("pool");
+        for dtype in DType::ALL {
+            let k = if dtype.block_size() == 256 { 512 } else { 96 * dtype.block_size().max(1) / 32 * 3 };
+            let n = 37;
+            let w = if dtype.is_quantized() {
+                random_blocks(dtype, n * k / dtype.block_size(), &mut rng)
+            } else {
+                random_floats(dtype, n * k, &mut rng)
+            };
+            let mut wf = vec![0f32; n * k];
+            dequantize(dtype, &w, &mut wf).expect("dequantize");
+            for m in [1usize, 2, 4, 5, 9, 17] {
+                let x: Vec<f32> = (0..m * k).map(|_| rng.gen_range(-1.5f32..1.5)).collect();
+                let mut out = vec![f32::NAN; m * n];
+                pool.install(|| matmul(&x, m, k, &w, dtype, n, &mut out)).expect("matmul");
+                for r in 0..m {
+                    let xr = &x[r * k..(r + 1) * k];
+                    let amax: Vec<f64> = xr.chunks(32).map(|c| c.iter().fold(0f64, |a, v| a.max(v.abs() as f64))).collect();
+                    for j in 0..n {
+                        let wr = &wf[j * k..(j + 1) * k];
+                        let reference: f64 = wr.iter().zip(xr).map(|(&a, &b)| a as f64 * b as f64).sum();
+                        let mag: f64 = wr.iter().zip(xr).map(|(&a, &b)| (a as f64 * b as f64).abs()).sum();
+                        let step: f64 = if dtype.is_quantized() {
+                            wr.iter().enumerate().map(|(e, &a)| a.abs() as f64 * amax[e / 32] / 127.0 * 0.5 * 1.0001).sum()
+                        } else {
+                            0.0
+                        };
+                        let got = out[r * n + j] as f64;
+                        let tol = step + 1e-4 * mag + 1e-6;
+                        assert!((got - reference).abs() <= tol, "{dtype:?} m={m} ({r},{j}): {got} vs {reference} (tol {tol})");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn matmul_rejects_bad_shapes() {
+        let w = vec![0u8; 2 * 18];
+        let mut out = vec![0f32; 2];
+        assert!(matmul(&[0.0; 32], 1, 32, &w, DType::Q4_0, 2, &mut out).is_ok());
+        assert!(matmul(&[0.0; 31], 1, 32, &w, DType::Q4_0, 2, &mut out).is_err());
+        assert!(matmul(&[0.0; 33], 1, 33, &w, DType::Q4_0, 2, &mut out).is_err());
+        assert!(matmul(&[0.0; 32], 1, 32, &w[..35], DType::Q4_0, 2, &mut out).is_err());
+        assert!(matmul(&[0.0; 32], 1, 32, &w, DType::Q4_0, 2, &mut out[..1]).is_err());
+    }
+
+    #[test]
+    fn tensor_matmul_keeps_leading_dims() {
+        let dev = Device::cpu_with_threads(2).expect("device");
+        let mut rng = StdRng::seed_from_u64(5);
+        let w = random_blocks(DType::Q8_0, 3 * 2, &mut rng);
+        let wt = Tensor::from_bytes(&w, DType::Q8_0, vec![3, 64], &dev).expect("w");
+        let x: Vec<f32> = (0..2 * 5 * 64).map(|i| (i % 13) as f32 * 0.1 - 0.6).collect();
+        let xt = Tensor::from_f32(&x, vec![2, 5, 64], &dev).expect("x");
+        let y = xt.matmul(&wt).expect("matmul");
+        assert_eq!(y.dims(), &[2, 5, 3]);
+        let got = y.to_vec_f32().expect("read");
+        let mut want = vec![0f32; 30];
+        matmul(&x, 10, 64, &w, DType::Q8_0, 3, &mut want).expect("flat");
+        assert_eq!(got, want);
+    }
 }

@@ -165,10 +165,17 @@ impl GgufFile {
 /// address is not a multiple of its element size (possible with in-memory bytes, or with a
 /// safetensors header whose length is not padded) is copied into aligned storage instead, so
 /// f32/f16 views of the tensor always work.
-pub(crate) fn mapped_tensor(bytes: &SharedBytes, offset: usize, len: usize, dtype: DType, shape: Shape) -> Result<Tensor> {
+pub(crate) fn mapped_tensor(
+    bytes: &SharedBytes,
+    offset: usize,
+    len: usize,
+    dtype: DType,
+    shape: Shape,
+) -> Result<Tensor> {
     let all = (**bytes).as_ref();
     let end = offset.checked_add(len).filter(|&e| e <= all.len());
-    let misaligned = dtype.is_float() && (all.as_ptr() as usize).wrapping_add(offset) % dtype.type_size() != 0;
+    let misaligned =
+        dtype.is_float() && !(all.as_ptr() as usize).wrapping_add(offset).is_multiple_of(dtype.type_size());
     match end {
         Some(end) if misaligned => Tensor::from_bytes(&all[offset..end], dtype, shape, &Device::cpu()),
         _ => {

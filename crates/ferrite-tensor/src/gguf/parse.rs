@@ -95,7 +95,8 @@ impl<'a> Cursor<'a> {
         let at = self.pos;
         let len = self.count(what, 1)?;
         let bytes = self.take(len, what)?;
-        String::from_utf8(bytes.to_vec())
+        std::str::from_utf8(bytes)
+            .map(str::to_owned)
             .map_err(|e| malformed(format!("{what} at offset {at} is not valid UTF-8: {e}")))
     }
 
@@ -130,9 +131,7 @@ impl<'a> Cursor<'a> {
             T::String => GgufValue::String(self.string(key)?),
             T::Array => {
                 if depth >= MAX_ARRAY_DEPTH {
-                    return Err(malformed(format!(
-                        "arrays nested deeper than {MAX_ARRAY_DEPTH} in `{key}`"
-                    )));
+                    return Err(malformed(format!("arrays nested deeper than {MAX_ARRAY_DEPTH} in `{key}`")));
                 }
                 let item = self.value_type(key)?;
                 let n = self.count("array length", item.min_encoded_len())?;
@@ -150,10 +149,9 @@ fn check_version(version: u32) -> Result<()> {
     match version {
         2 | 3 => Ok(()),
         1 => Err(malformed("GGUF version 1 is not supported (only versions 2 and 3)")),
-        v if matches!(v.swap_bytes(), 2 | 3) => Err(malformed(format!(
-            "big-endian GGUF (version {}) is not supported",
-            v.swap_bytes()
-        ))),
+        v if matches!(v.swap_bytes(), 2 | 3) => {
+            Err(malformed(format!("big-endian GGUF (version {}) is not supported", v.swap_bytes())))
+        }
         v => Err(malformed(format!("unsupported GGUF version {v} (only versions 2 and 3)"))),
     }
 }
@@ -179,9 +177,7 @@ fn tensor_info(c: &mut Cursor<'_>) -> Result<(GgufTensorInfo, u64)> {
     let offset = c.u64("tensor offset")?;
     // GGUF lists ne[0] (the row length) first; Shape is outermost first.
     let shape = Shape::new(ne[..n_dims].iter().rev().copied().collect::<Vec<_>>());
-    let numel = shape
-        .checked_numel()
-        .ok_or_else(|| malformed(format!("tensor `{name}` shape {shape:?} overflows")))?;
+    let numel = shape.checked_numel().ok_or_else(|| malformed(format!("tensor `{name}` shape {shape:?} overflows")))?;
     if ne[0] % dtype.block_size() != 0 {
         return Err(malformed(format!(
             "tensor `{name}` row length {} is not a multiple of the {dtype} block size {}",
@@ -243,10 +239,8 @@ pub(super) fn parse(buf: &[u8]) -> Result<Parsed> {
         tensors.push(info);
         relative.push(offset);
     }
-    let data_offset = c
-        .pos
-        .checked_next_multiple_of(alignment)
-        .ok_or_else(|| malformed("data section offset overflows"))?;
+    let data_offset =
+        c.pos.checked_next_multiple_of(alignment).ok_or_else(|| malformed("data section offset overflows"))?;
 
     for (info, &rel) in tensors.iter_mut().zip(&relative) {
         if rel % alignment as u64 != 0 {

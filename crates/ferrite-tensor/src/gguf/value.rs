@@ -3,36 +3,62 @@
 /// One GGUF metadata value. Arrays may nest (an array of arrays), as the format allows.
 #[derive(Debug, Clone, PartialEq)]
 pub enum GgufValue {
+    /// An unsigned 8-bit integer.
     U8(u8),
+    /// A signed 8-bit integer.
     I8(i8),
+    /// An unsigned 16-bit integer.
     U16(u16),
+    /// A signed 16-bit integer.
     I16(i16),
+    /// An unsigned 32-bit integer.
     U32(u32),
+    /// A signed 32-bit integer.
     I32(i32),
+    /// An unsigned 64-bit integer.
     U64(u64),
+    /// A signed 64-bit integer.
     I64(i64),
+    /// A 32-bit float.
     F32(f32),
+    /// A 64-bit float.
     F64(f64),
+    /// A boolean (one byte, 0 or 1).
     Bool(bool),
+    /// A UTF-8 string.
     String(String),
+    /// An array of values of one type.
     Array(Vec<GgufValue>),
 }
 
 /// The GGUF value type ids (`gguf_type` in ggml), as stored in the file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum GgufValueType {
+    /// Type id 0: unsigned 8-bit integer.
     U8 = 0,
+    /// Type id 1: signed 8-bit integer.
     I8 = 1,
+    /// Type id 2: unsigned 16-bit integer.
     U16 = 2,
+    /// Type id 3: signed 16-bit integer.
     I16 = 3,
+    /// Type id 4: unsigned 32-bit integer.
     U32 = 4,
+    /// Type id 5: signed 32-bit integer.
     I32 = 5,
+    /// Type id 6: 32-bit float.
     F32 = 6,
+    /// Type id 7: boolean (one byte, 0 or 1).
     Bool = 7,
+    /// Type id 8: UTF-8 string.
     String = 8,
+    /// Type id 9: array of values of one type.
     Array = 9,
+    /// Type id 10: unsigned 64-bit integer.
     U64 = 10,
+    /// Type id 11: signed 64-bit integer.
     I64 = 11,
+    /// Type id 12: 64-bit float.
     F64 = 12,
 }
 

@@ -73,7 +73,13 @@ impl GgufWriter {
 
     /// Appends a tensor. `shape` is outermost first (it is written reversed, as GGUF's `ne[]`);
     /// `data` must hold exactly the bytes of `shape` elements of `dtype`.
-    pub fn tensor(mut self, name: impl Into<String>, dtype: DType, shape: impl Into<Shape>, data: &[u8]) -> Result<Self> {
+    pub fn tensor(
+        mut self,
+        name: impl Into<String>,
+        dtype: DType,
+        shape: impl Into<Shape>,
+        data: &[u8],
+    ) -> Result<Self> {
         let (name, shape) = (name.into(), shape.into());
         let need = shape.checked_numel().and_then(|n| dtype.bytes_for(n));
         if need != Some(data.len()) {

@@ -1,6 +1,7 @@
 //! GGUF block formats: layouts ([`blocks`]), bit-exact dequantization, and the 8-bit activation
 //! blocks used by the integer dot products.
 
+pub mod act;
 pub mod blocks;
 mod dequant;
 

@@ -1,0 +1,225 @@
+//! Quantized matvec (decode) and matmul (prefill) at the shapes of SmolLM2-135M and
+//! Qwen2.5-0.5B, on 2 threads, against the machine's measured read bandwidth.
+//!
+//! Every case cycles through enough copies of its weight matrix to exceed 4x the L3 cache, so
+//! matvec figures are DRAM streaming rates, not cache rates. Before criterion runs, a summary
+//! prints each matvec's weight GB/s (median of timed runs) next to the read bandwidth measured
+//! in the same process (2-thread sum over a 256 MiB buffer), and the prefill GFLOP/s.
+//!
+//! `cargo bench -p ferrite-benches` (about 2 minutes). `FERRITE_ISA=avx2|scalar` compares levels.
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use ferrite_tensor::cpu::kernels::Kernels;
+use ferrite_tensor::cpu::matmul::matmul;
+use ferrite_tensor::DType;
+use half::f16;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+const THREADS: usize = 2;
+/// Working set per case: 4x the 32 MiB L3.
+const STREAM_BYTES: usize = 128 << 20;
+const BANDWIDTH_BYTES: usize = 256 << 20;
+const PREFILL_M: usize = 64;
+
+struct Case {
+    name: &'static str,
+    dtype: DType,
+    k: usize,
+    n: usize,
+}
+
+const CASES: &[Case] = &[
+    Case { name: "smollm2_ffn_up", dtype: DType::Q4_1, k: 576, n: 1536 },
+    Case { name: "smollm2_ffn_down", dtype: DType::Q4_1, k: 1536, n: 576 },
+    Case { name: "smollm2_output", dtype: DType::Q8_0, k: 576, n: 49152 },
+    Case { name: "qwen25_ffn_up", dtype: DType::Q5_0, k: 896, n: 4864 },
+    Case { name: "qwen25_ffn_down", dtype: DType::Q4_K, k: 4864, n: 896 },
+    Case { name: "qwen25_ffn_down", dtype: DType::Q6_K, k: 4864, n: 896 },
+    Case { name: "qwen25_output", dtype: DType::Q8_0, k: 896, n: 151936 },
+];
+
+/// Cases also run as prefill (m = 64).
+const PREFILL: &[usize] = &[0, 2, 3, 4, 5];
+
+fn pool() -> rayon::ThreadPool {
+    rayon::ThreadPoolBuilder::new().num_threads(THREADS).build().expect("thread pool")
+}
+
+/// Random blocks with sane f16 scales; `copies` matrices back to back.
+fn weights(dtype: DType, k: usize, n: usize, copies: usize, rng: &mut StdRng) -> Vec<u8> {
+    let ts = dtype.type_size();
+    let blocks = n * k / dtype.block_size() * copies;
+    let mut w = vec![0u8; blocks * ts];
+    rng.fill(&mut w[..]);
+    let scales: &[usize] = match dtype {
+        DType::Q6_K => &[208],
+        DType::Q4_1 | DType::Q4_K | DType::Q5_K => &[0, 2],
+        _ => &[0],
+    };
+    for b in w.chunks_exact_mut(ts) {
+        for &o in scales {
+            b[o..o + 2].copy_from_slice(&f16::from_f32(rng.gen_range(0.001f32..0.02)).to_le_bytes());
+        }
+    }
+    w
+}
+
+/// Weight matrices of one case, cycled so each call streams a matrix not in cache.
+struct Stream {
+    w: Vec<u8>,
+    bytes: usize,
+    copies: usize,
+    next: usize,
+}
+
+impl Stream {
+    fn new(c: &Case, rng: &mut StdRng) -> Stream {
+        let bytes = c.dtype.bytes_for(c.k).expect("row") * c.n;
+        let copies = STREAM_BYTES.div_ceil(bytes).max(1);
+        Stream { w: weights(c.dtype, c.k, c.n, copies, rng), bytes, copies, next: 0 }
+    }
+
+    fn next(&mut self) -> &[u8] {
+        let i = self.next;
+        self.next = (i + 1) % self.copies;
+        &self.w[i * self.bytes..(i + 1) * self.bytes]
+    }
+}
+
+/// Read bandwidth: a 2-thread sum over a buffer 8x the L3 (median of 9 passes), in GB/s.
+fn read_bandwidth(pool: &rayon::ThreadPool) -> f64 {
+    use rayon::prelude::*;
+    let buf: Vec<u64> = (0..BANDWIDTH_BYTES / 8).map(|i| i as u64).collect();
+    let half = buf.len().div_ceil(THREADS);
+    let mut times: Vec<f64> = (0..9)
+        .map(|_| {
+            let t = Instant::now();
+            let s: u64 = pool.install(|| {
+                buf.par_chunks(half)
+                    .map(|c| {
+                        let mut lanes = [0u64; 8];
+                        for ch in c.chunks_exact(8) {
+                            for (l, v) in lanes.iter_mut().zip(ch) {
+                                *l = l.wrapping_add(*v);
+                            }
+                        }
+                        lanes.iter().fold(0u64, |a, b| a.wrapping_add(*b))
+                    })
+                    .reduce(|| 0, u64::wrapping_add)
+            });
+            black_box(s);
+            t.elapsed().as_secs_f64()
+        })
+        .collect();
+    times.sort_by(f64::total_cmp);
+    BANDWIDTH_BYTES as f64 / times[times.len() / 2] / 1e9
+}
+
+fn median_secs(mut f: impl FnMut(), runs: usize) -> f64 {
+    f();
+    let mut t: Vec<f64> = (0..runs)
+        .map(|_| {
+            let s = Instant::now();
+            f();
+            s.elapsed().as_secs_f64()
+        })
+        .collect();
+    t.sort_by(f64::total_cmp);
+    t[t.len() / 2]
+}
+
+fn summary(pool: &rayon::ThreadPool, streams: &mut [Stream], rng: &mut StdRng) {
+    let bw = read_bandwidth(pool);
+    println!("\n=== qmatmul summary ({THREADS} threads, kernels {:?}) ===", Kernels::best().isa());
+    println!("read bandwidth (2-thread sum, 256 MiB): {bw:.1} GB/s");
+    for (c, s) in CASES.iter().zip(streams.iter_mut()) {
+        let x: Vec<f32> = (0..c.k).map(|_| rng.gen_range(-1.0f32..1.0)).collect();
+        let mut out = vec![0f32; c.n];
+        let t = median_secs(|| pool.install(|| matmul(&x, 1, c.k, s.next(), c.dtype, c.n, &mut out)).expect("matvec"), 25);
+        let gbs = s.bytes as f64 / t / 1e9;
+        println!(
+            "matvec {:<17} {:?} {:>5}x{:<6} {:>7.2} MB  {:>8.1} us  {:>5.1} GB/s  {:>4.0}% of bandwidth",
+            c.name,
+            c.dtype,
+            c.k,
+            c.n,
+            s.bytes as f64 / 1e6,
+            t * 1e6,
+            gbs,
+            100.0 * gbs / bw
+        );
+    }
+    for &i in PREFILL {
+        let (c, s) = (&CASES[i], &mut streams[i]);
+        let x: Vec<f32> = (0..PREFILL_M * c.k).map(|_| rng.gen_range(-1.0f32..1.0)).collect();
+        let mut out = vec![0f32; PREFILL_M * c.n];
+        let t = median_secs(|| pool.install(|| matmul(&x, PREFILL_M, c.k, s.next(), c.dtype, c.n, &mut out)).expect("matmul"), 7);
+        let tv = median_secs(
+            || {
+                for r in 0..4 {
+                    let xr = &x[r * c.k..(r + 1) * c.k];
+                    pool.install(|| matmul(xr, 1, c.k, s.next(), c.dtype, c.n, &mut out[..c.n])).expect("matvec");
+                }
+            },
+            7,
+        ) / 4.0;
+        let flops = 2.0 * (PREFILL_M * c.k * c.n) as f64;
+        println!(
+            "prefill m={PREFILL_M} {:<17} {:?} {:>5}x{:<6} {:>7.2} ms  {:>6.1} GFLOP/s  {:>5.1} us/token (matvec {:.1} us/token, {:.1}x)",
+            c.name,
+            c.dtype,
+            c.k,
+            c.n,
+            t * 1e3,
+            flops / t / 1e9,
+            t / PREFILL_M as f64 * 1e6,
+            tv * 1e6,
+            tv / (t / PREFILL_M as f64)
+        );
+    }
+    println!();
+}
+
+fn benches(cr: &mut Criterion) {
+    let pool = pool();
+    let mut rng = StdRng::seed_from_u64(1);
+    let mut streams: Vec<Stream> = CASES.iter().map(|c| Stream::new(c, &mut rng)).collect();
+    summary(&pool, &mut streams, &mut rng);
+
+    let mut g = cr.benchmark_group("matvec");
+    for (c, s) in CASES.iter().zip(streams.iter_mut()) {
+        let x: Vec<f32> = (0..c.k).map(|_| rng.gen_range(-1.0f32..1.0)).collect();
+        let mut out = vec![0f32; c.n];
+        g.throughput(Throughput::Bytes(s.bytes as u64));
+        g.bench_function(BenchmarkId::new(format!("{}_{:?}", c.name, c.dtype), format!("{}x{}", c.k, c.n)), |b| {
+            b.iter(|| pool.install(|| matmul(&x, 1, c.k, s.next(), c.dtype, c.n, &mut out)).expect("matvec"))
+        });
+    }
+    g.finish();
+
+    let mut g = cr.benchmark_group("prefill_m64");
+    for &i in PREFILL {
+        let (c, s) = (&CASES[i], &mut streams[i]);
+        let x: Vec<f32> = (0..PREFILL_M * c.k).map(|_| rng.gen_range(-1.0f32..1.0)).collect();
+        let mut out = vec![0f32; PREFILL_M * c.n];
+        g.throughput(Throughput::Elements(2 * (PREFILL_M * c.k * c.n) as u64));
+        g.bench_function(BenchmarkId::new(format!("{}_{:?}", c.name, c.dtype), format!("{}x{}", c.k, c.n)), |b| {
+            b.iter(|| pool.install(|| matmul(&x, PREFILL_M, c.k, s.next(), c.dtype, c.n, &mut out)).expect("matmul"))
+        });
+    }
+    g.finish();
+}
+
+criterion_group! {
+    name = qmatmul;
+    config = Criterion::default()
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2))
+        .sample_size(10);
+    targets = benches
+}
+criterion_main!(qmatmul);

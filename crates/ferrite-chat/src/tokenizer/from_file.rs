@@ -11,8 +11,8 @@ use crate::{Error, Result};
 
 /// Reads a JSON file.
 fn read_json(path: &Path) -> Result<Value> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|source| Error::Io { path: path.display().to_string(), source })?;
+    let text =
+        std::fs::read_to_string(path).map_err(|source| Error::Io { path: path.display().to_string(), source })?;
     serde_json::from_str(&text).map_err(|source| Error::Json { path: path.display().to_string(), source })
 }
 

@@ -46,9 +46,7 @@ pub fn pre_tokenizer_spec(pre: &str) -> Result<PreTokenizerSpec> {
         "qwen2" | "deepseek-r1-qwen" | "stablelm2" => (vec![QWEN2], false, false),
         "llama3" | "llama-v3" | "llama-bpe" | "falcon3" | "pixtral" => (vec![LLAMA3], true, true),
         "gpt-2" | "phi-2" | "mpt" | "olmo" => (vec![GPT2], false, false),
-        other => {
-            return Err(Error::Unsupported(format!("tokenizer.ggml.pre = {other:?} (GPT-2 BPE)")))
-        }
+        other => return Err(Error::Unsupported(format!("tokenizer.ggml.pre = {other:?} (GPT-2 BPE)"))),
     };
     Ok(PreTokenizerSpec { regexes, ignore_merges, default_add_bos })
 }
@@ -77,8 +75,7 @@ fn split_merge(line: &str) -> Option<(String, String)> {
 pub fn build(vocab: &GgufVocab) -> Result<(tokenizers::Tokenizer, PreTokenizerSpec)> {
     let pre = vocab.pre.as_deref().unwrap_or("default");
     let spec = pre_tokenizer_spec(pre)?;
-    let ids: Vocab =
-        vocab.tokens.iter().enumerate().map(|(i, t)| (t.clone(), i as u32)).collect();
+    let ids: Vocab = vocab.tokens.iter().enumerate().map(|(i, t)| (t.clone(), i as u32)).collect();
 
     let mut merges = Vec::with_capacity(vocab.merges.len());
     let mut seen = std::collections::HashSet::with_capacity(vocab.merges.len());
@@ -94,10 +91,7 @@ pub fn build(vocab: &GgufVocab) -> Result<(tokenizers::Tokenizer, PreTokenizerSp
         return Err(meta_err("tokenizer.ggml.merges", "missing or empty (needed by GPT-2 BPE)"));
     }
 
-    let bpe = BPE::builder()
-        .vocab_and_merges(ids, merges)
-        .ignore_merges(spec.ignore_merges)
-        .build()?;
+    let bpe = BPE::builder().vocab_and_merges(ids, merges).ignore_merges(spec.ignore_merges).build()?;
     let mut tok = tokenizers::Tokenizer::new(bpe);
     tok.with_pre_tokenizer(Some(pre_tokenizer(&spec)?));
     tok.with_decoder(Some(ByteLevelDecoder::default()));

@@ -26,9 +26,7 @@ fn opt_id(gguf: &GgufFile, key: &str) -> Result<Option<u32>> {
 }
 
 fn opt_bool(gguf: &GgufFile, key: &str) -> Result<Option<bool>> {
-    get(gguf, key)
-        .map(|v| v.as_bool().ok_or_else(|| meta_err(key, "not a bool")))
-        .transpose()
+    get(gguf, key).map(|v| v.as_bool().ok_or_else(|| meta_err(key, "not a bool"))).transpose()
 }
 
 fn str_array(gguf: &GgufFile, key: &str) -> Result<Option<Vec<String>>> {

@@ -30,11 +30,7 @@ pub const SPACE_MARKER: char = '\u{2581}';
 /// Merges implied by a scored vocabulary: every `(left, right)` split of a token into two
 /// vocabulary tokens, ordered by the merged token's score (highest first; ties keep vocabulary
 /// order), splits of one token ordered by the ids of their parts.
-pub fn merges_from_scores(
-    tokens: &[String],
-    scores: &[f32],
-    ids: &Vocab,
-) -> Vec<(String, String)> {
+pub fn merges_from_scores(tokens: &[String], scores: &[f32], ids: &Vocab) -> Vec<(String, String)> {
     let mut scored: Vec<(f32, u32, u32, usize)> = Vec::new(); // (score, left id, right id, token)
     for (id, token) in tokens.iter().enumerate() {
         let score = scores.get(id).copied().unwrap_or(0.0);
@@ -50,10 +46,7 @@ pub fn merges_from_scores(
     }
     // Stable: equal scores keep vocabulary order, as the Python converters' sort does.
     scored.sort_by(|a, b| b.0.total_cmp(&a.0));
-    scored
-        .into_iter()
-        .map(|(_, li, ri, _)| (tokens[li as usize].clone(), tokens[ri as usize].clone()))
-        .collect()
+    scored.into_iter().map(|(_, li, ri, _)| (tokens[li as usize].clone(), tokens[ri as usize].clone())).collect()
 }
 
 /// Builds the `tokenizers` pipeline for a SentencePiece-style vocabulary (added tokens are
@@ -63,14 +56,12 @@ pub fn build(vocab: &GgufVocab, add_space_prefix: bool) -> Result<tokenizers::To
         return Err(meta_err("tokenizer.ggml.scores", "missing (needed by SentencePiece vocabularies)"));
     }
     // Later duplicates win, as in llama.cpp's `token_to_id`.
-    let ids: Vocab =
-        vocab.tokens.iter().enumerate().map(|(i, t)| (t.clone(), i as u32)).collect();
+    let ids: Vocab = vocab.tokens.iter().enumerate().map(|(i, t)| (t.clone(), i as u32)).collect();
     let merges = merges_from_scores(&vocab.tokens, &vocab.scores, &ids);
 
     let mut builder = BPE::builder().vocab_and_merges(ids, merges).byte_fallback(true).fuse_unk(true);
-    let unk = vocab.unk_id.or_else(|| {
-        vocab.token_types.iter().position(|t| *t == TokenType::Unknown).map(|i| i as u32)
-    });
+    let unk =
+        vocab.unk_id.or_else(|| vocab.token_types.iter().position(|t| *t == TokenType::Unknown).map(|i| i as u32));
     if let Some(unk) = unk.and_then(|id| vocab.tokens.get(id as usize)) {
         builder = builder.unk_token(unk.clone());
     }

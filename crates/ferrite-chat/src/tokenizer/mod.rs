@@ -7,9 +7,13 @@
 //! for streaming (`piece`, `stream`).
 //!
 //! Text is always encoded the way llama.cpp does with `parse_special = true`: control and
-//! user-defined token texts written in the input (`<|im_start|>`, `<start_of_turn>`) become
-//! those single tokens. (llama.cpp finds them longest token first; `tokenizers` leftmost-longest.
-//! They differ only when two such texts overlap, which the vocabularies we ship never do.)
+//! user-defined token texts written in the input (`<|im_start|>`, `<start_of_turn>`, Gemma's
+//! whitespace-run tokens) become those single tokens. llama.cpp finds them longest token first,
+//! `tokenizers` leftmost-longest; the two can only disagree where the end of one such text is the
+//! start of another, and in SmolLM2, Qwen2.5 and Gemma 3 the only such pairs are runs of one
+//! character (spaces, tabs, newlines), where both pick the same split.
+//!
+//! The golden tests (`tests/tokenizer_golden.rs`) hold the result to llama.cpp's own ids.
 
 mod from_file;
 mod gguf_bpe;
@@ -113,9 +117,7 @@ impl Tokenizer {
             .iter()
             .zip(&vocab.token_types)
             .map(|(text, ty)| match ty {
-                TokenType::Control | TokenType::UserDefined | TokenType::Unknown => {
-                    text.as_bytes().into()
-                }
+                TokenType::Control | TokenType::UserDefined | TokenType::Unknown => text.as_bytes().into(),
                 _ => piece::piece_bytes(&style, text).into_boxed_slice(),
             })
             .collect();

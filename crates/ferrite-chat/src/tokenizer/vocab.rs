@@ -123,10 +123,7 @@ impl GgufVocab {
             ));
         }
         if !self.scores.is_empty() && self.scores.len() != n {
-            return Err(meta_err(
-                "tokenizer.ggml.scores",
-                &format!("{} entries for {n} tokens", self.scores.len()),
-            ));
+            return Err(meta_err("tokenizer.ggml.scores", &format!("{} entries for {n} tokens", self.scores.len())));
         }
         for (key, id) in [
             ("tokenizer.ggml.bos_token_id", self.bos_id),

@@ -49,28 +49,21 @@ pub fn run(a: GenerateArgs) -> Result<()> {
     let (cache, table) = single_cache(&m.model, prompt.len() + a.max_tokens)?;
     let mut sampler = Sampler::new(SamplingParams { temperature: a.temperature, top_p: a.top_p, top_k: a.top_k, seed: a.seed });
     let mut logits = step(&m.model, &cache, &table, &prompt, 0)?;
-    let mut out: Vec<u32> = Vec::new();
-    let mut printed = 0usize; // bytes of the decoded text already written
+    let mut stream = m.tokenizer.stream_decoder(true);
     let mut stdout = std::io::stdout().lock();
-    for _ in 0..a.max_tokens {
+    for i in 0..a.max_tokens {
         let tok = sampler.sample(&logits);
         if m.tokenizer.is_eog(tok) {
             break;
         }
-        out.push(tok);
-        let text = m.tokenizer.decode(&out, true)?;
-        // Print only complete UTF-8 (a multi-byte character may span tokens).
-        if !text.ends_with('\u{FFFD}') && text.len() > printed {
-            stdout.write_all(&text.as_bytes()[printed..])?;
-            stdout.flush()?;
-            printed = text.len();
+        // Only complete UTF-8 comes out (a character may span tokens).
+        stdout.write_all(stream.push(tok)?.as_bytes())?;
+        stdout.flush()?;
+        if i + 1 < a.max_tokens {
+            logits = step(&m.model, &cache, &table, &[tok], prompt.len() + i)?;
         }
-        logits = step(&m.model, &cache, &table, &[tok], prompt.len() + out.len() - 1)?;
     }
-    let text = m.tokenizer.decode(&out, true)?;
-    if text.len() > printed {
-        stdout.write_all(&text.as_bytes()[printed..])?;
-    }
+    stdout.write_all(stream.finish().as_bytes())?;
     writeln!(stdout)?;
     Ok(())
 }

@@ -50,3 +50,11 @@ pub fn step(model: &Llama, cache: &KvCache, table: &[u32], tokens: &[u32], past:
     let logits = model.forward(&Batch::single(tokens, past, table.to_vec()), cache)?;
     Ok(logits.to_vec_f32()?)
 }
+
+/// The process's peak resident set size (Linux `VmHWM`), if known.
+pub fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}

@@ -40,6 +40,28 @@ fn gemma3_greedy_matches_llama_cpp() {
     check(GEMMA3, include_str!("golden/greedy_gemma-3-270m-q4_k_m.json"));
 }
 
+/// Weights stay memory-mapped and quantized: peak RSS under 1.5x the GGUF file plus the KV cache.
+#[test]
+fn smollm2_resident_size_is_bounded() {
+    let Some(path) = test_model(SMOLLM2) else { return };
+    let out = Command::new(env!("CARGO_BIN_EXE_ferrite"))
+        .args(["generate", "--model"])
+        .arg(&path)
+        .args(["--prompt", "Once upon a time", "--max-tokens", "64"])
+        .output()
+        .expect("run ferrite");
+    assert!(out.status.success());
+    let log = String::from_utf8_lossy(&out.stderr);
+    let field = |k: &str| -> u64 {
+        let at = log.find(k).unwrap_or_else(|| panic!("{k} not logged: {log}")) + k.len();
+        log[at..].split_whitespace().next().unwrap().parse().unwrap()
+    };
+    let (peak, kv) = (field("peak_rss_bytes="), field("kv_cache_bytes="));
+    let file = std::fs::metadata(&path).unwrap().len();
+    eprintln!("peak RSS {peak} B, file {file} B, KV cache {kv} B");
+    assert!(peak as f64 <= 1.5 * file as f64 + kv as f64, "peak RSS {peak} > 1.5 x {file} + {kv}");
+}
+
 #[test]
 fn bad_arguments_give_clear_errors() {
     let run = |args: &[&str]| Command::new(env!("CARGO_BIN_EXE_ferrite")).args(args).output().expect("run ferrite");

@@ -64,6 +64,10 @@ pub fn run(a: GenerateArgs) -> Result<()> {
         }
     }
     stdout.write_all(stream.finish().as_bytes())?;
+    let kv_bytes = cache.k.iter().chain(&cache.v).map(|t| t.len_bytes()).sum::<usize>();
+    if let Some(peak) = crate::generation::peak_rss_bytes() {
+        eprintln!("ferrite: peak_rss_bytes={peak} kv_cache_bytes={kv_bytes}");
+    }
     writeln!(stdout)?;
     Ok(())
 }

@@ -114,7 +114,10 @@ impl Llama {
         for (il, l) in self.layers.iter().enumerate() {
             let sliding = c.is_sliding(il);
             let h = x.rms_norm(&l.attn_norm, c.rms_eps)?;
-            let (mut q, mut k, mut v) = (h.matmul(&l.wq)?, h.matmul(&l.wk)?, h.matmul(&l.wv)?);
+            let [mut q, mut k, mut v]: [Tensor; 3] = h
+                .matmul_many(&[&l.wq, &l.wk, &l.wv])?
+                .try_into()
+                .map_err(|_| Error::Batch("matmul_many returned the wrong count".into()))?;
             if let Some([bq, bk, bv]) = &l.bias {
                 (q, k, v) = (q.add(bq)?, k.add(bk)?, v.add(bv)?);
             }
@@ -143,7 +146,9 @@ impl Llama {
             }
             x = x.add(&a)?;
             let h = x.rms_norm(&l.ffn_norm, c.rms_eps)?;
-            let f = h.matmul(&l.gate)?.gated_activation(&h.matmul(&l.up)?, c.activation)?;
+            let [g, u]: [Tensor; 2] =
+                h.matmul_many(&[&l.gate, &l.up])?.try_into().map_err(|_| Error::Batch("matmul_many returned the wrong count".into()))?;
+            let f = g.gated_activation(&u, c.activation)?;
             let mut f = f.matmul(&l.down)?;
             if let Some(pn) = &l.post_ffn_norm {
                 f = f.rms_norm(pn, c.rms_eps)?;

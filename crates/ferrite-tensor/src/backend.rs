@@ -110,6 +110,12 @@ pub trait Backend: Send + Sync + Debug {
 
     /// `x [.., k]` (f32) times the transpose of `w [n, k]` (any dtype) gives `[.., n]` f32.
     fn matmul(&self, x: &Tensor, w: &Tensor) -> Result<Tensor>;
+    /// `x` times each of `ws` (e.g. the Q, K and V projections, or gate and up), in one call so
+    /// a backend can prepare `x` once (the CPU quantizes it once per activation format) and run
+    /// all products in one parallel region. Same result as calling [`Backend::matmul`] per weight.
+    fn matmul_many(&self, x: &Tensor, ws: &[&Tensor]) -> Result<Vec<Tensor>> {
+        ws.iter().map(|w| self.matmul(x, w)).collect()
+    }
     /// Row-wise `x / rms(x) * w`, with `w [d]` f32.
     fn rms_norm(&self, x: &Tensor, w: &Tensor, eps: f32) -> Result<Tensor>;
     /// Row-wise `(x - mean) / std * w + b`.

@@ -179,6 +179,13 @@ impl Tensor {
         self.same_device(w, "matmul")?;
         self.device.backend().matmul(self, w)
     }
+    /// `self` times each of `ws` (see [`crate::Backend::matmul_many`]).
+    pub fn matmul_many(&self, ws: &[&Tensor]) -> Result<Vec<Tensor>> {
+        for w in ws {
+            self.same_device(w, "matmul_many")?;
+        }
+        self.device.backend().matmul_many(self, ws)
+    }
     pub fn rms_norm(&self, w: &Tensor, eps: f32) -> Result<Tensor> {
         self.same_device(w, "rms_norm")?;
         self.device.backend().rms_norm(self, w, eps)

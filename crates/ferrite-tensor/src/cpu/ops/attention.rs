@@ -3,6 +3,7 @@
 use half::f16;
 use rayon::prelude::*;
 
+use super::attention_tiled::{attend_tile, Q_TILE};
 use super::simd::{axpy, dot, Elem};
 use crate::backend::{AttentionParams, AttentionSeq};
 use crate::cpu::{cpu_storage, expect_f32, f32_tensor, TensorRead};
@@ -201,30 +202,51 @@ pub fn attention(
         );
         let qs = qr.f32()?;
         let group = hq / hkv;
+        // Sequences with long query runs (prefill chunks) take the tiled path, per
+        // (sequence, KV head, tile of Q_TILE tokens); the rest go row by row.
+        let tiled: Vec<usize> = (0..seqs.len()).filter(|&i| seqs[i].q_len >= Q_TILE).collect();
+        let mut row_at = at.clone();
+        for &si in &tiled {
+            let s = &seqs[si];
+            row_at[s.q_start..s.q_start + s.q_len].iter_mut().for_each(|x| *x = None);
+        }
+        let tasks: Vec<(usize, usize, usize)> = tiled
+            .iter()
+            .flat_map(|&si| (0..hkv).flat_map(move |kvh| (0..seqs[si].q_len).step_by(Q_TILE).map(move |t0| (si, kvh, t0))))
+            .collect();
         macro_rules! run {
             ($ty:ty) => {{
-                let k: &[$ty] = bytemuck::try_cast_slice(kr.bytes())
-                    .map_err(|e| Error::Backend(format!("{e:?}")))?;
-                let v: &[$ty] = bytemuck::try_cast_slice(vr.bytes())
-                    .map_err(|e| Error::Backend(format!("{e:?}")))?;
-                out.par_chunks_mut(d.max(1))
-                    .enumerate()
-                    .for_each(|(row, o)| {
-                        let (ti, h) = (row / hq, row % hq);
-                        if let Some((si, pos)) = at[ti] {
-                            attend_row(
-                                o,
-                                &qs[row * d..(row + 1) * d],
-                                k,
-                                v,
-                                &seqs[si],
-                                pos,
-                                h / group,
-                                hkv * d,
-                                p,
-                            );
+                let k: &[$ty] = bytemuck::try_cast_slice(kr.bytes()).map_err(|e| Error::Backend(format!("{e:?}")))?;
+                let v: &[$ty] = bytemuck::try_cast_slice(vr.bytes()).map_err(|e| Error::Backend(format!("{e:?}")))?;
+                out.par_chunks_mut(d.max(1)).enumerate().for_each(|(row, o)| {
+                    let (ti, h) = (row / hq, row % hq);
+                    if let Some((si, pos)) = row_at[ti] {
+                        attend_row(o, &qs[row * d..(row + 1) * d], k, v, &seqs[si], pos, h / group, hkv * d, p);
+                    }
+                });
+                let results: Vec<Vec<f32>> = tasks
+                    .par_iter()
+                    .map(|&(si, kvh, t0)| {
+                        let s = &seqs[si];
+                        let n_tok = Q_TILE.min(s.q_len - t0);
+                        let mut qt = Vec::with_capacity(n_tok * group * d);
+                        for i in 0..n_tok {
+                            let row0 = (s.q_start + t0 + i) * hq + kvh * group;
+                            qt.extend_from_slice(&qs[row0 * d..(row0 + group) * d]);
                         }
-                    });
+                        let mut o = vec![0f32; qt.len()];
+                        let pos0 = s.kv_len - s.q_len + t0;
+                        attend_tile(&qt, n_tok, group, d, pos0, k, v, s, kvh, hkv * d, p, &mut o);
+                        o
+                    })
+                    .collect();
+                for (&(si, kvh, t0), o) in tasks.iter().zip(&results) {
+                    let s = &seqs[si];
+                    for (i, rows) in o.chunks(group * d).enumerate() {
+                        let row0 = (s.q_start + t0 + i) * hq + kvh * group;
+                        out[row0 * d..(row0 + group) * d].copy_from_slice(rows);
+                    }
+                }
             }};
         }
         match k_cache.dtype() {
@@ -298,14 +320,14 @@ mod tests {
     #[test]
     fn paged_batched_matches_f64() {
         let (hq, hkv, d, bs) = (6, 2, 16, 4);
-        let n_blocks = 16;
+        let n_blocks = 64;
         let dev = Device::cpu();
         for dtype in [DType::F32, DType::F16] {
-            for window in [None, Some(5)] {
+            for window in [None, Some(5), Some(100)] {
                 let kc = Tensor::zeros([n_blocks * bs, hkv, d], dtype, &dev).unwrap();
                 let vc = Tensor::zeros([n_blocks * bs, hkv, d], dtype, &dev).unwrap();
-                let tables = [vec![7u32, 2, 11, 0], vec![5u32, 9, 3]];
-                let lens = [(6usize, 13usize), (1, 10)]; // (q_len, kv_len)
+                let tables = [vec![7u32, 2, 11, 0], vec![5u32, 9, 3], (16..16 + 43).rev().collect::<Vec<u32>>()];
+                let lens = [(6usize, 13usize), (1, 10), (150, 170)]; // (q_len, kv_len); the last is tiled
                 let mut q_all = Vec::new();
                 let mut want_all = Vec::new();
                 let mut seqs = Vec::new();
@@ -345,6 +367,30 @@ mod tests {
                 assert_close(&got, &want_all, tol, tol);
             }
         }
+    }
+
+    /// Gemma3-like shapes on the tiled path: head_dim 256, 4 query heads per KV head, a
+    /// 512-token window over 602 positions, f16 cache, large scores.
+    #[test]
+    fn tiled_gemma_shapes_match_f64() {
+        let (hq, hkv, d, bs, n) = (4usize, 1usize, 256usize, 16usize, 602usize);
+        let dev = Device::cpu();
+        let blocks = n.div_ceil(bs);
+        let kc = Tensor::zeros([blocks * bs, hkv, d], DType::F16, &dev).unwrap();
+        let vc = Tensor::zeros([blocks * bs, hkv, d], DType::F16, &dev).unwrap();
+        let k: Vec<f32> = rand_vec(n * hkv * d, 1).iter().map(|x| x * 2.0).collect();
+        let v = rand_vec(n * hkv * d, 2);
+        let q: Vec<f32> = rand_vec(n * hq * d, 3).iter().map(|x| x * 2.0).collect();
+        // The reference sees the f16-rounded cache, as the kernel does.
+        let round = |x: &[f32]| -> Vec<f32> { x.iter().map(|&a| half::f16::from_f32(a).to_f32()).collect() };
+        let slots: Vec<u32> = (0..n as u32).collect();
+        kc.write_kv(&tensor(&k, &[n, hkv, d]), &slots).unwrap();
+        vc.write_kv(&tensor(&v, &[n, hkv, d]), &slots).unwrap();
+        let seqs = [AttentionSeq { q_start: 0, q_len: n, kv_len: n, block_table: (0..blocks as u32).collect() }];
+        let params = AttentionParams { scale: 0.0625, block_size: bs, sliding_window: Some(512), softcap: None };
+        let got = tensor(&q, &[n, hq, d]).attention(&kc, &vc, &seqs, &params).unwrap().to_vec_f32().unwrap();
+        let want = reference(&q, &round(&k), &round(&v), n, n, hq, hkv, d, 0.0625, Some(512));
+        assert_close(&got, &want, 2e-5, 2e-5);
     }
 
     #[test]

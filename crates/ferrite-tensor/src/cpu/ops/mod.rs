@@ -3,6 +3,7 @@
 
 pub mod activation;
 pub mod attention;
+mod attention_tiled;
 pub mod elementwise;
 pub mod embedding;
 pub mod norm;

@@ -11,6 +11,8 @@ use crate::backend::{AttentionParams, AttentionSeq};
 pub(crate) const Q_TILE: usize = 64;
 /// Keys per tile.
 pub(crate) const KV_TILE: usize = 64;
+/// Output columns accumulated in registers at a time in `P·V`.
+const PV_CHUNK: usize = 64;
 
 /// `e^x` for f32, accurate to a few ulp on [-87, 88], 0 below (so `-inf` gives 0). Written
 /// with plain arithmetic so that it vectorizes inside the SIMD-enabled callers.
@@ -78,14 +80,16 @@ fn tile_body<T: Elem>(t: &Tile<'_>, k: &[T], v: &[T], seq: &AttentionSeq, kvh: u
         // Scores: kq[r][j] = q[r] · k[j] * scale, masked.
         for r in 0..rows {
             let qr = &t.q[r * d..(r + 1) * d];
-            let acc = &mut kq[r * KV_TILE..(r + 1) * KV_TILE];
-            acc.fill(0.0);
+            // A fixed-size accumulator stays in registers (4 zmm) across the whole dot.
+            let mut reg = [0f32; KV_TILE];
             for (dk, &qv) in qr.iter().enumerate() {
-                let krow = &kt[dk * KV_TILE..(dk + 1) * KV_TILE];
-                for (a, &kv) in acc.iter_mut().zip(krow) {
-                    *a += qv * kv;
+                let krow: &[f32; KV_TILE] = kt[dk * KV_TILE..(dk + 1) * KV_TILE].try_into().unwrap_or(&[0.0; KV_TILE]);
+                for (a, &kv) in reg.iter_mut().zip(krow) {
+                    *a = qv.mul_add(kv, *a);
                 }
             }
+            let acc = &mut kq[r * KV_TILE..(r + 1) * KV_TILE];
+            acc.copy_from_slice(&reg);
             let pos = t.pos0 + r / t.group;
             let lo_r = p.sliding_window.map_or(0, |w| (pos + 1).saturating_sub(w));
             for (j, a) in acc.iter_mut().enumerate() {
@@ -109,21 +113,32 @@ fn tile_body<T: Elem>(t: &Tile<'_>, k: &[T], v: &[T], seq: &AttentionSeq, kvh: u
                 s[r] *= ms;
             }
             m[r] = m_new;
-            let mut sum = 0f32;
+            // Exponentials first (vectorizes), then the sum.
             for a in acc.iter_mut() {
                 *a = exp_approx(*a - m_new);
-                sum += *a;
             }
-            s[r] += sum;
+            s[r] += acc.iter().sum::<f32>();
         }
         // out[r] += Σ_j p[r][j] · v[j]
         for r in 0..rows {
+            let pr = &kq[r * KV_TILE..r * KV_TILE + nk];
             let o = &mut out[r * d..(r + 1) * d];
-            for (j, &w) in kq[r * KV_TILE..(r + 1) * KV_TILE].iter().enumerate().take(nk) {
-                if w != 0.0 {
-                    for (x, &vv) in o.iter_mut().zip(&vt[j * d..(j + 1) * d]) {
-                        *x += w * vv;
+            // Output columns in register-sized chunks, accumulated over the tile's keys.
+            let mut c = 0;
+            while c + PV_CHUNK <= d {
+                let mut reg: [f32; PV_CHUNK] = o[c..c + PV_CHUNK].try_into().unwrap_or([0.0; PV_CHUNK]);
+                for (j, &w) in pr.iter().enumerate() {
+                    let vr: &[f32; PV_CHUNK] = vt[j * d + c..j * d + c + PV_CHUNK].try_into().unwrap_or(&[0.0; PV_CHUNK]);
+                    for (a, &vv) in reg.iter_mut().zip(vr) {
+                        *a = w.mul_add(vv, *a);
                     }
+                }
+                o[c..c + PV_CHUNK].copy_from_slice(&reg);
+                c += PV_CHUNK;
+            }
+            for (j, &w) in pr.iter().enumerate() {
+                for (x, &vv) in o[c..].iter_mut().zip(&vt[j * d + c..(j + 1) * d]) {
+                    *x += w * vv;
                 }
             }
         }

@@ -1,5 +1,7 @@
 //! SiLU and GELU, alone and gated (`act(gate) * up`).
 
+use rayon::prelude::*;
+
 use crate::backend::Activation;
 use crate::cpu::{expect_f32, f32_tensor, TensorRead};
 use crate::{Error, Result, Tensor};
@@ -64,17 +66,18 @@ pub fn gated_activation(gate: &Tensor, up: &Tensor, act: Activation) -> Result<T
             TensorRead::new(gate, "gated_activation")?,
             TensorRead::new(up, "gated_activation")?,
         );
-        let d = gate.shape().last();
-        let uv = u.f32()?;
-        // Rows of `out` and `gate` align; index `up` by the same row.
-        out.chunks_mut(d.max(1))
-            .zip(g.f32()?.chunks(d.max(1)))
-            .zip(uv.chunks(d.max(1)))
-            .for_each(|((o, gs), us)| {
-                for ((o, &g), &u) in o.iter_mut().zip(gs).zip(us) {
-                    *o = apply(act, g) * u;
-                }
-            });
+        let (gv, uv) = (g.f32()?, u.f32()?);
+        let apply_chunk = |(o, (gs, us)): (&mut [f32], (&[f32], &[f32]))| {
+            for ((o, &g), &u) in o.iter_mut().zip(gs).zip(us) {
+                *o = apply(act, g) * u;
+            }
+        };
+        const CHUNK: usize = 4096;
+        if out.len() < super::PARALLEL_MIN_ELEMS {
+            out.chunks_mut(CHUNK).zip(gv.chunks(CHUNK).zip(uv.chunks(CHUNK))).for_each(apply_chunk);
+        } else {
+            out.par_chunks_mut(CHUNK).zip(gv.par_chunks(CHUNK).zip(uv.par_chunks(CHUNK))).for_each(apply_chunk);
+        }
     }
     f32_tensor(out, gate.shape().clone(), gate.device())
 }

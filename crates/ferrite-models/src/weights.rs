@@ -119,6 +119,23 @@ pub fn load_weights(path: &Path) -> Result<(Box<dyn WeightSource>, LlamaConfig)>
     }
 }
 
+/// Any weight source with every tensor converted to f32 at load (a reference mode for tests and
+/// numerical comparisons: the model then runs f32 weights against f32 activations, with no
+/// 8-bit activation rounding; memory grows to 4 bytes per weight).
+pub struct F32Weights(pub Box<dyn WeightSource>);
+
+impl WeightSource for F32Weights {
+    fn tensor(&self, name: &str) -> Result<Tensor> {
+        Ok(self.0.tensor(name)?.cast(DType::F32)?)
+    }
+    fn contains(&self, name: &str) -> bool {
+        self.0.contains(name)
+    }
+    fn gguf(&self) -> Option<&GgufFile> {
+        self.0.gguf()
+    }
+}
+
 /// A 1-D weight (norm, bias) as f32.
 pub(crate) fn f32_vector(src: &dyn WeightSource, name: &str) -> Result<Tensor> {
     Ok(src.tensor(name)?.cast(DType::F32)?)

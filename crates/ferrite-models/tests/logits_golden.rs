@@ -1,24 +1,66 @@
 //! Last-position logits of the real models against an independent numpy forward pass over
 //! `gguf`-dequantized weights (scripts/reference_logits.py, outputs in tests/golden/).
 //!
-//! Tolerance: ferrite quantizes activations to 8-bit blocks for the integer dot products (as
-//! llama.cpp does) and keeps the KV cache in f16, while the reference is f32/f64 throughout.
-//! With f32 activations (an earlier, slower matmul) the error was at most 0.056; with 8-bit
-//! activations it grows to about 0.3 logits (2% of the top logit) after 30 layers, and to
-//! 0.66-0.81 on the 602-token gemma3 prompt (logit std 4.7; 0.66 with the row-wise attention,
-//! 0.81 with the tiled one, although the two attention kernels agree to 2e-5 on their own:
-//! gemma's large activations amplify 8-bit rounding flips). That is the same kind of drift
-//! llama.cpp has. We require the same top-1 token, every checked logit within
-//! `ATOL + RTOL * logit_std` of the reference, and the reference top-5 inside our top-10.
+//! Two runs per case. (1) With every weight converted to f32 at load ([`F32Weights`]), the
+//! model runs f32 activations throughout, so it must match the f32/f64 reference tightly
+//! (`ATOL_F32`): this checks the model math. (2) As served (quantized weights read in place,
+//! 8-bit activations), with a tolerance for the activation rounding, as follows.
+//!
+//! Tolerance of run (2): 8-bit activations (as llama.cpp's CPU backend) move logits by up to
+//! 0.3 after 30 layers on SmolLM2 and Qwen2.5, and by up to 1.4 on the top logit (about 20) of
+//! the 602-token gemma3 prompt, whose large activations amplify rounding flips: there the
+//! error swung between 0.66 and 1.37 with changes of the attention kernel that move its output
+//! by under 2e-5, while run (1) stays within 0.066. So run (2) requires the same top-1 token,
+//! the reference top-5 inside our top-10, and every checked logit within `ATOL + RTOL * std`.
 //! Token-exact agreement with llama.cpp itself is tested by ferrite-server's greedy goldens.
 
-use ferrite_models::{load_weights, Batch, KvCache, Llama};
+use ferrite_models::weights::F32Weights;
+use ferrite_models::{load_weights, Batch, KvCache, Llama, LlamaConfig};
 use ferrite_tensor::model_files::{test_model, GEMMA3, QWEN25, SMOLLM2};
 use ferrite_tensor::{DType, Device};
 use serde_json::Value;
 
+/// Max |logit error| with f32 weights and activations (measured: at most 0.056 over all cases).
+const ATOL_F32: f64 = 0.1;
 const ATOL: f64 = 0.05;
-const RTOL: f64 = 0.2;
+const RTOL: f64 = 0.35;
+
+fn last_logits(model: &Llama, cfg: &LlamaConfig, ids: &[u32]) -> Vec<f32> {
+    let blocks = ids.len().div_ceil(16);
+    let cache = KvCache::new(cfg, blocks, 16, DType::F16, &Device::cpu()).unwrap();
+    let logits = model.forward(&Batch::single(ids, 0, (0..blocks as u32).collect()), &cache).unwrap().to_vec_f32().unwrap();
+    assert_eq!(logits.len(), cfg.vocab);
+    logits
+}
+
+fn ids_of(case: &Value) -> Vec<u32> {
+    case["ids"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect()
+}
+
+/// The reference's checked logits: its top 10 and its first 64.
+fn checked(case: &Value) -> Vec<(usize, f64)> {
+    let top = case["top_ids"].as_array().unwrap().iter().zip(case["top_logits"].as_array().unwrap());
+    let firsts = case["first_logits"].as_array().unwrap().iter().enumerate().map(|(i, v)| (i, v.as_f64().unwrap()));
+    top.map(|(i, v)| (i.as_u64().unwrap() as usize, v.as_f64().unwrap())).chain(firsts).collect()
+}
+
+fn max_error(logits: &[f32], case: &Value) -> f64 {
+    checked(case).iter().map(|&(i, want)| (logits[i] as f64 - want).abs()).fold(0.0, f64::max)
+}
+
+/// f32 weights, f32 activations: the model math against the reference, tightly.
+fn check_f32(model_file: &str, golden: &str) {
+    let Some(path) = test_model(model_file) else { return };
+    let gold: Value = serde_json::from_str(golden).expect("golden json");
+    let (w, cfg) = load_weights(&path).expect("load");
+    let model = Llama::load(&F32Weights(w), cfg.clone(), &Device::cpu()).expect("model");
+    for case in gold["cases"].as_array().expect("cases") {
+        let logits = last_logits(&model, &cfg, &ids_of(case));
+        let err = max_error(&logits, case);
+        eprintln!("{model_file} (f32 weights): {} tokens, max |logit error| {err:.4} (tolerance {ATOL_F32})", ids_of(case).len());
+        assert!(err <= ATOL_F32, "{model_file} f32: max logit error {err}");
+    }
+}
 
 fn check(model_file: &str, golden: &str) {
     let Some(path) = test_model(model_file) else { return };
@@ -26,15 +68,8 @@ fn check(model_file: &str, golden: &str) {
     let (w, cfg) = load_weights(&path).expect("load");
     let model = Llama::load(w.as_ref(), cfg.clone(), &Device::cpu()).expect("model");
     for case in gold["cases"].as_array().expect("cases") {
-        let ids: Vec<u32> = case["ids"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();
-        let blocks = ids.len().div_ceil(16);
-        let cache = KvCache::new(&cfg, blocks, 16, DType::F16, &Device::cpu()).unwrap();
-        let logits = model
-            .forward(&Batch::single(&ids, 0, (0..blocks as u32).collect()), &cache)
-            .unwrap()
-            .to_vec_f32()
-            .unwrap();
-        assert_eq!(logits.len(), cfg.vocab);
+        let ids = ids_of(case);
+        let logits = last_logits(&model, &cfg, &ids);
         let std = case["std"].as_f64().unwrap();
         let tol = ATOL + RTOL * std;
         let mut order: Vec<usize> = (0..logits.len()).collect();
@@ -44,16 +79,27 @@ fn check(model_file: &str, golden: &str) {
         for t in &want_top[..5] {
             assert!(order[..10].contains(t), "{model_file}: reference top-5 token {t} not in our top-10 {:?}", &order[..10]);
         }
-        let mut max_err = 0f64;
-        let pairs = want_top.iter().zip(case["top_logits"].as_array().unwrap()).map(|(&i, v)| (i, v.as_f64().unwrap()));
-        let firsts = case["first_logits"].as_array().unwrap().iter().enumerate().map(|(i, v)| (i, v.as_f64().unwrap()));
-        for (i, want) in pairs.chain(firsts) {
+        for (i, want) in checked(case) {
             let err = (logits[i] as f64 - want).abs();
-            max_err = max_err.max(err);
             assert!(err <= tol, "{model_file} {} tokens: logit {i}: got {}, want {want} (tol {tol})", ids.len(), logits[i]);
         }
-        eprintln!("{model_file}: {} tokens, max |logit error| {max_err:.4} (tolerance {tol:.4})", ids.len());
+        eprintln!("{model_file}: {} tokens, max |logit error| {:.4} (tolerance {tol:.4})", ids.len(), max_error(&logits, case));
     }
+}
+
+#[test]
+fn smollm2_f32_logits_match_reference() {
+    check_f32(SMOLLM2, include_str!("golden/logits_SmolLM2-135M-Instruct.Q4_1.json"));
+}
+
+#[test]
+fn qwen25_f32_logits_match_reference() {
+    check_f32(QWEN25, include_str!("golden/logits_qwen2.5-coder-0.5b-instruct-q4_k_m.json"));
+}
+
+#[test]
+fn gemma3_f32_logits_match_reference() {
+    check_f32(GEMMA3, include_str!("golden/logits_gemma-3-270m-q4_k_m.json"));
 }
 
 #[test]

@@ -1,15 +1,14 @@
-//! AVX-512 VNNI dot products for the 32-weight blocks: Q4_0, Q4_1, Q5_0, Q8_0.
+//! AVX-512 VNNI dot products for the 32-weight blocks: Q4_0, Q4_1, Q5_0, Q8_0, rounded as
+//! ggml's kernels (see [`super::scalar`]): one 8-lane f32 accumulator per activation row,
+//! `fma(d_w · d_x, lane, acc)` per block, `hsum_float_8` at the end.
 //!
-//! Per group of 8 blocks (256 weights): the 8 fp16 scales are converted in one `vcvtph2ps` and
-//! multiplied by the 8 activation scales; the weight offsets (-8·d, +m, -16·d, -128·d) are
-//! applied once per group as one FMA against the activation block sums. Then 4 steps of two
-//! blocks (64 bytes): the weights are unpacked to unsigned bytes in a zmm, one 512-bit
-//! `vpdpbusd` against the activations gives 16 i32 lanes (8 per block), converted to f32 and
-//! accumulated with a per-lane scale (`vpermps` of the 8 group scales), into two accumulators per
-//! activation row. No horizontal sums until the end of the row.
-//!
-//! Signed Q8_0 weights are made unsigned with `xor 0x80` (= `q + 128`) and the `128·d·Σx` this
-//! adds is removed through the same block-sum FMA.
+//! Two blocks (64 bytes) per step: the weights are unpacked to unsigned bytes in a zmm and one
+//! 512-bit `vpdpbusd` against the activations gives the 16 lane sums of both blocks (lane `l` of
+//! a block: its values `4l..4l+4`). Signed weights are stored with an offset (`q + 128` for
+//! Q8_0 by `xor 0x80`, the raw `q` for Q4_0/Q5_0, whose value is `q - 8` / `q - 16`); the
+//! offset times the activations' 4-value sums (`ActRow::sum4`) is subtracted per lane, which
+//! leaves exactly ggml's integers. The two blocks then go into the accumulator one after the
+//! other, as ggml's one-block-per-step loop does.
 
 use std::arch::x86_64::*;
 
@@ -38,24 +37,6 @@ pub(super) unsafe fn gather_f16x8(p: *const u8, ts: usize, off: usize, n: usize)
         let rd = |i: usize| if i < n { std::ptr::read_unaligned(p.add(i * ts + off) as *const i16) } else { 0 };
         _mm256_cvtph_ps(_mm_set_epi16(rd(7), rd(6), rd(5), rd(4), rd(3), rd(2), rd(1), rd(0)))
     }
-}
-
-/// `acc + f32(vpdpbusd(0, w, x)) · permute(idx, scale)`: one 64-weight step.
-#[inline]
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-pub(super) unsafe fn step(acc: __m512, w: __m512i, x: *const i8, scale: __m512, idx: __m512i) -> __m512 {
-    // SAFETY: the caller guarantees 64 readable bytes at `x`.
-    unsafe {
-        let dot = _mm512_dpbusd_epi32(_mm512_setzero_si512(), w, _mm512_loadu_si512(x as *const _));
-        _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_permutexvar_ps(idx, scale), acc)
-    }
-}
-
-/// Lanes 0..8 select scale `a`, lanes 8..16 scale `b`.
-#[inline]
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-pub(super) fn pair_index(a: i32, b: i32) -> __m512i {
-    _mm512_inserti64x4::<1>(_mm512_castsi256_si512(_mm256_set1_epi32(a)), _mm256_set1_epi32(b))
 }
 
 /// The 64 weights of blocks `p` and `p + ts` as unsigned bytes in element order (the second
@@ -98,12 +79,17 @@ unsafe fn unpack_pair<const KIND: u8>(p: *const u8, second: bool) -> __m512i {
 unsafe fn legacy<const KIND: u8, const R: usize>(w: &[u8], xs: &[ActRow<'_>], out: &mut [f32]) {
     let ts = type_size(KIND);
     let nb = w.len() / ts;
+    // log2 of the weight offset removed through the activation 4-value sums.
+    let shift = match KIND {
+        Q4_0 => 3,
+        Q5_0 => 4,
+        Q8_0 => 7,
+        _ => 0,
+    };
     let xq: [*const i8; R] = std::array::from_fn(|r| xs[r].qs.as_ptr());
     let xd: [*const f32; R] = std::array::from_fn(|r| xs[r].d.as_ptr());
-    let xs32: [*const f32; R] = std::array::from_fn(|r| xs[r].s32.as_ptr());
-    let idx = [pair_index(0, 1), pair_index(2, 3), pair_index(4, 5), pair_index(6, 7)];
-    let mut acc = [[_mm512_setzero_ps(); 2]; R];
-    let mut off = [_mm256_setzero_ps(); R];
+    let x4: [*const i32; R] = std::array::from_fn(|r| xs[r].sum4.as_ptr());
+    let mut acc = [_mm256_setzero_ps(); R];
     // SAFETY: blocks `b..b + n` lie inside `w`; the activation rows are padded to whole groups
     // of 8 blocks (checked by `Kernels::quant_dot`), so every group's activation reads fit.
     unsafe {
@@ -113,29 +99,26 @@ unsafe fn legacy<const KIND: u8, const R: usize>(w: &[u8], xs: &[ActRow<'_>], ou
             let n = (nb - b).min(8);
             let p = wp.add(b * ts);
             let dw = gather_f16x8(p, ts, 0, n);
-            let coef = match KIND {
-                Q4_0 => _mm256_mul_ps(dw, _mm256_set1_ps(-8.0)),
-                Q4_1 => gather_f16x8(p, ts, 2, n),
-                Q5_0 => _mm256_mul_ps(dw, _mm256_set1_ps(-16.0)),
-                _ => _mm256_mul_ps(dw, _mm256_set1_ps(-128.0)),
-            };
-            let mut sc = [_mm512_setzero_ps(); R];
+            let mut dd = [[0f32; 8]; R];
             for r in 0..R {
-                sc[r] = _mm512_zextps256_ps512(_mm256_mul_ps(dw, _mm256_loadu_ps(xd[r].add(b))));
-                off[r] = _mm256_fmadd_ps(coef, _mm256_loadu_ps(xs32[r].add(b)), off[r]);
+                _mm256_storeu_ps(dd[r].as_mut_ptr(), _mm256_mul_ps(dw, _mm256_loadu_ps(xd[r].add(b))));
             }
-            if n == 8 {
-                for (pi, &ix) in idx.iter().enumerate() {
-                    let wv = unpack_pair::<KIND>(p.add(2 * pi * ts), true);
-                    for r in 0..R {
-                        acc[r][pi & 1] = step(acc[r][pi & 1], wv, xq[r].add((b + 2 * pi) * 32), sc[r], ix);
+            for pi in 0..n.div_ceil(2) {
+                let second = 2 * pi + 1 < n;
+                let wv = unpack_pair::<KIND>(p.add(2 * pi * ts), second);
+                let blk = b + 2 * pi;
+                for r in 0..R {
+                    let mut dot = _mm512_dpbusd_epi32(_mm512_setzero_si512(), wv, _mm512_loadu_si512(xq[r].add(blk * 32) as *const _));
+                    if KIND != Q4_1 {
+                        let s4 = _mm512_loadu_si512(x4[r].add(blk * 8) as *const _);
+                        dot = _mm512_sub_epi32(dot, _mm512_sllv_epi32(s4, _mm512_set1_epi32(shift)));
                     }
-                }
-            } else {
-                for (pi, &ix) in idx.iter().enumerate().take(n.div_ceil(2)) {
-                    let wv = unpack_pair::<KIND>(p.add(2 * pi * ts), 2 * pi + 1 < n);
-                    for r in 0..R {
-                        acc[r][pi & 1] = step(acc[r][pi & 1], wv, xq[r].add((b + 2 * pi) * 32), sc[r], ix);
+                    let f = _mm512_cvtepi32_ps(dot);
+                    let lo = _mm512_castps512_ps256(f);
+                    acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(dd[r][2 * pi]), lo, acc[r]);
+                    if second {
+                        let hi = _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(f)));
+                        acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(dd[r][2 * pi + 1]), hi, acc[r]);
                     }
                 }
             }
@@ -143,14 +126,11 @@ unsafe fn legacy<const KIND: u8, const R: usize>(w: &[u8], xs: &[ActRow<'_>], ou
         }
     }
     for r in 0..R {
-        out[r] = _mm512_reduce_add_ps(_mm512_add_ps(acc[r][0], acc[r][1])) + hsum256(off[r]);
+        let mut a = [0f32; 8];
+        // SAFETY: `a` holds 8 f32.
+        unsafe { _mm256_storeu_ps(a.as_mut_ptr(), acc[r]) };
+        out[r] = super::scalar::hsum8(&a) + if KIND == Q4_1 { super::scalar::q4_1_mins(w, &xs[r]) } else { 0.0 };
     }
-}
-
-#[inline]
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-pub(super) fn hsum256(v: __m256) -> f32 {
-    _mm512_reduce_add_ps(_mm512_zextps256_ps512(v))
 }
 
 macro_rules! entry {

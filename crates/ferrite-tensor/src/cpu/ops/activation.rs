@@ -66,13 +66,18 @@ pub fn gated_activation(gate: &Tensor, up: &Tensor, act: Activation) -> Result<T
         );
         let d = gate.shape().last();
         let uv = u.f32()?;
-        // Rows of `out` and `gate` align; index `up` by the same row.
+        // Rows of `out` and `gate` align; index `up` by the same row. SiLU and tanh GELU are
+        // rounded as ggml's `swiglu` / `geglu` ops round them ([`super::glu`]).
         out.chunks_mut(d.max(1))
             .zip(g.f32()?.chunks(d.max(1)))
             .zip(uv.chunks(d.max(1)))
-            .for_each(|((o, gs), us)| {
-                for ((o, &g), &u) in o.iter_mut().zip(gs).zip(us) {
-                    *o = apply(act, g) * u;
+            .for_each(|((o, gs), us)| match act {
+                Activation::Silu => super::glu::swiglu(gs, us, o),
+                Activation::GeluTanh => super::glu::geglu(gs, us, o),
+                Activation::Gelu => {
+                    for ((o, &g), &u) in o.iter_mut().zip(gs).zip(us) {
+                        *o = apply(act, g) * u;
+                    }
                 }
             });
     }

@@ -5,6 +5,8 @@ pub mod activation;
 pub mod attention;
 pub mod elementwise;
 pub mod embedding;
+pub(crate) mod flash;
+pub(crate) mod glu;
 pub mod norm;
 pub mod rope;
 pub(crate) mod simd;

@@ -61,8 +61,10 @@ pub fn rope(x: &Tensor, positions: &[u32], cfg: &RopeConfig) -> Result<Tensor> {
                         RopeLayout::NeoX => (i, i + cfg.dim / 2),
                     };
                     let (x0, x1) = (sh[a], sh[b]);
-                    oh[a] = x0 * c - x1 * sn;
-                    oh[b] = x0 * sn + x1 * c;
+                    // ggml's rotate_pairs as GCC contracts it: one product rounded, the
+                    // other fused (`vfmsub231ss` / `vfmadd132ss`).
+                    oh[a] = x0.mul_add(c, -(x1 * sn));
+                    oh[b] = x0.mul_add(sn, x1 * c);
                 }
             }
         };

@@ -51,14 +51,19 @@ unsafe fn k4<const FIVE: bool, const R: usize>(w: &[u8], xs: &[ActRow<'_>], out:
                     let ph = _mm256_madd_epi16(_mm256_maddubs_epi16(hi, xh), sh);
                     iacc[r] = _mm256_add_epi32(iacc[r], _mm256_add_epi32(pl, ph));
                 }
-            }
-            for r in 0..R {
-                let isum = hsum_i32(iacc[r]);
-                let bs = &xs[r].bsums[16 * sb..16 * sb + 16];
-                let imin: i32 = (0..8).map(|j| mn[j] * (bs[2 * j] as i32 + bs[2 * j + 1] as i32)).sum();
-                let dx = xs[r].d[8 * sb];
-                acc[r] = (isum as f32).mul_add(d * dx, acc[r]);
-                acc_min[r] = (imin as f32).mul_add(dmin * dx, acc_min[r]);
+                // As the scalar kernel: 4 rows accumulate per sub-block pair (ggml's GEMM).
+                if R == super::MAX_ROWS || i == 3 {
+                    let js = if R == super::MAX_ROWS { 2 * i..2 * i + 2 } else { 0..8 };
+                    for r in 0..R {
+                        let isum = hsum_i32(iacc[r]);
+                        iacc[r] = _mm256_setzero_si256();
+                        let bs = &xs[r].bsums[16 * sb..16 * sb + 16];
+                        let imin: i32 = js.clone().map(|j| mn[j] * (bs[2 * j] as i32 + bs[2 * j + 1] as i32)).sum();
+                        let dx = xs[r].d[8 * sb];
+                        acc[r] = (isum as f32).mul_add(d * dx, acc[r]);
+                        acc_min[r] = (imin as f32).mul_add(dmin * dx, acc_min[r]);
+                    }
+                }
             }
         }
     }

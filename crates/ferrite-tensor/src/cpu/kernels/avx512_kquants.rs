@@ -65,14 +65,18 @@ unsafe fn k4<const FIVE: bool, const R: usize>(w: &[u8], xs: &[ActRow<'_>], out:
                     let p32 = _mm512_madd_epi16(_mm512_maddubs_epi16(wv, x), scv);
                     iacc[r] = _mm512_add_epi32(iacc[r], p32);
                 }
-            }
-            for r in 0..R {
-                let isum = _mm512_reduce_add_epi32(iacc[r]);
-                let bs = &xs[r].bsums[16 * sb..16 * sb + 16];
-                let imin: i32 = (0..8).map(|j| mn[j] * (bs[2 * j] as i32 + bs[2 * j + 1] as i32)).sum();
-                let dx = xs[r].d[8 * sb];
-                acc[r] = (isum as f32).mul_add(d * dx, acc[r]);
-                acc_min[r] = (imin as f32).mul_add(dmin * dx, acc_min[r]);
+                if R == super::MAX_ROWS || i == 3 {
+                    let js = if R == super::MAX_ROWS { 2 * i..2 * i + 2 } else { 0..8 };
+                    for r in 0..R {
+                        let isum = _mm512_reduce_add_epi32(iacc[r]);
+                        iacc[r] = _mm512_setzero_si512();
+                        let bs = &xs[r].bsums[16 * sb..16 * sb + 16];
+                        let imin: i32 = js.clone().map(|j| mn[j] * (bs[2 * j] as i32 + bs[2 * j + 1] as i32)).sum();
+                        let dx = xs[r].d[8 * sb];
+                        acc[r] = (isum as f32).mul_add(d * dx, acc[r]);
+                        acc_min[r] = (imin as f32).mul_add(dmin * dx, acc_min[r]);
+                    }
+                }
             }
         }
     }

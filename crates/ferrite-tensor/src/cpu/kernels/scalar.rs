@@ -12,9 +12,12 @@
 //!   sums `scale · Σ_{4 values} q·x` over bytes `4l..4l+4` of each 32-value chunk, minus
 //!   `32 · (bsums[2l]·sc[2l] + bsums[2l+1]·sc[2l+1])` — then `fma(d_x · d_w, lane, acc)`.
 //! * Q4_K, Q5_K (as llama.cpp's repacked `ggml_gemv_q4_K_8x8_q8_K` / `ggml_gemm_q4_K_8x8_q8_K`,
-//!   which it uses for Q4_K weights with a multiple of 8 rows): per super-block the exact
-//!   integers `I = Σ_j sc_j · Σ q·x` and `M = Σ_j m_j · bsum32_j`, accumulated as
-//!   `fma(I, d·d_x, acc)` and `fma(M, dmin·d_x, acc_min)`, the result `acc - acc_min`.
+//!   which it uses for Q4_K weights with a multiple of 8 rows): the exact integers
+//!   `I = Σ_j sc_j · Σ q·x` and `M = Σ_j m_j · bsum32_j`, accumulated as `fma(I, d·d_x, acc)`
+//!   and `fma(M, dmin·d_x, acc_min)`, the result `acc - acc_min`. ggml runs groups of 4
+//!   activation rows through the GEMM, which accumulates after every pair of sub-blocks, and
+//!   the rest through the GEMV, once per super-block; so do we: a call with [`super::MAX_ROWS`]
+//!   (= 4) rows is a GEMM, fewer rows a GEMV (the matmul groups rows as ggml does).
 //!
 //! FMA is `f32::mul_add`. Callers ([`super::Kernels`]) have checked the lengths.
 
@@ -119,12 +122,14 @@ pub(crate) fn k4_scales_mins(b: &[u8]) -> ([i32; 8], [i32; 8]) {
 }
 
 fn k4_family(w: &[u8], xs: &[ActRow<'_>], out: &mut [f32], ts: usize, five: bool) {
+    let gemm = xs.len() == super::MAX_ROWS;
     for (o, x) in out.iter_mut().zip(xs) {
         let (mut acc, mut acc_min) = (0f32, 0f32);
         for (sb, b) in w.chunks_exact(ts).enumerate() {
             let (sc, mn) = k4_scales_mins(b);
             let (qh, qs) = if five { (&b[16..48], &b[48..176]) } else { (&b[0..0], &b[16..144]) };
             let (mut isum, mut imin) = (0i32, 0i32);
+            let dx = x.d[8 * sb];
             for j in 0..8 {
                 let (i, shift) = (j / 2, 4 * (j as u32 % 2));
                 let xb = &x.qs[QK_K * sb + 32 * j..][..32];
@@ -139,10 +144,14 @@ fn k4_family(w: &[u8], xs: &[ActRow<'_>], out: &mut [f32], ts: usize, five: bool
                 isum += sc[j] * s;
                 let bs = x.bsums[16 * sb + 2 * j] as i32 + x.bsums[16 * sb + 2 * j + 1] as i32;
                 imin += mn[j] * bs;
+                // The 4-row GEMM accumulates after every pair of sub-blocks, the GEMV once per
+                // super-block.
+                if j % 2 == 1 && (gemm || j == 7) {
+                    acc = (isum as f32).mul_add(h(b, 0) * dx, acc);
+                    acc_min = (imin as f32).mul_add(h(b, 2) * dx, acc_min);
+                    (isum, imin) = (0, 0);
+                }
             }
-            let dx = x.d[8 * sb];
-            acc = (isum as f32).mul_add(h(b, 0) * dx, acc);
-            acc_min = (imin as f32).mul_add(h(b, 2) * dx, acc_min);
         }
         *o = acc - acc_min;
     }

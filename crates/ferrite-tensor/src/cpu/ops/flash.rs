@@ -68,6 +68,9 @@ pub(crate) fn mad(y: &mut [f16], x: &[f16], v: f32) {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: `level()` detected AVX-512F.
         Level::Avx512 => unsafe { x86::mad_avx512(y, x, v) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `level()` detected AVX2, FMA and F16C.
+        Level::Avx2 => unsafe { x86::mad_avx2(y, x, v) },
         _ => {
             for (o, &xv) in y.iter_mut().zip(x) {
                 *o = f16::from_f32(xv.to_f32().mul_add(v, o.to_f32()));
@@ -144,6 +147,26 @@ mod x86 {
         super::tail(super::reduce16(&a), x, y, np, n)
     }
 
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(super) unsafe fn mad_avx2(y: &mut [f16], x: &[f16], v: f32) {
+        let n = y.len().min(x.len());
+        let vv = _mm256_set1_ps(v);
+        let mut i = 0;
+        // SAFETY: every access covers 8 values inside `0..n` of both slices.
+        unsafe {
+            while i + 8 <= n {
+                let yp = y.as_mut_ptr().add(i) as *mut __m128i;
+                let a = _mm256_cvtph_ps(_mm_loadu_si128(x.as_ptr().add(i) as *const __m128i));
+                let r = _mm256_fmadd_ps(a, vv, _mm256_cvtph_ps(_mm_loadu_si128(yp)));
+                _mm_storeu_si128(yp, _mm256_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(r));
+                i += 8;
+            }
+        }
+        for (o, &xv) in y[i..n].iter_mut().zip(&x[i..n]) {
+            *o = f16::from_f32(xv.to_f32().mul_add(v, o.to_f32()));
+        }
+    }
+
     #[target_feature(enable = "avx512f")]
     pub(super) unsafe fn mad_avx512(y: &mut [f16], x: &[f16], v: f32) {
         let n = y.len().min(x.len());
@@ -189,6 +212,13 @@ mod tests {
             mad(&mut a, &x, 0.3);
             for ((o, &xv), &yv) in a.iter().zip(&x).zip(&y) {
                 assert_eq!(*o, f16::from_f32(xv.to_f32().mul_add(0.3, yv.to_f32())));
+            }
+            #[cfg(target_arch = "x86_64")]
+            if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") && is_x86_feature_detected!("f16c") {
+                let mut b = y.clone();
+                // SAFETY: the features were just detected.
+                unsafe { x86::mad_avx2(&mut b, &x, 0.3) };
+                assert_eq!(a, b, "avx2 mad n={n}");
             }
         }
     }

@@ -1,7 +1,9 @@
 //! KV-cache writes and causal attention over a paged KV cache (prefill and decode alike).
 //!
-//! With an f16 cache the attention mirrors ggml's CPU flash attention bit for bit
-//! ([`super::flash`]); with an f32 cache it is a plain two-pass softmax in f32.
+//! With an f16 cache and a short batch the attention mirrors ggml's CPU flash attention
+//! (`one_chunk` path) bit for bit ([`super::flash`]); otherwise (f32 cache, 64 or more query
+//! rows, a single query over 512 or more positions) it is a plain two-pass softmax in f32, close
+//! to ggml's tiled f32 path.
 
 use half::f16;
 use rayon::prelude::*;
@@ -255,7 +257,7 @@ pub fn attention(
         let qs = qr.f32()?;
         let group = hq / hkv;
         macro_rules! run {
-            ($ty:ty, $attend:ident) => {{
+            ($ty:ty, $flash:expr) => {{
                 let k: &[$ty] = bytemuck::try_cast_slice(kr.bytes())
                     .map_err(|e| Error::Backend(format!("{e:?}")))?;
                 let v: &[$ty] = bytemuck::try_cast_slice(vr.bytes())
@@ -265,12 +267,23 @@ pub fn attention(
                     .for_each(|(row, o)| {
                         let (ti, h) = (row / hq, row % hq);
                         if let Some((si, pos)) = at[ti] {
-                            $attend(
+                            let seq = &seqs[si];
+                            // ggml takes its f16 `one_chunk` path for fewer than 64 query rows
+                            // (GGML_FA_TILE_Q) and, for one row, fewer than 512 cached
+                            // positions; otherwise its tiled (f32) or split-KV (per-thread
+                            // chunks) paths, for which the f32 softmax is the closer match.
+                            if $flash && t < 64 && (t > 1 || seq.kv_len < 512) {
+                                // `$ty` is f16 whenever `$flash` is set.
+                                let (k16, v16): (&[f16], &[f16]) = (bytemuck::cast_slice(k), bytemuck::cast_slice(v));
+                                attend_row_f16(o, &qs[row * d..(row + 1) * d], k16, v16, seq, pos, h / group, hkv * d, p);
+                                return;
+                            }
+                            attend_row::<$ty>(
                                 o,
                                 &qs[row * d..(row + 1) * d],
                                 k,
                                 v,
-                                &seqs[si],
+                                seq,
                                 pos,
                                 h / group,
                                 hkv * d,
@@ -281,8 +294,8 @@ pub fn attention(
             }};
         }
         match k_cache.dtype() {
-            DType::F32 => run!(f32, attend_row),
-            DType::F16 => run!(f16, attend_row_f16),
+            DType::F32 => run!(f32, false),
+            DType::F16 => run!(f16, true),
             dt => {
                 return Err(Error::UnsupportedDType {
                     dtype: dt,

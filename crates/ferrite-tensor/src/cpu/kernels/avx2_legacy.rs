@@ -87,12 +87,20 @@ unsafe fn legacy<const KIND: u8, const R: usize>(w: &[u8], xs: &[ActRow<'_>], ou
     });
     let ones = _mm256_set1_epi16(1);
     let mut acc = [_mm256_setzero_ps(); R];
+    let mut summs = [0f32; R];
     // SAFETY: block `b` lies inside `w`; activation rows cover every block (checked by
     // `Kernels::quant_dot`).
     unsafe {
         for b in 0..nb {
             let p = w.as_ptr().add(b * ts);
             let dw = f16_at(p);
+            if KIND == Q4_1 {
+                // ggml's scalar `summs = fma(m, s, summs)`, block by block.
+                let m = f16_at(p.add(2));
+                for r in 0..R {
+                    summs[r] = m.mul_add(xs[r].s32[b], summs[r]);
+                }
+            }
             let wv = unpack::<KIND>(p);
             for r in 0..R {
                 let xv = _mm256_loadu_si256(xs[r].qs.as_ptr().add(32 * b) as *const __m256i);
@@ -116,7 +124,7 @@ unsafe fn legacy<const KIND: u8, const R: usize>(w: &[u8], xs: &[ActRow<'_>], ou
         let mut a = [0f32; 8];
         // SAFETY: `a` holds 8 f32.
         unsafe { _mm256_storeu_ps(a.as_mut_ptr(), acc[r]) };
-        out[r] = super::scalar::hsum8(&a) + if KIND == Q4_1 { super::scalar::q4_1_mins(w, &xs[r]) } else { 0.0 };
+        out[r] = super::scalar::hsum8(&a) + summs[r];
     }
 }
 

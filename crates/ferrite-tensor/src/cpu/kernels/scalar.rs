@@ -32,7 +32,7 @@ fn h(b: &[u8], i: usize) -> f32 {
 }
 
 /// `hsum_float_8`: `((a4 + a0) + (a6 + a2)) + ((a5 + a1) + (a7 + a3))`.
-#[inline]
+#[inline(always)]
 pub(crate) fn hsum8(a: &[f32; 8]) -> f32 {
     let r: [f32; 4] = std::array::from_fn(|i| a[i + 4] + a[i]);
     (r[0] + r[2]) + (r[1] + r[3])
@@ -61,15 +61,6 @@ fn unpack_q5_0(b: &[u8]) -> ([i32; 32], f32, f32) {
 
 fn unpack_q8_0(b: &[u8]) -> ([i32; 32], f32, f32) {
     (std::array::from_fn(|e| (b[2 + e] as i8) as i32), h(b, 0), 0.0)
-}
-
-/// Q4_1's `Σ fma(m, s)` over the blocks in order (ggml's scalar `summs`), `s` the fp16 q8_1 sums.
-pub(crate) fn q4_1_mins(w: &[u8], x: &ActRow<'_>) -> f32 {
-    let mut summs = 0f32;
-    for (b, blk) in w.chunks_exact(20).enumerate() {
-        summs = h(blk, 2).mul_add(x.s32[b], summs);
-    }
-    summs
 }
 
 fn legacy(w: &[u8], xs: &[ActRow<'_>], out: &mut [f32], ts: usize, unpack: Unpack, with_min: bool) {

@@ -52,6 +52,7 @@ fn silu_ggml(x: f32) -> f32 {
     x / (1.0 + expf_ggml(0.0 - x))
 }
 
+#[inline(always)]
 fn swiglu_portable(gate: &[f32], up: &[f32], out: &mut [f32]) {
     let n = out.len().min(gate.len()).min(up.len());
     let np = n & !15;

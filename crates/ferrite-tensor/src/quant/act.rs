@@ -314,10 +314,10 @@ mod tests {
                     let s0 = b * 32 / blk * blk;
                     let step = xr[s0..s0 + blk].iter().fold(0f32, |m, v| m.max(v.abs())) / 127.0;
                     let d = row.d[b];
-                    for i in 32 * b..32 * b + 32 {
+                    for (i, (&xv, &q)) in xr.iter().zip(row.qs).enumerate().skip(32 * b).take(32) {
                         // Half a step, plus the fp16 rounding of the scale times |q| <= 127.
                         let bound = step * 0.5 * 1.0001 + (d - step).abs() * 127.0 + 1e-7;
-                        assert!((xr[i] - d * row.qs[i] as f32).abs() <= bound, "{format:?} {i}");
+                        assert!((xv - d * q as f32).abs() <= bound, "{format:?} {i}");
                     }
                     let s: i32 = row.qs[32 * b..32 * b + 32].iter().map(|&q| q as i32).sum();
                     let want = if format == ActFormat::Q8_1 { row.s32[b] } else { d * s as f32 };

@@ -139,10 +139,10 @@ mod x86 {
             }
         }
         let mut a = [0f32; 16];
-        for h in 0..2 {
+        for (h, half) in a.chunks_exact_mut(8).enumerate() {
             let v = _mm256_add_ps(_mm256_add_ps(s[0][h], s[2][h]), _mm256_add_ps(s[1][h], s[3][h]));
-            // SAFETY: `a[8h..8h+8]` holds 8 f32.
-            unsafe { _mm256_storeu_ps(a.as_mut_ptr().add(8 * h), v) };
+            // SAFETY: `half` holds 8 f32.
+            unsafe { _mm256_storeu_ps(half.as_mut_ptr(), v) };
         }
         super::tail(super::reduce16(&a), x, y, np, n)
     }

@@ -3,7 +3,7 @@
 use ferrite_tensor::{AttentionParams, Device, Tensor};
 
 use crate::weights::f32_vector;
-use crate::{Batch, Error, KvCache, LlamaConfig, Result, WeightSource};
+use crate::{Arch, Batch, Error, KvCache, LlamaConfig, Result, WeightSource};
 
 struct Layer {
     attn_norm: Tensor,
@@ -133,8 +133,16 @@ impl Llama {
             k = k.rope(&positions, rope)?;
             cache.k[il].write_kv(&k, &slots)?;
             cache.v[il].write_kv(&v, &slots)?;
+            // llama.cpp's gemma3 graph multiplies Q by the attention scale before attention
+            // (`ggml_scale`, then kq_scale 1); the others scale q·k inside it. Same maths, but
+            // the f16 rounding of Q in the attention sees different values.
+            let mut scale = c.attn_scale;
+            if c.arch == Arch::Gemma3 {
+                q = q.scale(c.attn_scale)?;
+                scale = 1.0;
+            }
             let params = AttentionParams {
-                scale: c.attn_scale,
+                scale,
                 block_size: cache.block_size,
                 sliding_window: if sliding { c.sliding_window } else { None },
                 softcap: None,

@@ -1,7 +1,7 @@
 //! Matrix multiplication `x [m, k] · w[n, k]ᵀ` with weights of any dtype, read in place.
 //!
-//! Quantized weights: each activation row is quantized once to 8-bit blocks
-//! ([`crate::quant::act`]) and the integer kernels ([`super::kernels`]) run on the raw GGUF
+//! Quantized weights: each activation row is quantized once to the 8-bit blocks ggml pairs with
+//! the weight type ([`crate::quant::act::ActFormat`]) and the integer kernels ([`super::kernels`]) run on the raw GGUF
 //! blocks. Float weights (f32/f16/bf16) are widened on the fly against f32 activations.
 //!
 //! * Matvec (`m == 1`, decode): the weight rows are split across the rayon threads in a few
@@ -15,7 +15,7 @@ use rayon::prelude::*;
 
 use crate::cpu::kernels::{Kernels, MAX_ROWS};
 use crate::cpu::{expect_f32, f32_tensor, TensorRead};
-use crate::quant::act::{ActRow, QuantizedActs};
+use crate::quant::act::{ActFormat, ActRow, QuantizedActs};
 use crate::{DType, Error, Result, Tensor};
 
 /// Bytes of weights in one prefill tile (kept in L2 while all activation rows pass over it).
@@ -40,9 +40,9 @@ pub fn matmul(x: &[f32], m: usize, k: usize, w: &[u8], w_dtype: DType, n: usize,
         return Ok(());
     }
     let kern = Kernels::best();
-    if w_dtype.is_quantized() {
+    if let Some(format) = ActFormat::for_weights(w_dtype) {
         let mut acts = QuantizedActs::new();
-        acts.quantize(x, k)?;
+        acts.quantize(x, k, format)?;
         let rows: Vec<ActRow<'_>> = (0..m).map(|r| acts.row(r)).collect();
         drive(m, n, row_bytes, w, out, |wt, rs, o, stride| kern.quant_dot(w_dtype, wt, row_bytes, &rows[rs], o, stride))
     } else {
@@ -135,6 +135,7 @@ mod tests {
             } else {
                 random_floats(dtype, n * k, &mut rng)
             };
+            let row_bytes = w.len() / n;
             let mut wf = vec![0f32; n * k];
             dequantize(dtype, &w, &mut wf).expect("dequantize");
             for m in [1usize, 2, 4, 5, 9, 17] {
@@ -143,13 +144,31 @@ mod tests {
                 pool.install(|| matmul(&x, m, k, &w, dtype, n, &mut out)).expect("matmul");
                 for r in 0..m {
                     let xr = &x[r * k..(r + 1) * k];
-                    let amax: Vec<f64> = xr.chunks(32).map(|c| c.iter().fold(0f64, |a, v| a.max(v.abs() as f64))).collect();
+                    // Activation blocks are 32 values, 256 for the K-quants' q8_K.
+                    let blk = if dtype.block_size() == 256 { 256 } else { 32 };
+                    let amax: Vec<f64> = xr.chunks(blk).map(|c| c.iter().fold(0f64, |a, v| a.max(v.abs() as f64))).collect();
                     for j in 0..n {
                         let wr = &wf[j * k..(j + 1) * k];
                         let reference: f64 = wr.iter().zip(xr).map(|(&a, &b)| a as f64 * b as f64).sum();
                         let mag: f64 = wr.iter().zip(xr).map(|(&a, &b)| (a as f64 * b as f64).abs()).sum();
                         let step: f64 = if dtype.is_quantized() {
-                            wr.iter().enumerate().map(|(e, &a)| a.abs() as f64 * amax[e / 32] / 127.0 * 0.5 * 1.0001).sum()
+                            // Half a step, plus the fp16 rounding of the scale (|q| <= 127), plus
+                            // (Q4_1) the fp16 rounding of the q8_1 sums times the weights' mins.
+                            let q4_1: f64 = if dtype == DType::Q4_1 {
+                                w[j * row_bytes..(j + 1) * row_bytes]
+                                    .chunks_exact(20)
+                                    .enumerate()
+                                    .map(|(b, c)| {
+                                        let m = half::f16::from_le_bytes([c[2], c[3]]).to_f64().abs();
+                                        let s: f64 = xr[32 * b..32 * b + 32].iter().map(|v| v.abs() as f64).sum();
+                                        m * s * 1.01 / 2048.0
+                                    })
+                                    .sum()
+                            } else {
+                                0.0
+                            };
+                            let per = |e: usize| amax[e / blk] * (0.5 / 127.0 + 1.0 / 2048.0) * 1.0001;
+                            wr.iter().enumerate().map(|(e, &a)| a.abs() as f64 * per(e)).sum::<f64>() + q4_1
                         } else {
                             0.0
                         };

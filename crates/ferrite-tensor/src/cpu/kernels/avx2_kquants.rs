@@ -1,36 +1,19 @@
-//! AVX2 dot products for Q4_K, Q5_K, Q6_K (CPUs without AVX-512 VNNI): per super-block the
-//! scales are converted as vectors and the mins / -32 offsets applied through the activation
-//! block sums; then 32 weights per `vpmaddubsw` step, as in [`super::avx2_legacy`].
+//! AVX2 dot products for Q4_K, Q5_K, Q6_K (CPUs without AVX-512 VNNI), rounded as ggml's
+//! kernels (see [`super::scalar`]): 32 weights per `vpmaddubsw` + `vpmaddwd` step with the
+//! 16-bit sub-block scales into 8 i32 lanes; Q4_K/Q5_K reduce them to one exact integer per
+//! super-block, Q6_K keeps the 8 lanes of `ggml_vec_dot_q6_K_q8_K`.
 
 use std::arch::x86_64::*;
 
-use super::avx2_legacy::{hsum, step};
+use super::avx2_legacy::f16_at;
 use crate::quant::act::ActRow;
 
-const K1: u32 = 0x3f3f_3f3f;
-const K2: u32 = 0x0f0f_0f0f;
-const K3: u32 = 0x0303_0303;
-
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn f16_at(p: *const u8) -> f32 {
-    // SAFETY: the caller guarantees 2 readable bytes.
-    let h = unsafe { std::ptr::read_unaligned(p as *const u16) };
-    _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(h as i32)))
-}
-
-/// Scales (bytes 0..8) and mins (8..16) of the 12 packed bytes at `p`.
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn k4_scales_mins(p: *const u8) -> __m128i {
-    // SAFETY: the caller guarantees the 12 bytes at `p` are readable.
-    let [u0, u1, u2] = unsafe {
-        let rd = |i: usize| std::ptr::read_unaligned(p.add(4 * i) as *const u32);
-        [rd(0), rd(1), rd(2)]
-    };
-    let m_hi = ((u2 >> 4) & K2) | (((u1 >> 6) & K3) << 4);
-    let s_hi = (u2 & K2) | (((u0 >> 6) & K3) << 4);
-    _mm_set_epi32(m_hi as i32, (u1 & K1) as i32, s_hi as i32, (u0 & K1) as i32)
+fn hsum_i32(v: __m256i) -> i32 {
+    let s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256::<1>(v));
+    let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b01_00_11_10>(s));
+    _mm_cvtsi128_si32(_mm_add_epi32(s, _mm_shuffle_epi32::<0b10_11_00_01>(s)))
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
@@ -38,27 +21,17 @@ unsafe fn k4<const FIVE: bool, const R: usize>(w: &[u8], xs: &[ActRow<'_>], out:
     let ts = if FIVE { 176 } else { 144 };
     let qs_off = if FIVE { 48 } else { 16 };
     let nsb = w.len() / ts;
-    let xq: [*const i8; R] = std::array::from_fn(|r| xs[r].qs.as_ptr());
-    let xd: [*const f32; R] = std::array::from_fn(|r| xs[r].d.as_ptr());
-    let xs32: [*const f32; R] = std::array::from_fn(|r| xs[r].s32.as_ptr());
     let mask4 = _mm256_set1_epi8(0xF);
-    let mut acc = [[_mm256_setzero_ps(); 2]; R];
-    let mut off = [_mm256_setzero_ps(); R];
+    let mut acc = [0f32; R];
+    let mut acc_min = [0f32; R];
     // SAFETY: super-block `sb` lies inside `w`; activation rows cover `nsb * 256` values.
     unsafe {
         for sb in 0..nsb {
             let p = w.as_ptr().add(sb * ts);
-            let d = _mm256_set1_ps(f16_at(p));
-            let dmin = _mm256_set1_ps(f16_at(p.add(2)));
-            let sm = k4_scales_mins(p.add(4));
-            let sc8 = _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(sm)));
-            let m8 = _mm256_mul_ps(dmin, _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128::<8>(sm))));
-            let mut sc = [_mm256_setzero_ps(); R];
-            for r in 0..R {
-                sc[r] = _mm256_mul_ps(sc8, _mm256_loadu_ps(xd[r].add(8 * sb)));
-                off[r] = _mm256_fnmadd_ps(m8, _mm256_loadu_ps(xs32[r].add(8 * sb)), off[r]);
-            }
+            let (sc, mn) = super::scalar::k4_scales_mins(std::slice::from_raw_parts(p, 16));
+            let (d, dmin) = (f16_at(p), f16_at(p.add(2)));
             let qh = if FIVE { _mm256_loadu_si256(p.add(16) as *const __m256i) } else { mask4 };
+            let mut iacc = [_mm256_setzero_si256(); R];
             for i in 0..4 {
                 let y = _mm256_loadu_si256(p.add(qs_off + 32 * i) as *const __m256i);
                 let mut lo = _mm256_and_si256(y, mask4);
@@ -69,80 +42,89 @@ unsafe fn k4<const FIVE: bool, const R: usize>(w: &[u8], xs: &[ActRow<'_>], out:
                     lo = _mm256_or_si256(lo, _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(qh, bl), bl), sixteen));
                     hi = _mm256_or_si256(hi, _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(qh, bh), bh), sixteen));
                 }
-                let (li, hj) = (_mm256_set1_epi32(2 * i as i32), _mm256_set1_epi32(2 * i as i32 + 1));
+                let (sl, sh) = (_mm256_set1_epi16(sc[2 * i] as i16), _mm256_set1_epi16(sc[2 * i + 1] as i16));
                 for r in 0..R {
-                    let x = xq[r].add(256 * sb + 64 * i);
-                    acc[r][0] = step(acc[r][0], lo, x, _mm256_permutevar8x32_ps(sc[r], li));
-                    acc[r][1] = step(acc[r][1], hi, x.add(32), _mm256_permutevar8x32_ps(sc[r], hj));
+                    let x = xs[r].qs.as_ptr().add(256 * sb + 64 * i);
+                    let xl = _mm256_loadu_si256(x as *const __m256i);
+                    let xh = _mm256_loadu_si256(x.add(32) as *const __m256i);
+                    let pl = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, xl), sl);
+                    let ph = _mm256_madd_epi16(_mm256_maddubs_epi16(hi, xh), sh);
+                    iacc[r] = _mm256_add_epi32(iacc[r], _mm256_add_epi32(pl, ph));
                 }
-            }
-        }
-    }
-    for r in 0..R {
-        out[r] = hsum(_mm256_add_ps(_mm256_add_ps(acc[r][0], acc[r][1]), off[r]));
-    }
-}
-
-#[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn k6<const R: usize>(w: &[u8], xs: &[ActRow<'_>], out: &mut [f32]) {
-    let nsb = w.len() / 210;
-    let xq: [*const i8; R] = std::array::from_fn(|r| xs[r].qs.as_ptr());
-    let xd: [*const f32; R] = std::array::from_fn(|r| xs[r].d.as_ptr());
-    let xs16: [*const f32; R] = std::array::from_fn(|r| xs[r].s16.as_ptr());
-    let mask4 = _mm256_set1_epi8(0xF);
-    let mask_hi = _mm256_set1_epi8(0x30);
-    let dup_lo = _mm256_set_epi32(3, 3, 2, 2, 1, 1, 0, 0);
-    let dup_hi = _mm256_set_epi32(7, 7, 6, 6, 5, 5, 4, 4);
-    // Chunk `t` (32 weights, sub-blocks 2t and 2t+1) takes lanes 0..4 from scale 2t, 4..8 from 2t+1.
-    let lanes: [__m256i; 4] = std::array::from_fn(|t| {
-        let a = 2 * t as i32;
-        _mm256_set_epi32(a + 1, a + 1, a + 1, a + 1, a, a, a, a)
-    });
-    let mut acc = [[_mm256_setzero_ps(); 2]; R];
-    let mut off = [_mm256_setzero_ps(); R];
-    // SAFETY: as in `k4`.
-    unsafe {
-        for sb in 0..nsb {
-            let p = w.as_ptr().add(sb * 210);
-            let d = _mm256_set1_ps(f16_at(p.add(208)));
-            let raw = _mm_loadu_si128(p.add(192) as *const __m128i);
-            let sa = _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(raw)));
-            let sb_ = _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128::<8>(raw))));
-            let m32 = _mm256_set1_ps(-32.0);
-            let mut sc = [[_mm256_setzero_ps(); 2]; R];
-            for r in 0..R {
-                let dx = _mm256_loadu_ps(xd[r].add(8 * sb));
-                sc[r][0] = _mm256_mul_ps(sa, _mm256_permutevar8x32_ps(dx, dup_lo));
-                sc[r][1] = _mm256_mul_ps(sb_, _mm256_permutevar8x32_ps(dx, dup_hi));
-                let s16 = xs16[r].add(16 * sb);
-                off[r] = _mm256_fmadd_ps(_mm256_mul_ps(sa, m32), _mm256_loadu_ps(s16), off[r]);
-                off[r] = _mm256_fmadd_ps(_mm256_mul_ps(sb_, m32), _mm256_loadu_ps(s16.add(8)), off[r]);
-            }
-            for n in [0usize, 1] {
-                let qla = _mm256_loadu_si256(p.add(64 * n) as *const __m256i);
-                let qlb = _mm256_loadu_si256(p.add(64 * n + 32) as *const __m256i);
-                let qh = _mm256_loadu_si256(p.add(128 + 32 * n) as *const __m256i);
-                let wv = [
-                    _mm256_or_si256(_mm256_and_si256(qla, mask4), _mm256_and_si256(_mm256_slli_epi16::<4>(qh), mask_hi)),
-                    _mm256_or_si256(_mm256_and_si256(qlb, mask4), _mm256_and_si256(_mm256_slli_epi16::<2>(qh), mask_hi)),
-                    _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16::<4>(qla), mask4), _mm256_and_si256(qh, mask_hi)),
-                    _mm256_or_si256(
-                        _mm256_and_si256(_mm256_srli_epi16::<4>(qlb), mask4),
-                        _mm256_and_si256(_mm256_srli_epi16::<2>(qh), mask_hi),
-                    ),
-                ];
-                for (t, &wt) in wv.iter().enumerate() {
+                // As the scalar kernel: 4 rows accumulate per sub-block pair (ggml's GEMM).
+                if R == super::MAX_ROWS || i == 3 {
+                    let js = if R == super::MAX_ROWS { 2 * i..2 * i + 2 } else { 0..8 };
                     for r in 0..R {
-                        let x = xq[r].add(256 * sb + 128 * n + 32 * t);
-                        let s = _mm256_permutevar8x32_ps(sc[r][n], lanes[t]);
-                        acc[r][t & 1] = step(acc[r][t & 1], wt, x, s);
+                        let isum = hsum_i32(iacc[r]);
+                        iacc[r] = _mm256_setzero_si256();
+                        let bs = &xs[r].bsums[16 * sb..16 * sb + 16];
+                        let imin: i32 = js.clone().map(|j| mn[j] * (bs[2 * j] as i32 + bs[2 * j + 1] as i32)).sum();
+                        let dx = xs[r].d[8 * sb];
+                        acc[r] = (isum as f32).mul_add(d * dx, acc[r]);
+                        acc_min[r] = (imin as f32).mul_add(dmin * dx, acc_min[r]);
                     }
                 }
             }
         }
     }
     for r in 0..R {
-        out[r] = hsum(_mm256_add_ps(_mm256_add_ps(acc[r][0], acc[r][1]), off[r]));
+        out[r] = acc[r] - acc_min[r];
+    }
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn k6<const R: usize>(w: &[u8], xs: &[ActRow<'_>], out: &mut [f32]) {
+    let nsb = w.len() / 210;
+    let mask4 = _mm256_set1_epi8(0xF);
+    let m3 = _mm256_set1_epi8(3);
+    let mut acc = [_mm256_setzero_ps(); R];
+    // SAFETY: as in `k4`.
+    unsafe {
+        for sb in 0..nsb {
+            let p = w.as_ptr().add(sb * 210);
+            let dw = f16_at(p.add(208));
+            let sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128(p.add(192) as *const __m128i));
+            let mut sc = [0i16; 16];
+            _mm256_storeu_si256(sc.as_mut_ptr() as *mut __m256i, sc16);
+            let mut iacc = [_mm256_setzero_si256(); R];
+            for n in 0..2 {
+                let q1 = _mm256_loadu_si256(p.add(64 * n) as *const __m256i);
+                let q2 = _mm256_loadu_si256(p.add(64 * n + 32) as *const __m256i);
+                let qh = _mm256_loadu_si256(p.add(128 + 32 * n) as *const __m256i);
+                let wv = [
+                    _mm256_or_si256(_mm256_and_si256(q1, mask4), _mm256_slli_epi16::<4>(_mm256_and_si256(qh, m3))),
+                    _mm256_or_si256(_mm256_and_si256(q2, mask4), _mm256_slli_epi16::<2>(_mm256_and_si256(qh, _mm256_set1_epi8(12)))),
+                    _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16::<4>(q1), mask4), _mm256_and_si256(qh, _mm256_set1_epi8(48))),
+                    _mm256_or_si256(
+                        _mm256_and_si256(_mm256_srli_epi16::<4>(q2), mask4),
+                        _mm256_srli_epi16::<2>(_mm256_and_si256(qh, _mm256_set1_epi8(-64))),
+                    ),
+                ];
+                for (t, &wt) in wv.iter().enumerate() {
+                    let c = 4 * n + t;
+                    let s = _mm256_inserti128_si256::<1>(
+                        _mm256_castsi128_si256(_mm_set1_epi16(sc[2 * c])),
+                        _mm_set1_epi16(sc[2 * c + 1]),
+                    );
+                    for r in 0..R {
+                        let x = _mm256_loadu_si256(xs[r].qs.as_ptr().add(256 * sb + 32 * c) as *const __m256i);
+                        iacc[r] = _mm256_add_epi32(iacc[r], _mm256_madd_epi16(_mm256_maddubs_epi16(wt, x), s));
+                    }
+                }
+            }
+            for r in 0..R {
+                let bs = _mm256_loadu_si256(xs[r].bsums.as_ptr().add(16 * sb) as *const __m256i);
+                let lanes = _mm256_sub_epi32(iacc[r], _mm256_slli_epi32::<5>(_mm256_madd_epi16(bs, sc16)));
+                let d = _mm256_set1_ps(xs[r].d[8 * sb] * dw);
+                acc[r] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(lanes), acc[r]);
+            }
+        }
+    }
+    for r in 0..R {
+        let mut a = [0f32; 8];
+        // SAFETY: `a` holds 8 f32.
+        unsafe { _mm256_storeu_ps(a.as_mut_ptr(), acc[r]) };
+        out[r] = super::scalar::hsum8(&a);
     }
 }
 

@@ -1,10 +1,9 @@
-//! AVX2 dot products for Q4_0, Q4_1, Q5_0, Q8_0 (CPUs without AVX-512 VNNI).
-//!
-//! One 32-weight block per 256-bit step: unsigned weight bytes times signed activations with
-//! `vpmaddubsw` (no saturation: weights are at most 31) and `vpmaddwd`, converted and
-//! accumulated with the block's scale. Scales are converted 8 at a time, offsets applied per
-//! group of 8 blocks through the activation block sums. Q8_0 uses the sign trick
-//! (`|w| · sign(x, w)`) instead of an offset, as `vpmaddubsw` would saturate on `w + 128`.
+//! AVX2 dot products for Q4_0, Q4_1, Q5_0, Q8_0 (CPUs without AVX-512 VNNI), rounded as
+//! ggml's kernels (see [`super::scalar`]), which are themselves AVX2 code: one 32-weight block
+//! per step, `vpmaddubsw` + `vpmaddwd` into 8 i32 lanes (lane `l`: values `4l..4l+4`), then
+//! `fma(d_w · d_x, lane, acc)`. Q4_0/Q5_0 weights go in unsigned and their offset times the
+//! activations' 4-value sums is subtracted per lane; Q8_0 uses the sign trick
+//! (`|w| · sign(x, w)`) as ggml does.
 
 use std::arch::x86_64::*;
 
@@ -24,29 +23,16 @@ const fn type_size(kind: u8) -> usize {
     }
 }
 
-/// The 8 fp16 values at `p + off + i·ts` (`i < n`, zero for `i >= n`) as f32.
+/// The f16 at `p` as f32.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-pub(super) unsafe fn gather_f16x8(p: *const u8, ts: usize, off: usize, n: usize) -> __m256 {
-    // SAFETY: the caller guarantees blocks `0..n` are readable; others are not touched.
-    unsafe {
-        let rd = |i: usize| if i < n { std::ptr::read_unaligned(p.add(i * ts + off) as *const i16) } else { 0 };
-        _mm256_cvtph_ps(_mm_set_epi16(rd(7), rd(6), rd(5), rd(4), rd(3), rd(2), rd(1), rd(0)))
-    }
+pub(super) unsafe fn f16_at(p: *const u8) -> f32 {
+    // SAFETY: the caller guarantees 2 readable bytes.
+    let h = unsafe { std::ptr::read_unaligned(p as *const u16) };
+    _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(h as i32)))
 }
 
-/// `acc + f32(Σ4 w·x) · scale`: one 32-weight step (`w` unsigned bytes, at most 63).
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
-pub(super) unsafe fn step(acc: __m256, w: __m256i, x: *const i8, scale: __m256) -> __m256 {
-    // SAFETY: the caller guarantees 32 readable bytes at `x`.
-    unsafe {
-        let xv = _mm256_loadu_si256(x as *const __m256i);
-        let dot = _mm256_madd_epi16(_mm256_maddubs_epi16(w, xv), _mm256_set1_epi16(1));
-        _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), scale, acc)
-    }
-}
-
+/// Horizontal sum of 8 lanes (for the float kernels).
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 pub(super) fn hsum(v: __m256) -> f32 {
@@ -94,55 +80,51 @@ unsafe fn unpack<const KIND: u8>(p: *const u8) -> __m256i {
 unsafe fn legacy<const KIND: u8, const R: usize>(w: &[u8], xs: &[ActRow<'_>], out: &mut [f32]) {
     let ts = type_size(KIND);
     let nb = w.len() / ts;
-    let xq: [*const i8; R] = std::array::from_fn(|r| xs[r].qs.as_ptr());
-    let xd: [*const f32; R] = std::array::from_fn(|r| xs[r].d.as_ptr());
-    let xs32: [*const f32; R] = std::array::from_fn(|r| xs[r].s32.as_ptr());
-    let mut acc = [[_mm256_setzero_ps(); 2]; R];
-    let mut off = [_mm256_setzero_ps(); R];
-    // SAFETY: blocks `b..b + n` lie inside `w`; activation rows are padded to whole groups of
-    // 8 blocks (checked by `Kernels::quant_dot`).
+    let shift = _mm_cvtsi32_si128(match KIND {
+        Q4_0 => 3,
+        Q5_0 => 4,
+        _ => 0,
+    });
+    let ones = _mm256_set1_epi16(1);
+    let mut acc = [_mm256_setzero_ps(); R];
+    let mut summs = [0f32; R];
+    // SAFETY: block `b` lies inside `w`; activation rows cover every block (checked by
+    // `Kernels::quant_dot`).
     unsafe {
-        let wp = w.as_ptr();
-        let mut b = 0;
-        while b < nb {
-            let n = (nb - b).min(8);
-            let p = wp.add(b * ts);
-            let dw = gather_f16x8(p, ts, 0, n);
-            let mut sc = [_mm256_setzero_ps(); R];
+        for b in 0..nb {
+            let p = w.as_ptr().add(b * ts);
+            let dw = f16_at(p);
+            if KIND == Q4_1 {
+                // ggml's scalar `summs = fma(m, s, summs)`, block by block.
+                let m = f16_at(p.add(2));
+                for r in 0..R {
+                    summs[r] = m.mul_add(xs[r].s32[b], summs[r]);
+                }
+            }
+            let wv = unpack::<KIND>(p);
             for r in 0..R {
-                sc[r] = _mm256_mul_ps(dw, _mm256_loadu_ps(xd[r].add(b)));
-            }
-            if KIND != Q8_0 {
-                let coef = match KIND {
-                    Q4_0 => _mm256_mul_ps(dw, _mm256_set1_ps(-8.0)),
-                    Q4_1 => gather_f16x8(p, ts, 2, n),
-                    _ => _mm256_mul_ps(dw, _mm256_set1_ps(-16.0)),
-                };
-                for r in 0..R {
-                    off[r] = _mm256_fmadd_ps(coef, _mm256_loadu_ps(xs32[r].add(b)), off[r]);
-                }
-            }
-            for j in 0..n {
-                let wv = unpack::<KIND>(p.add(j * ts));
-                let lane = _mm256_set1_epi32(j as i32);
-                for r in 0..R {
-                    let s = _mm256_permutevar8x32_ps(sc[r], lane);
-                    let x = xq[r].add((b + j) * 32);
-                    acc[r][j & 1] = if KIND == Q8_0 {
-                        let xv = _mm256_loadu_si256(x as *const __m256i);
-                        let prod = _mm256_maddubs_epi16(_mm256_sign_epi8(wv, wv), _mm256_sign_epi8(xv, wv));
-                        let dot = _mm256_madd_epi16(prod, _mm256_set1_epi16(1));
-                        _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), s, acc[r][j & 1])
+                let xv = _mm256_loadu_si256(xs[r].qs.as_ptr().add(32 * b) as *const __m256i);
+                let dot = if KIND == Q8_0 {
+                    _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_sign_epi8(wv, wv), _mm256_sign_epi8(xv, wv)), ones)
+                } else {
+                    let d = _mm256_madd_epi16(_mm256_maddubs_epi16(wv, xv), ones);
+                    if KIND == Q4_1 {
+                        d
                     } else {
-                        step(acc[r][j & 1], wv, x, s)
-                    };
-                }
+                        let s4 = _mm256_loadu_si256(xs[r].sum4.as_ptr().add(8 * b) as *const __m256i);
+                        _mm256_sub_epi32(d, _mm256_sll_epi32(s4, shift))
+                    }
+                };
+                let dd = _mm256_set1_ps(dw * xs[r].d[b]);
+                acc[r] = _mm256_fmadd_ps(dd, _mm256_cvtepi32_ps(dot), acc[r]);
             }
-            b += 8;
         }
     }
     for r in 0..R {
-        out[r] = hsum(_mm256_add_ps(_mm256_add_ps(acc[r][0], acc[r][1]), off[r]));
+        let mut a = [0f32; 8];
+        // SAFETY: `a` holds 8 f32.
+        unsafe { _mm256_storeu_ps(a.as_mut_ptr(), acc[r]) };
+        out[r] = super::scalar::hsum8(&a) + summs[r];
     }
 }
 

@@ -202,7 +202,7 @@ impl Kernels {
         let kp = k.div_ceil(ACT_GROUP) * ACT_GROUP;
         check_rows(w.len() / row_bytes, xs.len(), out.len(), stride, "quant_dot")?;
         for x in xs {
-            if x.qs.len() < kp || x.d.len() < kp / 32 || x.s32.len() < kp / 32 || x.s16.len() < kp / 16 {
+            if x.qs.len() < kp || x.d.len() < kp / 32 || x.s32.len() < kp / 32 || x.bsums.len() < kp / 16 || x.sum4.len() < kp / 4 {
                 return Err(Error::shape("quant_dot", format!("activation row of {} values for {k} weights", x.qs.len())));
             }
         }

@@ -1,6 +1,7 @@
 //! Activation block quantization with AVX-512 (the scalar version is
-//! [`crate::quant::act::quantize_block_scalar`]): `d = amax / 127`, `q = round(x / d)` (to
-//! nearest, ties to even, like the scalar magic-number rounding), and the two 16-value sums.
+//! [`crate::quant::act::quantize_block_scalar`]), as ggml's `quantize_row_q8_0`:
+//! `q = round(x · 127/amax)` (to nearest, ties to even), the f32 scale `amax/127` and the two
+//! 16-value sums.
 
 use std::arch::x86_64::*;
 
@@ -13,7 +14,7 @@ pub(super) unsafe fn block_avx512(x: &[f32; 32], q: &mut [i8; 32]) -> (f32, i32,
         let b = _mm512_loadu_ps(x.as_ptr().add(16));
         let amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(a), _mm512_abs_ps(b)));
         let d = amax / 127.0;
-        let id = _mm512_set1_ps(if d > 0.0 { 1.0 / d } else { 0.0 });
+        let id = _mm512_set1_ps(if amax != 0.0 { 127.0 / amax } else { 0.0 });
         let qa = _mm512_cvtps_epi32(_mm512_mul_ps(a, id));
         let qb = _mm512_cvtps_epi32(_mm512_mul_ps(b, id));
         _mm_storeu_si128(q.as_mut_ptr() as *mut __m128i, _mm512_cvtsepi32_epi8(qa));

@@ -5,14 +5,15 @@
 //! step (`d_x / 2`), so `|got - ref| <= Σ |w|·d_x/2 + 1e-4·Σ |w·x|` (the second term covers f32
 //! accumulation). Tighter: against the f64 dot of the weights with the *dequantized*
 //! activations (`d_x·q_x`) every level must agree within `2e-5·Σ |w·x|`, which only f32
-//! rounding and reassociation can explain; so must the SIMD levels with the scalar kernels.
+//! rounding and reassociation can explain. The SIMD levels must equal the scalar kernels bit for
+//! bit (all of them mirror ggml's order of operations).
 
 use half::{bf16, f16};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use super::{Isa, Kernels, MAX_ROWS};
-use crate::quant::act::QuantizedActs;
+use crate::quant::act::{ActFormat, ActRow, QuantizedActs};
 use crate::quant::dequantize;
 use crate::DType;
 
@@ -48,6 +49,21 @@ fn acts(rng: &mut StdRng, rows: usize, k: usize) -> Vec<f32> {
     (0..rows * k).map(|i| rng.gen_range(-2.0f32..2.0) * if i % 7 == 0 { 3.0 } else { 1.0 }).collect()
 }
 
+/// Largest |x| in the activation block (of `format`) holding element `e`.
+fn amax(x: &[f32], e: usize, format: ActFormat) -> f64 {
+    let blk = if format == ActFormat::Q8K { 256 } else { 32 };
+    let s = e / blk * blk;
+    x[s..s + blk].iter().fold(0f64, |m, v| m.max(v.abs() as f64))
+}
+
+/// `m · (s - d·Σq)` for Q4_1 block `b` (bytes at `blk`): what ggml's fp16 rounding of the q8_1
+/// sum `s` adds to the dot product.
+fn q4_1_sum_correction(blk: &[u8], row: &ActRow<'_>, b: usize) -> f64 {
+    let m = f16::from_le_bytes([blk[2], blk[3]]).to_f64();
+    let sum: i32 = row.qs[32 * b..32 * b + 32].iter().map(|&q| q as i32).sum();
+    m * (row.s32[b] as f64 - row.d[b] as f64 * sum as f64)
+}
+
 const QUANT: [DType; 7] = [DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q8_0, DType::Q4_K, DType::Q5_K, DType::Q6_K];
 
 #[test]
@@ -68,7 +84,8 @@ fn quantized_kernels_match_f64_reference_on_every_level() {
             for r in 1..=MAX_ROWS {
                 let x = acts(&mut rng, r, k);
                 let mut qa = QuantizedActs::new();
-                qa.quantize(&x, k).expect("quantize");
+                let format = ActFormat::for_weights(dtype).expect("quantized");
+                qa.quantize(&x, k, format).expect("quantize");
                 let rows: Vec<_> = (0..r).map(|i| qa.row(i)).collect();
                 let stride = r + 1;
                 let mut scalar_out = vec![f32::NAN; nrows * stride];
@@ -84,14 +101,29 @@ fn quantized_kernels_match_f64_reference_on_every_level() {
                             let (wr, xr) = (&wf[j * k..(j + 1) * k], &x[i * k..(i + 1) * k]);
                             let reference: f64 = wr.iter().zip(xr).map(|(&a, &b)| a as f64 * b as f64).sum();
                             let row = qa.row(i);
-                            let step: f64 = wr.iter().enumerate().map(|(e, &a)| a.abs() as f64 * row.d[e / 32] as f64 * 0.5).sum();
+                            // Half a step of the unrounded scale, plus the fp16 rounding of the
+                            // scale (|q| <= 127), plus Q4_1's rounded sums.
+                            let step: f64 = wr
+                                .iter()
+                                .enumerate()
+                                .map(|(e, &a)| a.abs() as f64 * (amax(xr, e, format) * (0.5 / 127.0 + 1.0 / 2048.0)) * 1.0001)
+                                .sum::<f64>()
+                                + if dtype == DType::Q4_1 {
+                                    (0..nb).map(|b| q4_1_sum_correction(&w[(j * nb + b) * 20..], &row, b).abs()).sum::<f64>()
+                                } else {
+                                    0.0
+                                };
                             let mag: f64 = wr.iter().zip(xr).map(|(&a, &b)| (a as f64 * b as f64).abs()).sum();
                             let got = out[j * stride + i] as f64;
-                            let exact: f64 = wr
+                            let mut exact: f64 = wr
                                 .iter()
                                 .enumerate()
                                 .map(|(e, &a)| a as f64 * row.d[e / 32] as f64 * row.qs[e] as f64)
                                 .sum();
+                            if dtype == DType::Q4_1 {
+                                // ggml's Q4_1 dot takes `m · s` with the fp16-rounded sum `s`.
+                                exact += (0..nb).map(|b| q4_1_sum_correction(&w[(j * nb + b) * 20..], &row, b)).sum::<f64>();
+                            }
                             assert!(
                                 (got - exact).abs() <= 2e-5 * mag + 1e-6,
                                 "{:?} {dtype:?} nb={nb} rows={r} row {j}/{i}: got {got}, exact {exact}",
@@ -114,8 +146,10 @@ fn quantized_kernels_match_f64_reference_on_every_level() {
                             let wr = &wf[j * k..(j + 1) * k];
                             let xr = &x[i * k..(i + 1) * k];
                             let mag: f64 = wr.iter().zip(xr).map(|(&a, &b)| (a as f64 * b as f64).abs()).sum();
-                            let (a, b) = (out[j * stride + i] as f64, scalar_out[j * stride + i] as f64);
-                            assert!((a - b).abs() <= 2e-5 * mag + 1e-6, "{:?} {dtype:?} nb={nb}: {a} vs scalar {b}", kern.isa());
+                            let (a, b) = (out[j * stride + i], scalar_out[j * stride + i]);
+                            // Every level mirrors ggml's rounding, so they agree to the bit.
+                            let _ = mag;
+                            assert_eq!(a.to_bits(), b.to_bits(), "{:?} {dtype:?} nb={nb}: {a} vs scalar {b}", kern.isa());
                         }
                     }
                 }
@@ -158,7 +192,7 @@ fn float_kernels_match_f64_reference_on_every_level() {
 fn kernels_reject_bad_shapes() {
     let kern = Kernels::best();
     let mut qa = QuantizedActs::new();
-    qa.quantize(&[0.5; 64], 64).expect("quantize");
+    qa.quantize(&[0.5; 64], 64, ActFormat::Q8_0).expect("quantize");
     let row = qa.row(0);
     let w = vec![0u8; 2 * 18];
     let mut out = [0f32; 8];

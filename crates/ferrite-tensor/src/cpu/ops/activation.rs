@@ -66,17 +66,28 @@ pub fn gated_activation(gate: &Tensor, up: &Tensor, act: Activation) -> Result<T
             TensorRead::new(gate, "gated_activation")?,
             TensorRead::new(up, "gated_activation")?,
         );
+        let d = gate.shape().last().max(1);
         let (gv, uv) = (g.f32()?, u.f32()?);
-        let apply_chunk = |(o, (gs, us)): (&mut [f32], (&[f32], &[f32]))| {
-            for ((o, &g), &u) in o.iter_mut().zip(gs).zip(us) {
-                *o = apply(act, g) * u;
+        // Whole rows per chunk, so the SIMD lanes line up with ggml's per-row loops. SiLU and
+        // tanh GELU are rounded as ggml's `swiglu` / `geglu` ops round them ([`super::glu`]).
+        let apply_rows = |(o, (gs, us)): (&mut [f32], (&[f32], &[f32]))| {
+            for ((o, gs), us) in o.chunks_mut(d).zip(gs.chunks(d)).zip(us.chunks(d)) {
+                match act {
+                    Activation::Silu => super::glu::swiglu(gs, us, o),
+                    Activation::GeluTanh => super::glu::geglu(gs, us, o),
+                    Activation::Gelu => {
+                        for ((o, &g), &u) in o.iter_mut().zip(gs).zip(us) {
+                            *o = apply(act, g) * u;
+                        }
+                    }
+                }
             }
         };
-        const CHUNK: usize = 4096;
+        let chunk = d * (4096 / d).max(1);
         if out.len() < super::PARALLEL_MIN_ELEMS {
-            out.chunks_mut(CHUNK).zip(gv.chunks(CHUNK).zip(uv.chunks(CHUNK))).for_each(apply_chunk);
+            out.chunks_mut(chunk).zip(gv.chunks(chunk).zip(uv.chunks(chunk))).for_each(apply_rows);
         } else {
-            out.par_chunks_mut(CHUNK).zip(gv.par_chunks(CHUNK).zip(uv.par_chunks(CHUNK))).for_each(apply_chunk);
+            out.par_chunks_mut(chunk).zip(gv.par_chunks(chunk).zip(uv.par_chunks(chunk))).for_each(apply_rows);
         }
     }
     f32_tensor(out, gate.shape().clone(), gate.device())
@@ -133,6 +144,18 @@ mod tests {
                 .unwrap()
                 .to_vec_f32()
                 .unwrap();
+            if act == Activation::GeluTanh {
+                // ggml's GeGLU looks GELU up in an fp16 table: the input is rounded to fp16
+                // and so is the result. Exactly that, and within those two roundings of f64.
+                for ((&o, &gv), &uv) in got.iter().zip(&g).zip(&u) {
+                    let x16 = half::f16::from_f32(gv).to_f64();
+                    let table = half::f16::from_f64(reference(act, x16)).to_f64();
+                    assert!((o as f64 - table * uv as f64).abs() <= 2e-3 * (table * uv as f64).abs() + 1e-7, "{gv}");
+                    let step = (gv as f64 - x16).abs() * 1.2 + reference(act, x16).abs() / 2048.0;
+                    assert!((o as f64 - reference(act, gv as f64) * uv as f64).abs() <= step * uv.abs() as f64 + 1e-6);
+                }
+                continue;
+            }
             let want: Vec<f64> = g
                 .iter()
                 .zip(&u)

@@ -1,9 +1,15 @@
 //! KV-cache writes and causal attention over a paged KV cache (prefill and decode alike).
+//!
+//! With an f16 cache and a short batch the attention mirrors ggml's CPU flash attention
+//! (`one_chunk` path) bit for bit ([`super::flash`]); otherwise (f32 cache, 64 or more query
+//! rows, a single query over 512 or more positions) it is a plain two-pass softmax in f32, close
+//! to ggml's tiled f32 path.
 
 use half::f16;
 use rayon::prelude::*;
 
 use super::attention_tiled::{attend_tile, Q_TILE};
+use super::flash;
 use super::simd::{axpy, dot, Elem};
 use crate::backend::{AttentionParams, AttentionSeq};
 use crate::cpu::{cpu_storage, expect_f32, f32_tensor, TensorRead};
@@ -158,6 +164,55 @@ fn attend_row<T: Elem>(
     }
 }
 
+/// Attention of one query row over an f16 cache as ggml's CPU flash attention computes it
+/// (`ggml_compute_forward_flash_attn_ext_f16_one_chunk`): the query rounded to f16, each score
+/// `ggml_vec_dot_f16(k, q) · scale` ([`flash::dot`]), an online softmax whose running output is
+/// kept in f16 (rescaled with [`flash::scale`] on a new maximum, accumulated with
+/// [`flash::mad`]) and the sum `S = S·ms + vs` in f32 (fused, as GCC contracts it), divided out
+/// at the end.
+#[allow(clippy::too_many_arguments)]
+fn attend_row_f16(
+    out: &mut [f32],
+    q: &[f32],
+    k: &[f16],
+    v: &[f16],
+    seq: &AttentionSeq,
+    pos: usize,
+    kvh: usize,
+    kv_row: usize,
+    p: &AttentionParams,
+) {
+    let d = q.len();
+    let lo = p.sliding_window.map_or(0, |w| (pos + 1).saturating_sub(w));
+    let slot_of = |pp: usize| seq.block_table[pp / p.block_size] as usize * p.block_size + pp % p.block_size;
+    let q16: Vec<f16> = q.iter().map(|&x| f16::from_f32(x)).collect();
+    // ggml folds a softcap into the scale first: `s = c · tanh(dot · (scale / c))`.
+    let scale = p.softcap.map_or(p.scale, |c| p.scale / c);
+    let mut acc = vec![f16::ZERO; d];
+    let (mut sum, mut max) = (0f32, f32::NEG_INFINITY);
+    for pp in lo..=pos {
+        let off = slot_of(pp) * kv_row + kvh * d;
+        let mut s = flash::dot(&k[off..off + d], &q16) * scale;
+        if let Some(c) = p.softcap {
+            s = c * s.tanh();
+        }
+        let (mut ms, mut vs) = (1f32, 1f32);
+        if s > max {
+            ms = (max - s).exp();
+            max = s;
+            flash::scale(&mut acc, ms);
+        } else {
+            vs = (s - max).exp();
+        }
+        flash::mad(&mut acc, &v[off..off + d], vs);
+        sum = sum.mul_add(ms, vs);
+    }
+    let inv = if sum == 0.0 { 0.0 } else { 1.0 / sum };
+    for (o, a) in out.iter_mut().zip(&acc) {
+        *o = a.to_f32() * inv;
+    }
+}
+
 /// Attention of `q [tokens, q_heads, head_dim]` over the caches for every sequence in `seqs`.
 /// Query rows that belong to no sequence come out as zeros.
 pub fn attention(
@@ -202,8 +257,9 @@ pub fn attention(
         );
         let qs = qr.f32()?;
         let group = hq / hkv;
-        // Sequences with long query runs (prefill chunks) take the tiled path, per
-        // (sequence, KV head, tile of Q_TILE tokens); the rest go row by row.
+        // Sequences with long query runs (prefill chunks) take the tiled f32 path (as ggml's
+        // `flash_attn_ext_tiled`), per (sequence, KV head, tile of Q_TILE tokens); the rest go
+        // row by row.
         let tiled: Vec<usize> = (0..seqs.len()).filter(|&i| seqs[i].q_len >= Q_TILE).collect();
         let mut row_at = at.clone();
         for &si in &tiled {
@@ -215,13 +271,24 @@ pub fn attention(
             .flat_map(|&si| (0..hkv).flat_map(move |kvh| (0..seqs[si].q_len).step_by(Q_TILE).map(move |t0| (si, kvh, t0))))
             .collect();
         macro_rules! run {
-            ($ty:ty) => {{
+            ($ty:ty, $flash:expr) => {{
                 let k: &[$ty] = bytemuck::try_cast_slice(kr.bytes()).map_err(|e| Error::Backend(format!("{e:?}")))?;
                 let v: &[$ty] = bytemuck::try_cast_slice(vr.bytes()).map_err(|e| Error::Backend(format!("{e:?}")))?;
                 out.par_chunks_mut(d.max(1)).enumerate().for_each(|(row, o)| {
                     let (ti, h) = (row / hq, row % hq);
                     if let Some((si, pos)) = row_at[ti] {
-                        attend_row(o, &qs[row * d..(row + 1) * d], k, v, &seqs[si], pos, h / group, hkv * d, p);
+                        let seq = &seqs[si];
+                        // ggml takes its f16 `one_chunk` path for fewer than 64 query rows
+                        // (GGML_FA_TILE_Q) and, for one row, fewer than 512 cached positions;
+                        // otherwise its split-KV (per-thread chunks) path, for which the f32
+                        // softmax is the closer match.
+                        if $flash && t < 64 && (t > 1 || seq.kv_len < 512) {
+                            // `$ty` is f16 whenever `$flash` is set.
+                            let (k16, v16): (&[f16], &[f16]) = (bytemuck::cast_slice(k), bytemuck::cast_slice(v));
+                            attend_row_f16(o, &qs[row * d..(row + 1) * d], k16, v16, seq, pos, h / group, hkv * d, p);
+                            return;
+                        }
+                        attend_row::<$ty>(o, &qs[row * d..(row + 1) * d], k, v, seq, pos, h / group, hkv * d, p);
                     }
                 });
                 let results: Vec<Vec<f32>> = tasks
@@ -250,8 +317,8 @@ pub fn attention(
             }};
         }
         match k_cache.dtype() {
-            DType::F32 => run!(f32),
-            DType::F16 => run!(f16),
+            DType::F32 => run!(f32, false),
+            DType::F16 => run!(f16, true),
             dt => {
                 return Err(Error::UnsupportedDType {
                     dtype: dt,

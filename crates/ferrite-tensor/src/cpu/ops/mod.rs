@@ -6,6 +6,8 @@ pub mod attention;
 mod attention_tiled;
 pub mod elementwise;
 pub mod embedding;
+pub(crate) mod flash;
+pub(crate) mod glu;
 pub mod norm;
 pub mod rope;
 pub(crate) mod simd;

@@ -1,4 +1,4 @@
-//! RMS norm and layer norm over the last dimension.
+//! RMS norm and layer norm over the last dimension (RMS norm rounded as ggml's CPU backend).
 
 use crate::cpu::{expect_f32, f32_tensor, TensorRead};
 use crate::{Error, Result, Tensor};
@@ -29,8 +29,11 @@ pub fn rms_norm(x: &Tensor, w: &Tensor, eps: f32) -> Result<Tensor> {
         );
         let wv = wr.f32()?;
         map_rows(xr.f32()?, &mut out, d, |s, o| {
-            let ss: f32 = s.iter().map(|v| v * v).sum();
-            let inv = 1.0 / (ss / d as f32 + eps).sqrt();
+            // As ggml_compute_forward_rms_norm_f32: f32 squares summed in order in f64
+            // (`ggml_float`), the mean rounded to f32, then `1/sqrtf(mean + eps)` in f32.
+            let ss: f64 = s.iter().map(|v| (v * v) as f64).sum();
+            let mean = (ss / d as f64) as f32;
+            let inv = 1.0 / (mean + eps).sqrt();
             for ((o, s), w) in o.iter_mut().zip(s).zip(wv) {
                 *o = s * inv * w;
             }

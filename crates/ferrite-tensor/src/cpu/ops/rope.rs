@@ -23,6 +23,38 @@ fn angles(pos: u32, cfg: &RopeConfig) -> Vec<(f32, f32)> {
         .collect()
 }
 
+/// One head: ggml's `rotate_pairs` as GCC contracts it, one product rounded and the other fused
+/// (`vfmsub231ss` / `vfmadd132ss`): `x0·c - x1·s` is `fma(x0, c, -(x1·s))`.
+#[inline(always)]
+fn rotate_portable(oh: &mut [f32], sh: &[f32], cs: &[(f32, f32)], cfg: &RopeConfig) {
+    oh.copy_from_slice(sh);
+    for (i, &(c, sn)) in cs.iter().enumerate() {
+        let (a, b) = match cfg.layout {
+            RopeLayout::Interleaved => (2 * i, 2 * i + 1),
+            RopeLayout::NeoX => (i, i + cfg.dim / 2),
+        };
+        let (x0, x1) = (sh[a], sh[b]);
+        oh[a] = x0.mul_add(c, -(x1 * sn));
+        oh[b] = x0.mul_add(sn, x1 * c);
+    }
+}
+
+/// The same compiled with FMA, so `mul_add` is one instruction.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "fma")]
+fn rotate_fma(oh: &mut [f32], sh: &[f32], cs: &[(f32, f32)], cfg: &RopeConfig) {
+    rotate_portable(oh, sh, cs, cfg)
+}
+
+fn rotate(oh: &mut [f32], sh: &[f32], cs: &[(f32, f32)], cfg: &RopeConfig) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("fma") {
+        // SAFETY: FMA was just detected.
+        return unsafe { rotate_fma(oh, sh, cs, cfg) };
+    }
+    rotate_portable(oh, sh, cs, cfg)
+}
+
 /// Rotates `x [tokens, heads, head_dim]` by `positions[token]`.
 pub fn rope(x: &Tensor, positions: &[u32], cfg: &RopeConfig) -> Result<Tensor> {
     expect_f32(x, "rope")?;
@@ -54,16 +86,7 @@ pub fn rope(x: &Tensor, positions: &[u32], cfg: &RopeConfig) -> Result<Tensor> {
         let token = |((o, s), &pos): ((&mut [f32], &[f32]), &u32)| {
             let cs = angles(pos, cfg);
             for (oh, sh) in o.chunks_mut(d).zip(s.chunks(d)) {
-                oh.copy_from_slice(sh);
-                for (i, &(c, sn)) in cs.iter().enumerate() {
-                    let (a, b) = match cfg.layout {
-                        RopeLayout::Interleaved => (2 * i, 2 * i + 1),
-                        RopeLayout::NeoX => (i, i + cfg.dim / 2),
-                    };
-                    let (x0, x1) = (sh[a], sh[b]);
-                    oh[a] = x0 * c - x1 * sn;
-                    oh[b] = x0 * sn + x1 * c;
-                }
+                rotate(oh, sh, &cs, cfg);
             }
         };
         let row = (h * d).max(1);

@@ -1,0 +1,225 @@
+//! The f16 vector primitives of ggml's CPU flash attention, rounded exactly as ggml rounds them
+//! on an AVX-512 CPU (`ggml_compute_forward_flash_attn_ext_f16_one_chunk`, the path
+//! `llama-simple` takes with an f16 KV cache):
+//!
+//! * [`dot`]: `ggml_vec_dot_f16` — 4 accumulators of 16 f32 lanes, one FMA per 64 values, summed
+//!   `(a0 + a2) + (a1 + a3)` and reduced like GCC's `_mm512_reduce_add_ps`; a tail that is not a
+//!   multiple of 64 is added in f64, as ggml does.
+//! * [`mad`]: `ggml_vec_mad_f16` — `y = f16(fma(x, v, y))` per element.
+//! * [`scale`]: `ggml_vec_scale_f16` — `y = f16(y · v)` per element.
+//!
+//! Each has an AVX-512, an AVX2 (two 8-lane halves per 16-lane accumulator) and a portable
+//! version; all three give identical bits (FMA is `f32::mul_add`, conversions round to nearest
+//! even as `vcvtps2ph` does).
+
+use half::f16;
+
+use super::simd::{level, Level};
+
+/// GCC's `_mm512_reduce_add_ps` order: 256-bit halves, then 128-bit halves, then
+/// `(l0 + l2) + (l1 + l3)`.
+fn reduce16(a: &[f32; 16]) -> f32 {
+    let r8: [f32; 8] = std::array::from_fn(|i| a[i + 8] + a[i]);
+    let r4: [f32; 4] = std::array::from_fn(|i| r8[i + 4] + r8[i]);
+    (r4[0] + r4[2]) + (r4[1] + r4[3])
+}
+
+fn dot_scalar(x: &[f16], y: &[f16]) -> f32 {
+    let n = x.len().min(y.len());
+    let np = n & !63;
+    let mut s = [[0f32; 16]; 4];
+    for i in (0..np).step_by(64) {
+        for (j, sj) in s.iter_mut().enumerate() {
+            for (l, v) in sj.iter_mut().enumerate() {
+                let e = i + 16 * j + l;
+                *v = x[e].to_f32().mul_add(y[e].to_f32(), *v);
+            }
+        }
+    }
+    let a: [f32; 16] = std::array::from_fn(|l| (s[0][l] + s[2][l]) + (s[1][l] + s[3][l]));
+    tail(reduce16(&a), x, y, np, n)
+}
+
+/// ggml adds the values past the last 64 one by one in f64 (`ggml_float`).
+fn tail(head: f32, x: &[f16], y: &[f16], np: usize, n: usize) -> f32 {
+    let mut s = head as f64;
+    for i in np..n {
+        s += (x[i].to_f32() * y[i].to_f32()) as f64;
+    }
+    s as f32
+}
+
+/// `ggml_vec_dot_f16(x, y)` (see the module docs).
+pub(crate) fn dot(x: &[f16], y: &[f16]) -> f32 {
+    match level() {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `level()` detected AVX-512F (F16 conversions and FMA are part of it).
+        Level::Avx512 => unsafe { x86::dot_avx512(x, y) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `level()` detected AVX2, FMA and F16C.
+        Level::Avx2 => unsafe { x86::dot_avx2(x, y) },
+        _ => dot_scalar(x, y),
+    }
+}
+
+/// `ggml_vec_mad_f16`: `y[i] = f16(fma(x[i], v, y[i]))`.
+pub(crate) fn mad(y: &mut [f16], x: &[f16], v: f32) {
+    match level() {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `level()` detected AVX-512F.
+        Level::Avx512 => unsafe { x86::mad_avx512(y, x, v) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `level()` detected AVX2, FMA and F16C.
+        Level::Avx2 => unsafe { x86::mad_avx2(y, x, v) },
+        _ => {
+            for (o, &xv) in y.iter_mut().zip(x) {
+                *o = f16::from_f32(xv.to_f32().mul_add(v, o.to_f32()));
+            }
+        }
+    }
+}
+
+/// `ggml_vec_scale_f16`: `y[i] = f16(y[i] · v)`.
+pub(crate) fn scale(y: &mut [f16], v: f32) {
+    for o in y.iter_mut() {
+        *o = f16::from_f32(o.to_f32() * v);
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use half::f16;
+    use std::arch::x86_64::*;
+
+    #[target_feature(enable = "avx512f")]
+    fn reduce512(v: __m512) -> f32 {
+        let mut a = [0f32; 16];
+        // SAFETY: `a` holds 16 f32.
+        unsafe { _mm512_storeu_ps(a.as_mut_ptr(), v) };
+        super::reduce16(&a)
+    }
+
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn dot_avx512(x: &[f16], y: &[f16]) -> f32 {
+        let n = x.len().min(y.len());
+        let np = n & !63;
+        let mut s = [_mm512_setzero_ps(); 4];
+        let (xp, yp) = (x.as_ptr() as *const __m256i, y.as_ptr() as *const __m256i);
+        // SAFETY: every load reads 16 values inside `0..np` of both slices.
+        unsafe {
+            for i in (0..np / 16).step_by(4) {
+                for (j, sj) in s.iter_mut().enumerate() {
+                    let a = _mm512_cvtph_ps(_mm256_loadu_si256(xp.add(i + j)));
+                    let b = _mm512_cvtph_ps(_mm256_loadu_si256(yp.add(i + j)));
+                    *sj = _mm512_fmadd_ps(a, b, *sj);
+                }
+            }
+        }
+        let a = _mm512_add_ps(_mm512_add_ps(s[0], s[2]), _mm512_add_ps(s[1], s[3]));
+        super::tail(reduce512(a), x, y, np, n)
+    }
+
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(super) unsafe fn dot_avx2(x: &[f16], y: &[f16]) -> f32 {
+        let n = x.len().min(y.len());
+        let np = n & !63;
+        // Accumulator `j` is lanes 0..8 in `s[j][0]` and 8..16 in `s[j][1]`.
+        let mut s = [[_mm256_setzero_ps(); 2]; 4];
+        let (xp, yp) = (x.as_ptr() as *const __m128i, y.as_ptr() as *const __m128i);
+        // SAFETY: every load reads 8 values inside `0..np` of both slices.
+        unsafe {
+            for i in (0..np / 8).step_by(8) {
+                for (j, sj) in s.iter_mut().enumerate() {
+                    for (h, v) in sj.iter_mut().enumerate() {
+                        let a = _mm256_cvtph_ps(_mm_loadu_si128(xp.add(i + 2 * j + h)));
+                        let b = _mm256_cvtph_ps(_mm_loadu_si128(yp.add(i + 2 * j + h)));
+                        *v = _mm256_fmadd_ps(a, b, *v);
+                    }
+                }
+            }
+        }
+        let mut a = [0f32; 16];
+        for (h, half) in a.chunks_exact_mut(8).enumerate() {
+            let v = _mm256_add_ps(_mm256_add_ps(s[0][h], s[2][h]), _mm256_add_ps(s[1][h], s[3][h]));
+            // SAFETY: `half` holds 8 f32.
+            unsafe { _mm256_storeu_ps(half.as_mut_ptr(), v) };
+        }
+        super::tail(super::reduce16(&a), x, y, np, n)
+    }
+
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(super) unsafe fn mad_avx2(y: &mut [f16], x: &[f16], v: f32) {
+        let n = y.len().min(x.len());
+        let vv = _mm256_set1_ps(v);
+        let mut i = 0;
+        // SAFETY: every access covers 8 values inside `0..n` of both slices.
+        unsafe {
+            while i + 8 <= n {
+                let yp = y.as_mut_ptr().add(i) as *mut __m128i;
+                let a = _mm256_cvtph_ps(_mm_loadu_si128(x.as_ptr().add(i) as *const __m128i));
+                let r = _mm256_fmadd_ps(a, vv, _mm256_cvtph_ps(_mm_loadu_si128(yp)));
+                _mm_storeu_si128(yp, _mm256_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(r));
+                i += 8;
+            }
+        }
+        for (o, &xv) in y[i..n].iter_mut().zip(&x[i..n]) {
+            *o = f16::from_f32(xv.to_f32().mul_add(v, o.to_f32()));
+        }
+    }
+
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn mad_avx512(y: &mut [f16], x: &[f16], v: f32) {
+        let n = y.len().min(x.len());
+        let vv = _mm512_set1_ps(v);
+        let mut i = 0;
+        // SAFETY: every access covers 16 values inside `0..n` of both slices.
+        unsafe {
+            while i + 16 <= n {
+                let yp = y.as_mut_ptr().add(i) as *mut __m256i;
+                let a = _mm512_cvtph_ps(_mm256_loadu_si256(x.as_ptr().add(i) as *const __m256i));
+                let r = _mm512_fmadd_ps(a, vv, _mm512_cvtph_ps(_mm256_loadu_si256(yp)));
+                _mm256_storeu_si256(yp, _mm512_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(r));
+                i += 16;
+            }
+        }
+        for (o, &xv) in y[i..n].iter_mut().zip(&x[i..n]) {
+            *o = f16::from_f32(xv.to_f32().mul_add(v, o.to_f32()));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_level_gives_the_same_bits() {
+        let vals = |n: usize, seed: usize| -> Vec<f16> {
+            (0..n).map(|i| f16::from_f32((((i * 7919 + seed) % 2003) as f32 - 1001.0) * 1.37e-3)).collect()
+        };
+        for n in [64usize, 200, 256] {
+            let (x, y) = (vals(n, 1), vals(n, 5));
+            let want = dot_scalar(&x, &y);
+            let exact: f64 = x.iter().zip(&y).map(|(a, b)| a.to_f64() * b.to_f64()).sum();
+            assert!((want as f64 - exact).abs() < 1e-4, "{want} vs {exact}");
+            assert_eq!(dot(&x, &y).to_bits(), want.to_bits(), "n={n}");
+            #[cfg(target_arch = "x86_64")]
+            if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") && is_x86_feature_detected!("f16c") {
+                // SAFETY: the features were just detected.
+                assert_eq!(unsafe { x86::dot_avx2(&x, &y) }.to_bits(), want.to_bits(), "avx2 n={n}");
+            }
+            let mut a = y.clone();
+            mad(&mut a, &x, 0.3);
+            for ((o, &xv), &yv) in a.iter().zip(&x).zip(&y) {
+                assert_eq!(*o, f16::from_f32(xv.to_f32().mul_add(0.3, yv.to_f32())));
+            }
+            #[cfg(target_arch = "x86_64")]
+            if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") && is_x86_feature_detected!("f16c") {
+                let mut b = y.clone();
+                // SAFETY: the features were just detected.
+                unsafe { x86::mad_avx2(&mut b, &x, 0.3) };
+                assert_eq!(a, b, "avx2 mad n={n}");
+            }
+        }
+    }
+}

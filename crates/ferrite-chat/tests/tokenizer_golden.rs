@@ -5,6 +5,8 @@
 //! `tests/golden/strings.json`. Every string must also round-trip through `decode`, through the
 //! concatenated `token_to_piece` bytes and through the `StreamDecoder`.
 
+#![allow(clippy::unwrap_used)]
+
 use ferrite_chat::Tokenizer;
 use ferrite_tensor::gguf::GgufFile;
 use ferrite_tensor::model_files::{test_model, GEMMA3, QWEN25, SMOLLM2};

@@ -33,7 +33,11 @@ impl Batch {
     }
 
     /// Per-token positions and KV-cache slots, and the attention description, checked.
-    pub(crate) fn layout(&self, block_size: usize, num_blocks: usize) -> crate::Result<(Vec<u32>, Vec<u32>, Vec<AttentionSeq>)> {
+    pub(crate) fn layout(
+        &self,
+        block_size: usize,
+        num_blocks: usize,
+    ) -> crate::Result<(Vec<u32>, Vec<u32>, Vec<AttentionSeq>)> {
         let n = self.tokens.len();
         let mut positions = vec![u32::MAX; n];
         let mut slots = vec![0u32; n];

@@ -64,10 +64,15 @@ impl LlamaConfig {
     }
 
     fn finish(mut self) -> Result<Self> {
-        if self.n_head == 0 || self.n_kv_head == 0 || self.n_head % self.n_kv_head != 0 {
+        if self.n_head == 0 || self.n_kv_head == 0 || !self.n_head.is_multiple_of(self.n_kv_head) {
             return Err(Error::Config(format!("{} heads, {} kv heads", self.n_head, self.n_kv_head)));
         }
-        if self.n_layer == 0 || self.hidden == 0 || self.head_dim == 0 || self.head_dim % 2 != 0 || self.vocab == 0 {
+        if self.n_layer == 0
+            || self.hidden == 0
+            || self.head_dim == 0
+            || !self.head_dim.is_multiple_of(2)
+            || self.vocab == 0
+        {
             return Err(Error::Config(format!("degenerate sizes in {self:?}")));
         }
         if self.rope.dim > self.head_dim || self.rope.dim == 0 {
@@ -88,13 +93,16 @@ impl LlamaConfig {
         let arch = Arch::parse(&arch_name)?;
         let key = |k: &str| format!("{arch_name}.{k}");
         let uint = |k: &str| -> Result<usize> {
-            g.get(&key(k)).and_then(|v| v.as_u64()).map(|v| v as usize).ok_or_else(|| Error::Config(format!("missing {}", key(k))))
+            g.get(&key(k))
+                .and_then(|v| v.as_u64())
+                .map(|v| v as usize)
+                .ok_or_else(|| Error::Config(format!("missing {}", key(k))))
         };
         let opt_uint = |k: &str| g.get(&key(k)).and_then(|v| v.as_u64()).map(|v| v as usize);
         let float = |k: &str| g.get(&key(k)).and_then(|v| v.as_f32());
         let hidden = uint("embedding_length")?;
         let n_head = uint("attention.head_count")?;
-        let head_dim = opt_uint("attention.key_length").unwrap_or(if n_head > 0 { hidden / n_head } else { 0 });
+        let head_dim = opt_uint("attention.key_length").unwrap_or(hidden.checked_div(n_head).unwrap_or(0));
         let vocab = match opt_uint("vocab_size") {
             Some(v) => v,
             None => g.get("tokenizer.ggml.tokens").and_then(|v| v.as_array()).map(|a| a.len()).unwrap_or(0),
@@ -104,7 +112,8 @@ impl LlamaConfig {
         let layout = if arch == Arch::Llama { RopeLayout::Interleaved } else { RopeLayout::NeoX };
         let rope = RopeConfig { theta, dim: opt_uint("rope.dimension_count").unwrap_or(head_dim), layout, freq_scale };
         let gemma = arch == Arch::Gemma3;
-        let eos_ids = g.get("tokenizer.ggml.eos_token_id").and_then(|v| v.as_u64()).map(|v| vec![v as u32]).unwrap_or_default();
+        let eos_ids =
+            g.get("tokenizer.ggml.eos_token_id").and_then(|v| v.as_u64()).map(|v| vec![v as u32]).unwrap_or_default();
         LlamaConfig {
             arch,
             n_layer: uint("block_count")?,
@@ -133,15 +142,18 @@ impl LlamaConfig {
     /// Reads a Hugging Face `config.json`. Hugging Face checkpoints use the NeoX rope layout.
     pub fn from_hf_json(v: &Value) -> Result<LlamaConfig> {
         let arch = Arch::parse(v["model_type"].as_str().unwrap_or(""))?;
-        let uint = |k: &str| v[k].as_u64().map(|x| x as usize).ok_or_else(|| Error::Config(format!("config.json: missing {k}")));
+        let uint = |k: &str| {
+            v[k].as_u64().map(|x| x as usize).ok_or_else(|| Error::Config(format!("config.json: missing {k}")))
+        };
         let hidden = uint("hidden_size")?;
         let n_head = uint("num_attention_heads")?;
-        let head_dim = v["head_dim"].as_u64().map(|x| x as usize).unwrap_or(if n_head > 0 { hidden / n_head } else { 0 });
+        let head_dim = v["head_dim"].as_u64().map(|x| x as usize).unwrap_or(hidden.checked_div(n_head).unwrap_or(0));
         let theta = v["rope_theta"].as_f64().unwrap_or(10000.0) as f32;
-        let freq_scale = match v["rope_scaling"].get("rope_type").or(v["rope_scaling"].get("type")).and_then(|t| t.as_str()) {
-            Some("linear") => 1.0 / v["rope_scaling"]["factor"].as_f64().unwrap_or(1.0) as f32,
-            _ => 1.0,
-        };
+        let freq_scale =
+            match v["rope_scaling"].get("rope_type").or(v["rope_scaling"].get("type")).and_then(|t| t.as_str()) {
+                Some("linear") => 1.0 / v["rope_scaling"]["factor"].as_f64().unwrap_or(1.0) as f32,
+                _ => 1.0,
+            };
         let rope = RopeConfig { theta, dim: head_dim, layout: RopeLayout::NeoX, freq_scale };
         let gemma = arch == Arch::Gemma3;
         let eos_ids = match &v["eos_token_id"] {
@@ -180,5 +192,49 @@ impl LlamaConfig {
             eos_ids,
         }
         .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn llama_json() -> Value {
+        json!({"model_type": "llama", "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
+               "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 100, "rope_theta": 10000.0})
+    }
+
+    #[test]
+    fn hf_config_reads_and_defaults() {
+        let c = LlamaConfig::from_hf_json(&llama_json()).unwrap();
+        assert_eq!((c.head_dim, c.n_kv_head, c.rope.layout), (16, 2, RopeLayout::NeoX));
+        assert!(!c.is_sliding(0));
+    }
+
+    #[test]
+    fn bad_configs_are_errors() {
+        let mut v = llama_json();
+        v["model_type"] = json!("gpt_neox");
+        assert!(matches!(LlamaConfig::from_hf_json(&v), Err(Error::UnsupportedArch(_))));
+        let mut v = llama_json();
+        v["num_key_value_heads"] = json!(3);
+        assert!(matches!(LlamaConfig::from_hf_json(&v), Err(Error::Config(_))));
+        let mut v = llama_json();
+        v["num_attention_heads"] = json!(0);
+        assert!(matches!(LlamaConfig::from_hf_json(&v), Err(Error::Config(_))));
+        let mut v = llama_json();
+        v.as_object_mut().unwrap().remove("hidden_size");
+        assert!(matches!(LlamaConfig::from_hf_json(&v), Err(Error::Config(_))));
+    }
+
+    #[test]
+    fn gemma3_uses_sliding_layers_in_sixes() {
+        let mut v = llama_json();
+        v["model_type"] = json!("gemma3_text");
+        v["sliding_window"] = json!(512);
+        let c = LlamaConfig::from_hf_json(&v).unwrap();
+        assert_eq!((0..12).filter(|&i| !c.is_sliding(i)).collect::<Vec<_>>(), vec![5, 11]);
+        assert_eq!(c.rope_local.theta, 10000.0);
     }
 }

@@ -15,7 +15,13 @@ pub struct KvCache {
 }
 
 impl KvCache {
-    pub fn new(cfg: &LlamaConfig, num_blocks: usize, block_size: usize, dtype: DType, device: &Device) -> Result<KvCache> {
+    pub fn new(
+        cfg: &LlamaConfig,
+        num_blocks: usize,
+        block_size: usize,
+        dtype: DType,
+        device: &Device,
+    ) -> Result<KvCache> {
         let shape = [num_blocks * block_size, cfg.n_kv_head, cfg.head_dim];
         let mut k = Vec::with_capacity(cfg.n_layer);
         let mut v = Vec::with_capacity(cfg.n_layer);

@@ -48,8 +48,15 @@ impl Llama {
             } else {
                 None
             };
-            let qk_norm = if cfg.qk_norm { Some([v(&p("attn_q_norm.weight"))?, v(&p("attn_k_norm.weight"))?]) } else { None };
-            let post = |n: &str| -> Result<Option<Tensor>> { if cfg.post_norms { v(&p(n)).map(Some) } else { Ok(None) } };
+            let qk_norm =
+                if cfg.qk_norm { Some([v(&p("attn_q_norm.weight"))?, v(&p("attn_k_norm.weight"))?]) } else { None };
+            let post = |n: &str| -> Result<Option<Tensor>> {
+                if cfg.post_norms {
+                    v(&p(n)).map(Some)
+                } else {
+                    Ok(None)
+                }
+            };
             layers.push(Layer {
                 attn_norm: v(&p("attn_norm.weight"))?,
                 wq: w(&p("attn_q.weight"))?,
@@ -154,8 +161,10 @@ impl Llama {
             }
             x = x.add(&a)?;
             let h = x.rms_norm(&l.ffn_norm, c.rms_eps)?;
-            let [g, u]: [Tensor; 2] =
-                h.matmul_many(&[&l.gate, &l.up])?.try_into().map_err(|_| Error::Batch("matmul_many returned the wrong count".into()))?;
+            let [g, u]: [Tensor; 2] = h
+                .matmul_many(&[&l.gate, &l.up])?
+                .try_into()
+                .map_err(|_| Error::Batch("matmul_many returned the wrong count".into()))?;
             let f = g.gated_activation(&u, c.activation)?;
             let mut f = f.matmul(&l.down)?;
             if let Some(pn) = &l.post_ffn_norm {
@@ -164,7 +173,11 @@ impl Llama {
             x = x.add(&f)?;
         }
         let rows: Vec<u32> = batch.logits_rows.iter().map(|&r| r as u32).collect();
-        let last = if rows.len() == n && rows.iter().enumerate().all(|(i, &r)| r as usize == i) { x } else { x.embedding(&rows)? };
+        let last = if rows.len() == n && rows.iter().enumerate().all(|(i, &r)| r as usize == i) {
+            x
+        } else {
+            x.embedding(&rows)?
+        };
         Ok(last.rms_norm(&self.norm, c.rms_eps)?.matmul(&self.lm_head)?)
     }
 }

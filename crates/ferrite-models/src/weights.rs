@@ -86,7 +86,7 @@ pub fn gguf_to_hf(name: &str, arch: Arch) -> Option<String> {
 impl WeightSource for HfWeights {
     fn tensor(&self, name: &str) -> Result<Tensor> {
         let hf = gguf_to_hf(name, self.arch).ok_or_else(|| Error::MissingWeight(name.into()))?;
-        if !self.st.tensor_info(&hf).is_some() {
+        if self.st.tensor_info(&hf).is_none() {
             return Err(Error::MissingWeight(format!("{name} ({hf})")));
         }
         let t = self.st.tensor(&hf)?;
@@ -107,8 +107,10 @@ impl WeightSource for HfWeights {
 pub fn load_weights(path: &Path) -> Result<(Box<dyn WeightSource>, LlamaConfig)> {
     if path.is_dir() {
         let cfg_path = path.join("config.json");
-        let text = std::fs::read_to_string(&cfg_path).map_err(|source| Error::Io { path: cfg_path.display().to_string(), source })?;
-        let json: serde_json::Value = serde_json::from_str(&text).map_err(|e| Error::Config(format!("{}: {e}", cfg_path.display())))?;
+        let text = std::fs::read_to_string(&cfg_path)
+            .map_err(|source| Error::Io { path: cfg_path.display().to_string(), source })?;
+        let json: serde_json::Value =
+            serde_json::from_str(&text).map_err(|e| Error::Config(format!("{}: {e}", cfg_path.display())))?;
         let cfg = LlamaConfig::from_hf_json(&json)?;
         let st = SafetensorsModel::open(path)?;
         Ok((Box::new(HfWeights { st, arch: cfg.arch }), cfg))

@@ -3,6 +3,8 @@
 //! the NeoX rope order, gemma norms stored as `w` rather than GGUF's `1 + w`), loads it through
 //! the Hugging Face path and requires the same reference logits as the GGUF path.
 
+#![allow(clippy::unwrap_used)]
+
 use std::collections::HashMap;
 use std::path::Path;
 
@@ -83,14 +85,18 @@ fn check(model_file: &str, golden: &str) {
     let gguf_cfg = write_hf_folder(&path, &dir);
     let (w, cfg) = load_weights(&dir).unwrap();
     assert_eq!(cfg.rope.layout, ferrite_tensor::RopeLayout::NeoX);
-    assert_eq!((cfg.n_layer, cfg.vocab, cfg.head_dim, cfg.sliding_window), (gguf_cfg.n_layer, gguf_cfg.vocab, gguf_cfg.head_dim, gguf_cfg.sliding_window));
+    assert_eq!(
+        (cfg.n_layer, cfg.vocab, cfg.head_dim, cfg.sliding_window),
+        (gguf_cfg.n_layer, gguf_cfg.vocab, gguf_cfg.head_dim, gguf_cfg.sliding_window)
+    );
     let model = Llama::load(w.as_ref(), cfg.clone(), &Device::cpu()).unwrap();
     let gold: Value = serde_json::from_str(golden).unwrap();
     let case = &gold["cases"][0];
     let ids: Vec<u32> = case["ids"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();
     let blocks = ids.len().div_ceil(16);
     let cache = KvCache::new(&cfg, blocks, 16, DType::F16, &Device::cpu()).unwrap();
-    let logits = model.forward(&Batch::single(&ids, 0, (0..blocks as u32).collect()), &cache).unwrap().to_vec_f32().unwrap();
+    let logits =
+        model.forward(&Batch::single(&ids, 0, (0..blocks as u32).collect()), &cache).unwrap().to_vec_f32().unwrap();
     std::fs::remove_dir_all(&dir).ok();
     let top: Vec<usize> = case["top_ids"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as usize).collect();
     let want: Vec<f64> = case["top_logits"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();

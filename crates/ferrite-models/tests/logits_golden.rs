@@ -18,6 +18,8 @@
 //! (2) checks the top-1 token and the top-5 overlap only, and prints its largest error.
 //! Token-exact agreement with llama.cpp itself is tested by ferrite-server's greedy goldens.
 
+#![allow(clippy::unwrap_used)]
+
 use ferrite_models::weights::F32Weights;
 use ferrite_models::{load_weights, Batch, KvCache, Llama, LlamaConfig};
 use ferrite_tensor::model_files::{test_model, GEMMA3, QWEN25, SMOLLM2};
@@ -34,7 +36,8 @@ const LONG_PROMPT: usize = 512;
 fn last_logits(model: &Llama, cfg: &LlamaConfig, ids: &[u32]) -> Vec<f32> {
     let blocks = ids.len().div_ceil(16);
     let cache = KvCache::new(cfg, blocks, 16, DType::F16, &Device::cpu()).unwrap();
-    let logits = model.forward(&Batch::single(ids, 0, (0..blocks as u32).collect()), &cache).unwrap().to_vec_f32().unwrap();
+    let logits =
+        model.forward(&Batch::single(ids, 0, (0..blocks as u32).collect()), &cache).unwrap().to_vec_f32().unwrap();
     assert_eq!(logits.len(), cfg.vocab);
     logits
 }
@@ -63,7 +66,10 @@ fn check_f32(model_file: &str, golden: &str) {
     for case in gold["cases"].as_array().expect("cases") {
         let logits = last_logits(&model, &cfg, &ids_of(case));
         let err = max_error(&logits, case);
-        eprintln!("{model_file} (f32 weights): {} tokens, max |logit error| {err:.4} (tolerance {ATOL_F32})", ids_of(case).len());
+        eprintln!(
+            "{model_file} (f32 weights): {} tokens, max |logit error| {err:.4} (tolerance {ATOL_F32})",
+            ids_of(case).len()
+        );
         assert!(err <= ATOL_F32, "{model_file} f32: max logit error {err}");
     }
 }
@@ -80,16 +86,27 @@ fn check(model_file: &str, golden: &str) {
         let tol = ATOL + RTOL * std;
         let mut order: Vec<usize> = (0..logits.len()).collect();
         order.sort_by(|&a, &b| logits[b].total_cmp(&logits[a]));
-        let want_top: Vec<usize> = case["top_ids"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as usize).collect();
+        let want_top: Vec<usize> =
+            case["top_ids"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as usize).collect();
         assert_eq!(order[0], want_top[0], "{model_file} {} tokens: top-1", ids.len());
         for t in &want_top[..5] {
-            assert!(order[..10].contains(t), "{model_file}: reference top-5 token {t} not in our top-10 {:?}", &order[..10]);
+            assert!(
+                order[..10].contains(t),
+                "{model_file}: reference top-5 token {t} not in our top-10 {:?}",
+                &order[..10]
+            );
         }
         for (i, want) in checked(case).into_iter().filter(|_| ids.len() <= LONG_PROMPT) {
             let err = (logits[i] as f64 - want).abs();
-            assert!(err <= tol, "{model_file} {} tokens: logit {i}: got {}, want {want} (tol {tol})", ids.len(), logits[i]);
+            assert!(
+                err <= tol,
+                "{model_file} {} tokens: logit {i}: got {}, want {want} (tol {tol})",
+                ids.len(),
+                logits[i]
+            );
         }
-        let rule = if ids.len() <= LONG_PROMPT { format!("tolerance {tol:.4}") } else { "top-token checks only".into() };
+        let rule =
+            if ids.len() <= LONG_PROMPT { format!("tolerance {tol:.4}") } else { "top-token checks only".into() };
         eprintln!("{model_file}: {} tokens, max |logit error| {:.4} ({rule})", ids.len(), max_error(&logits, case));
     }
 }

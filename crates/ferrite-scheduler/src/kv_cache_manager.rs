@@ -39,7 +39,12 @@ pub struct KvCacheManager {
 
 impl KvCacheManager {
     pub fn new(num_blocks: usize, block_size: usize, prefix_caching: bool) -> Self {
-        KvCacheManager { pool: BlockPool::new(num_blocks), block_size: block_size.max(1), prefix_caching, seqs: HashMap::new() }
+        KvCacheManager {
+            pool: BlockPool::new(num_blocks),
+            block_size: block_size.max(1),
+            prefix_caching,
+            seqs: HashMap::new(),
+        }
     }
 
     pub fn block_size(&self) -> usize {
@@ -126,7 +131,11 @@ impl KvCacheManager {
         let full = (tokens.len() / self.block_size).min(s.blocks.len());
         for i in s.hashes.len()..full {
             let parent = i.checked_sub(1).map(|p| s.hashes[p]);
-            let h = self.pool.cache_full_block(s.blocks[i], parent, &tokens[i * self.block_size..(i + 1) * self.block_size]);
+            let h = self.pool.cache_full_block(
+                s.blocks[i],
+                parent,
+                &tokens[i * self.block_size..(i + 1) * self.block_size],
+            );
             s.hashes.push(h);
         }
     }

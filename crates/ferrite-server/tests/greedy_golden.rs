@@ -1,6 +1,8 @@
 //! `ferrite generate` (greedy, 16 tokens) must print exactly what llama.cpp's `llama-simple`
 //! prints for the same prompt (scripts/golden_greedy.py made tests/golden/greedy_*.json).
 
+#![allow(clippy::unwrap_used)]
+
 use std::process::Command;
 
 use ferrite_tensor::model_files::{test_model, GEMMA3, QWEN25, SMOLLM2};

@@ -26,9 +26,7 @@ impl std::fmt::Debug for Tensor {
 }
 
 fn byte_len(dtype: DType, shape: &Shape) -> Result<usize> {
-    let numel = shape
-        .checked_numel()
-        .ok_or_else(|| Error::shape("tensor", format!("{shape:?} overflows")))?;
+    let numel = shape.checked_numel().ok_or_else(|| Error::shape("tensor", format!("{shape:?} overflows")))?;
     if !shape.last().is_multiple_of(dtype.block_size()) {
         return Err(Error::NotBlockAligned { dtype, numel, block: dtype.block_size() });
     }
@@ -61,7 +59,10 @@ impl Tensor {
         let shape = shape.into();
         let len = byte_len(dtype, &shape)?;
         if len != bytes.len() {
-            return Err(Error::shape("from_bytes", format!("{shape:?} {dtype:?} needs {len} bytes, got {}", bytes.len())));
+            return Err(Error::shape(
+                "from_bytes",
+                format!("{shape:?} {dtype:?} needs {len} bytes, got {}", bytes.len()),
+            ));
         }
         let storage = device.backend().upload(bytes)?;
         Tensor::from_storage(storage, device.clone(), dtype, shape, 0)
@@ -136,11 +137,7 @@ impl Tensor {
         let row_bytes = self.len_bytes().checked_div(outer).unwrap_or(0);
         let mut nd = dims.to_vec();
         nd[0] = len;
-        Ok(Tensor {
-            shape: Shape::new(nd),
-            offset: self.offset + start * row_bytes,
-            ..self.clone()
-        })
+        Ok(Tensor { shape: Shape::new(nd), offset: self.offset + start * row_bytes, ..self.clone() })
     }
 
     /// The raw bytes of this view, copied to the host.

@@ -8,6 +8,8 @@
 //! every parse must return Ok or Err without panicking, and every tensor of an accepted file
 //! must load.
 
+#![allow(clippy::unwrap_used)]
+
 use std::sync::Arc;
 
 use ferrite_tensor::cpu::{SharedBytes, TensorRead};

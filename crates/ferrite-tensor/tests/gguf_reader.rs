@@ -1,6 +1,8 @@
 //! The GGUF reader against the real test models, checked with a golden index written by an
 //! independent reference (gguf-py's `GGUFReader`, `scripts/golden_gguf_index.py`).
 
+#![allow(clippy::unwrap_used)]
+
 use ferrite_tensor::cpu::TensorRead;
 use ferrite_tensor::gguf::{GgufFile, GgufValue};
 use ferrite_tensor::model_files::{test_model, GEMMA3, QWEN25, SMOLLM2};

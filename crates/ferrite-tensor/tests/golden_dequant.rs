@@ -4,6 +4,8 @@
 //! Q4_0/Q5_K cases; the f32 output must match bit for bit (sha256 of the little-endian bytes plus
 //! a few explicit bit patterns).
 
+#![allow(clippy::unwrap_used)]
+
 use std::collections::{BTreeSet, HashMap};
 use std::io::{Read, Seek, SeekFrom};
 use std::path::PathBuf;

@@ -2,6 +2,8 @@
 //! reference `safetensors` python package (`scripts/golden_safetensors.py`), sharded indexes,
 //! and one test per class of malformed input.
 
+#![allow(clippy::unwrap_used)]
+
 use std::path::PathBuf;
 use std::sync::Arc;
 

@@ -47,7 +47,8 @@ pub fn run(a: GenerateArgs) -> Result<()> {
     }
     eprintln!("ferrite: {} ({} prompt tokens)", m.name, prompt.len());
     let (cache, table) = single_cache(&m.model, prompt.len() + a.max_tokens)?;
-    let mut sampler = Sampler::new(SamplingParams { temperature: a.temperature, top_p: a.top_p, top_k: a.top_k, seed: a.seed });
+    let mut sampler =
+        Sampler::new(SamplingParams { temperature: a.temperature, top_p: a.top_p, top_k: a.top_k, seed: a.seed });
     let mut logits = step(&m.model, &cache, &table, &prompt, 0)?;
     let mut stream = m.tokenizer.stream_decoder(true);
     let mut stdout = std::io::stdout().lock();

@@ -25,12 +25,14 @@ const CHUNKS_PER_THREAD: usize = 4;
 
 /// `out [m, n] = x [m, k] · w [n, k]ᵀ`, where `w` holds `n` rows of `k` elements of `w_dtype`.
 pub fn matmul(x: &[f32], m: usize, k: usize, w: &[u8], w_dtype: DType, n: usize, out: &mut [f32]) -> Result<()> {
-    let row_bytes = w_dtype
-        .bytes_for(k)
-        .ok_or(Error::NotBlockAligned { dtype: w_dtype, numel: k, block: w_dtype.block_size() })?;
+    let row_bytes =
+        w_dtype.bytes_for(k).ok_or(Error::NotBlockAligned { dtype: w_dtype, numel: k, block: w_dtype.block_size() })?;
     let sizes = (m.checked_mul(k), m.checked_mul(n), n.checked_mul(row_bytes));
     if sizes != (Some(x.len()), Some(out.len()), Some(w.len())) {
-        return Err(Error::shape("matmul", format!("x {} (m={m}, k={k}), w {} bytes (n={n}), out {}", x.len(), w.len(), out.len())));
+        return Err(Error::shape(
+            "matmul",
+            format!("x {} (m={m}, k={k}), w {} bytes (n={n}), out {}", x.len(), w.len(), out.len()),
+        ));
     }
     if m == 0 || n == 0 {
         return Ok(());
@@ -146,7 +148,8 @@ mod tests {
                     let xr = &x[r * k..(r + 1) * k];
                     // Activation blocks are 32 values, 256 for the K-quants' q8_K.
                     let blk = if dtype.block_size() == 256 { 256 } else { 32 };
-                    let amax: Vec<f64> = xr.chunks(blk).map(|c| c.iter().fold(0f64, |a, v| a.max(v.abs() as f64))).collect();
+                    let amax: Vec<f64> =
+                        xr.chunks(blk).map(|c| c.iter().fold(0f64, |a, v| a.max(v.abs() as f64))).collect();
                     for j in 0..n {
                         let wr = &wf[j * k..(j + 1) * k];
                         let reference: f64 = wr.iter().zip(xr).map(|(&a, &b)| a as f64 * b as f64).sum();
@@ -174,7 +177,10 @@ mod tests {
                         };
                         let got = out[r * n + j] as f64;
                         let tol = step + 1e-4 * mag + 1e-6;
-                        assert!((got - reference).abs() <= tol, "{dtype:?} m={m} ({r},{j}): {got} vs {reference} (tol {tol})");
+                        assert!(
+                            (got - reference).abs() <= tol,
+                            "{dtype:?} m={m} ({r},{j}): {got} vs {reference} (tol {tol})"
+                        );
                     }
                 }
             }

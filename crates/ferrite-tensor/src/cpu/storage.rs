@@ -58,12 +58,8 @@ impl CpuStorage {
     /// Read access to all bytes.
     pub fn read(&self) -> CpuBytes<'_> {
         match self {
-            CpuStorage::Owned { data, len } => {
-                CpuBytes::Owned(data.read().unwrap_or_else(|e| e.into_inner()), *len)
-            }
-            CpuStorage::Mapped { bytes, start, len } => {
-                CpuBytes::Mapped(&(**bytes).as_ref()[*start..*start + *len])
-            }
+            CpuStorage::Owned { data, len } => CpuBytes::Owned(data.read().unwrap_or_else(|e| e.into_inner()), *len),
+            CpuStorage::Mapped { bytes, start, len } => CpuBytes::Mapped(&(**bytes).as_ref()[*start..*start + *len]),
         }
     }
 
@@ -132,7 +128,6 @@ impl<'a> TensorRead<'a> {
     /// The view as f32 (the tensor must be f32 and 4-byte aligned, which every tensor this
     /// crate creates is; a misaligned mapped tensor gives an error).
     pub fn f32(&self) -> Result<&[f32]> {
-        bytemuck::try_cast_slice(self.bytes())
-            .map_err(|e| Error::Backend(format!("f32 view of tensor bytes: {e:?}")))
+        bytemuck::try_cast_slice(self.bytes()).map_err(|e| Error::Backend(format!("f32 view of tensor bytes: {e:?}")))
     }
 }

@@ -110,7 +110,10 @@ impl QuantizedActs {
     pub fn quantize(&mut self, x: &[f32], k: usize, format: ActFormat) -> Result<()> {
         let blk = format.block();
         if k == 0 || !k.is_multiple_of(blk) || !x.len().is_multiple_of(k) {
-            return Err(Error::shape("quantize_activations", format!("{} values in rows of {k} ({format:?})", x.len())));
+            return Err(Error::shape(
+                "quantize_activations",
+                format!("{} values in rows of {k} ({format:?})", x.len()),
+            ));
         }
         let kern = crate::cpu::kernels::Kernels::best();
         let rows = x.len() / k;

@@ -12,11 +12,16 @@ use crate::{DType, Error, Result};
 /// Decodes `dst.len()` elements of `dtype` from `src` into f32. `src` must hold exactly the
 /// blocks for `dst.len()` elements. Works for every dtype (plain floats are converted).
 pub fn dequantize(dtype: DType, src: &[u8], dst: &mut [f32]) -> Result<()> {
-    let need = dtype
-        .bytes_for(dst.len())
-        .ok_or(Error::NotBlockAligned { dtype, numel: dst.len(), block: dtype.block_size() })?;
+    let need = dtype.bytes_for(dst.len()).ok_or(Error::NotBlockAligned {
+        dtype,
+        numel: dst.len(),
+        block: dtype.block_size(),
+    })?;
     if src.len() != need {
-        return Err(Error::shape("dequantize", format!("{} elements of {dtype:?} need {need} bytes, got {}", dst.len(), src.len())));
+        return Err(Error::shape(
+            "dequantize",
+            format!("{} elements of {dtype:?} need {need} bytes, got {}", dst.len(), src.len()),
+        ));
     }
     match dtype {
         DType::F32 => {

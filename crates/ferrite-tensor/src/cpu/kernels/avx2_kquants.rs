@@ -39,8 +39,10 @@ unsafe fn k4<const FIVE: bool, const R: usize>(w: &[u8], xs: &[ActRow<'_>], out:
                 if FIVE {
                     let (bl, bh) = (_mm256_set1_epi8(1 << (2 * i)), _mm256_set1_epi8((1u8 << (2 * i + 1)) as i8));
                     let sixteen = _mm256_set1_epi8(16);
-                    lo = _mm256_or_si256(lo, _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(qh, bl), bl), sixteen));
-                    hi = _mm256_or_si256(hi, _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(qh, bh), bh), sixteen));
+                    lo =
+                        _mm256_or_si256(lo, _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(qh, bl), bl), sixteen));
+                    hi =
+                        _mm256_or_si256(hi, _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(qh, bh), bh), sixteen));
                 }
                 let (sl, sh) = (_mm256_set1_epi16(sc[2 * i] as i16), _mm256_set1_epi16(sc[2 * i + 1] as i16));
                 for r in 0..R {
@@ -93,8 +95,14 @@ unsafe fn k6<const R: usize>(w: &[u8], xs: &[ActRow<'_>], out: &mut [f32]) {
                 let qh = _mm256_loadu_si256(p.add(128 + 32 * n) as *const __m256i);
                 let wv = [
                     _mm256_or_si256(_mm256_and_si256(q1, mask4), _mm256_slli_epi16::<4>(_mm256_and_si256(qh, m3))),
-                    _mm256_or_si256(_mm256_and_si256(q2, mask4), _mm256_slli_epi16::<2>(_mm256_and_si256(qh, _mm256_set1_epi8(12)))),
-                    _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16::<4>(q1), mask4), _mm256_and_si256(qh, _mm256_set1_epi8(48))),
+                    _mm256_or_si256(
+                        _mm256_and_si256(q2, mask4),
+                        _mm256_slli_epi16::<2>(_mm256_and_si256(qh, _mm256_set1_epi8(12))),
+                    ),
+                    _mm256_or_si256(
+                        _mm256_and_si256(_mm256_srli_epi16::<4>(q1), mask4),
+                        _mm256_and_si256(qh, _mm256_set1_epi8(48)),
+                    ),
                     _mm256_or_si256(
                         _mm256_and_si256(_mm256_srli_epi16::<4>(q2), mask4),
                         _mm256_srli_epi16::<2>(_mm256_and_si256(qh, _mm256_set1_epi8(-64))),

@@ -118,7 +118,8 @@ unsafe fn k6<const R: usize>(w: &[u8], xs: &[ActRow<'_>], out: &mut [f32]) {
                     _mm512_and_si512(_mm512_srli_epi16::<4>(ql), mask4),
                     _mm512_and_si512(_mm512_srlv_epi64(qh, shr_odd), mask_hi),
                 );
-                let (se, so) = (_mm512_permutexvar_epi16(sidx[2 * n], sc512), _mm512_permutexvar_epi16(sidx[2 * n + 1], sc512));
+                let (se, so) =
+                    (_mm512_permutexvar_epi16(sidx[2 * n], sc512), _mm512_permutexvar_epi16(sidx[2 * n + 1], sc512));
                 for r in 0..R {
                     let x = xs[r].qs.as_ptr().add(256 * sb + 128 * n);
                     let xe = _mm512_loadu_si512(x as *const _);

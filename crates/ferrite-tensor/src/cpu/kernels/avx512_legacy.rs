@@ -123,7 +123,11 @@ unsafe fn legacy<const KIND: u8, const R: usize>(w: &[u8], xs: &[ActRow<'_>], ou
                 let wv = unpack_pair::<KIND>(p.add(2 * pi * ts), p.add((2 * pi + 1) * ts), second);
                 let blk = b + 2 * pi;
                 for r in 0..R {
-                    let mut dot = _mm512_dpbusd_epi32(_mm512_setzero_si512(), wv, _mm512_loadu_si512(xq[r].add(blk * 32) as *const _));
+                    let mut dot = _mm512_dpbusd_epi32(
+                        _mm512_setzero_si512(),
+                        wv,
+                        _mm512_loadu_si512(xq[r].add(blk * 32) as *const _),
+                    );
                     if KIND != Q4_1 {
                         let s4 = _mm512_loadu_si512(x4[r].add(blk * 8) as *const _);
                         dot = _mm512_sub_epi32(dot, _mm512_sllv_epi32(s4, _mm512_set1_epi32(shift)));
@@ -152,7 +156,13 @@ unsafe fn legacy<const KIND: u8, const R: usize>(w: &[u8], xs: &[ActRow<'_>], ou
 /// lanes 8..16 row `2h + 1`'s, so one 512-bit FMA advances both by a block (the order within
 /// each chain is ggml's); the `NP` accumulators are independent chains.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-unsafe fn legacy2<const KIND: u8, const R: usize, const NP: usize>(w: &[u8], rb: usize, xs: &[ActRow<'_>], out: &mut [f32], stride: usize) {
+unsafe fn legacy2<const KIND: u8, const R: usize, const NP: usize>(
+    w: &[u8],
+    rb: usize,
+    xs: &[ActRow<'_>],
+    out: &mut [f32],
+    stride: usize,
+) {
     let ts = type_size(KIND);
     let nb = rb / ts;
     let shift = _mm512_set1_epi32(match KIND {
@@ -203,7 +213,10 @@ unsafe fn legacy2<const KIND: u8, const R: usize, const NP: usize>(w: &[u8], rb:
                 for r in 0..R {
                     let dx = _mm256_loadu_ps(xd[r].add(b));
                     let lo = _mm512_castps256_ps512(_mm256_mul_ps(dw0, dx));
-                    dd[r][h] = _mm512_castpd_ps(_mm512_insertf64x4::<1>(_mm512_castps_pd(lo), _mm256_castps_pd(_mm256_mul_ps(dw1, dx))));
+                    dd[r][h] = _mm512_castpd_ps(_mm512_insertf64x4::<1>(
+                        _mm512_castps_pd(lo),
+                        _mm256_castps_pd(_mm256_mul_ps(dw1, dx)),
+                    ));
                 }
             }
             for (jb, &ix) in idx.iter().enumerate().take(n) {
@@ -224,7 +237,8 @@ unsafe fn legacy2<const KIND: u8, const R: usize, const NP: usize>(w: &[u8], rb:
                         if KIND != Q4_1 {
                             dot = _mm512_sub_epi32(dot, off[r]);
                         }
-                        acc[r][h] = _mm512_fmadd_ps(_mm512_permutexvar_ps(ix, dd[r][h]), _mm512_cvtepi32_ps(dot), acc[r][h]);
+                        acc[r][h] =
+                            _mm512_fmadd_ps(_mm512_permutexvar_ps(ix, dd[r][h]), _mm512_cvtepi32_ps(dot), acc[r][h]);
                     }
                 }
             }

@@ -27,7 +27,10 @@ unsafe fn load16<const E: u8>(p: *const u8, i: usize, n: usize) -> __m512 {
         match E {
             F32 => _mm512_maskz_loadu_ps(m, q as *const f32),
             F16 => _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, q as *const i16)),
-            _ => _mm512_castsi512_ps(_mm512_slli_epi32::<16>(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, q as *const i16)))),
+            _ => _mm512_castsi512_ps(_mm512_slli_epi32::<16>(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(
+                m,
+                q as *const i16,
+            )))),
         }
     }
 }
@@ -74,7 +77,9 @@ unsafe fn load8<const E: u8>(p: *const u8, i: usize) -> __m256 {
         match E {
             F32 => _mm256_loadu_ps(q as *const f32),
             F16 => _mm256_cvtph_ps(_mm_loadu_si128(q as *const __m128i)),
-            _ => _mm256_castsi256_ps(_mm256_slli_epi32::<16>(_mm256_cvtepu16_epi32(_mm_loadu_si128(q as *const __m128i)))),
+            _ => _mm256_castsi256_ps(_mm256_slli_epi32::<16>(_mm256_cvtepu16_epi32(_mm_loadu_si128(
+                q as *const __m128i,
+            )))),
         }
     }
 }

@@ -28,8 +28,6 @@ macro_rules! row_loop {
     };
 }
 
-pub mod detect;
-mod scalar;
 #[cfg(target_arch = "x86_64")]
 mod avx2_kquants;
 #[cfg(target_arch = "x86_64")]
@@ -38,10 +36,12 @@ mod avx2_legacy;
 mod avx512_kquants;
 #[cfg(target_arch = "x86_64")]
 mod avx512_legacy;
+pub mod detect;
 #[cfg(target_arch = "x86_64")]
 mod float_simd;
 #[cfg(target_arch = "x86_64")]
 mod quantize;
+mod scalar;
 #[cfg(test)]
 pub(crate) mod tests;
 
@@ -196,14 +196,25 @@ impl Kernels {
         let f = self.quant_fn(dtype).ok_or(Error::UnsupportedDType { dtype, op: "quant_dot" })?;
         let ts = dtype.type_size();
         if row_bytes == 0 || !row_bytes.is_multiple_of(ts) || !w.len().is_multiple_of(row_bytes) {
-            return Err(Error::shape("quant_dot", format!("{} bytes in rows of {row_bytes} is not whole {dtype:?} blocks", w.len())));
+            return Err(Error::shape(
+                "quant_dot",
+                format!("{} bytes in rows of {row_bytes} is not whole {dtype:?} blocks", w.len()),
+            ));
         }
         let k = row_bytes / ts * dtype.block_size();
         let kp = k.div_ceil(ACT_GROUP) * ACT_GROUP;
         check_rows(w.len() / row_bytes, xs.len(), out.len(), stride, "quant_dot")?;
         for x in xs {
-            if x.qs.len() < kp || x.d.len() < kp / 32 || x.s32.len() < kp / 32 || x.bsums.len() < kp / 16 || x.sum4.len() < kp / 4 {
-                return Err(Error::shape("quant_dot", format!("activation row of {} values for {k} weights", x.qs.len())));
+            if x.qs.len() < kp
+                || x.d.len() < kp / 32
+                || x.s32.len() < kp / 32
+                || x.bsums.len() < kp / 16
+                || x.sum4.len() < kp / 4
+            {
+                return Err(Error::shape(
+                    "quant_dot",
+                    format!("activation row of {} values for {k} weights", x.qs.len()),
+                ));
             }
         }
         // SAFETY: `self` was built by `for_isa`, which checked that the CPU supports its level,
@@ -247,7 +258,10 @@ impl Kernels {
 fn check_rows(nrows: usize, r: usize, out_len: usize, stride: usize, op: &'static str) -> Result<()> {
     let need = nrows.checked_sub(1).map_or(0, |l| l * stride + r);
     if r == 0 || r > MAX_ROWS || stride < r || out_len < need {
-        return Err(Error::shape(op, format!("{r} activation rows, stride {stride}, {out_len} outputs for {nrows} weight rows")));
+        return Err(Error::shape(
+            op,
+            format!("{r} activation rows, stride {stride}, {out_len} outputs for {nrows} weight rows"),
+        ));
     }
     Ok(())
 }

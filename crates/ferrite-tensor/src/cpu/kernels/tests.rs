@@ -106,10 +106,14 @@ fn quantized_kernels_match_f64_reference_on_every_level() {
                             let step: f64 = wr
                                 .iter()
                                 .enumerate()
-                                .map(|(e, &a)| a.abs() as f64 * (amax(xr, e, format) * (0.5 / 127.0 + 1.0 / 2048.0)) * 1.0001)
+                                .map(|(e, &a)| {
+                                    a.abs() as f64 * (amax(xr, e, format) * (0.5 / 127.0 + 1.0 / 2048.0)) * 1.0001
+                                })
                                 .sum::<f64>()
                                 + if dtype == DType::Q4_1 {
-                                    (0..nb).map(|b| q4_1_sum_correction(&w[(j * nb + b) * 20..], &row, b).abs()).sum::<f64>()
+                                    (0..nb)
+                                        .map(|b| q4_1_sum_correction(&w[(j * nb + b) * 20..], &row, b).abs())
+                                        .sum::<f64>()
                                 } else {
                                     0.0
                                 };
@@ -122,7 +126,8 @@ fn quantized_kernels_match_f64_reference_on_every_level() {
                                 .sum();
                             if dtype == DType::Q4_1 {
                                 // ggml's Q4_1 dot takes `m · s` with the fp16-rounded sum `s`.
-                                exact += (0..nb).map(|b| q4_1_sum_correction(&w[(j * nb + b) * 20..], &row, b)).sum::<f64>();
+                                exact +=
+                                    (0..nb).map(|b| q4_1_sum_correction(&w[(j * nb + b) * 20..], &row, b)).sum::<f64>();
                             }
                             assert!(
                                 (got - exact).abs() <= 2e-5 * mag + 1e-6,
@@ -149,7 +154,12 @@ fn quantized_kernels_match_f64_reference_on_every_level() {
                             let (a, b) = (out[j * stride + i], scalar_out[j * stride + i]);
                             // Every level mirrors ggml's rounding, so they agree to the bit.
                             let _ = mag;
-                            assert_eq!(a.to_bits(), b.to_bits(), "{:?} {dtype:?} nb={nb}: {a} vs scalar {b}", kern.isa());
+                            assert_eq!(
+                                a.to_bits(),
+                                b.to_bits(),
+                                "{:?} {dtype:?} nb={nb}: {a} vs scalar {b}",
+                                kern.isa()
+                            );
                         }
                     }
                 }
@@ -179,7 +189,11 @@ fn float_kernels_match_f64_reference_on_every_level() {
                             let reference: f64 = pairs.clone().map(|(&a, &b)| a as f64 * b as f64).sum();
                             let mag: f64 = pairs.map(|(&a, &b)| (a as f64 * b as f64).abs()).sum();
                             let got = out[j * r + i] as f64;
-                            assert!((got - reference).abs() <= 1e-5 * mag + 1e-6, "{:?} {dtype:?} k={k}: {got} vs {reference}", kern.isa());
+                            assert!(
+                                (got - reference).abs() <= 1e-5 * mag + 1e-6,
+                                "{:?} {dtype:?} k={k}: {got} vs {reference}",
+                                kern.isa()
+                            );
                         }
                     }
                 }

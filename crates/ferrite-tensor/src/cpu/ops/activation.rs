@@ -12,8 +12,7 @@ use super::map_rows;
 fn erf(x: f64) -> f64 {
     let t = 1.0 / (1.0 + 0.327_591_1 * x.abs());
     let y = 1.0
-        - (((((1.061_405_429 * t - 1.453_152_027) * t) + 1.421_413_741) * t - 0.284_496_736) * t
-            + 0.254_829_592)
+        - (((((1.061_405_429 * t - 1.453_152_027) * t) + 1.421_413_741) * t - 0.284_496_736) * t + 0.254_829_592)
             * t
             * (-x * x).exp();
     if x >= 0.0 {
@@ -27,9 +26,7 @@ fn erf(x: f64) -> f64 {
 pub(crate) fn apply(act: Activation, x: f32) -> f32 {
     match act {
         Activation::Silu => x / (1.0 + (-x).exp()),
-        Activation::Gelu => {
-            (0.5 * x as f64 * (1.0 + erf(x as f64 / std::f64::consts::SQRT_2))) as f32
-        }
+        Activation::Gelu => (0.5 * x as f64 * (1.0 + erf(x as f64 / std::f64::consts::SQRT_2))) as f32,
         Activation::GeluTanh => {
             const C: f32 = 0.797_884_6; // sqrt(2/pi)
             0.5 * x * (1.0 + (C * (x + 0.044_715 * x * x * x)).tanh())
@@ -55,17 +52,11 @@ pub fn gated_activation(gate: &Tensor, up: &Tensor, act: Activation) -> Result<T
     expect_f32(gate, "gated_activation")?;
     expect_f32(up, "gated_activation")?;
     if gate.shape() != up.shape() {
-        return Err(Error::shape(
-            "gated_activation",
-            format!("{:?} vs {:?}", gate.dims(), up.dims()),
-        ));
+        return Err(Error::shape("gated_activation", format!("{:?} vs {:?}", gate.dims(), up.dims())));
     }
     let mut out = vec![0f32; gate.numel()];
     {
-        let (g, u) = (
-            TensorRead::new(gate, "gated_activation")?,
-            TensorRead::new(up, "gated_activation")?,
-        );
+        let (g, u) = (TensorRead::new(gate, "gated_activation")?, TensorRead::new(up, "gated_activation")?);
         let d = gate.shape().last().max(1);
         let (gv, uv) = (g.f32()?, u.f32()?);
         // Whole rows per chunk, so the SIMD lanes line up with ggml's per-row loops. SiLU and
@@ -113,9 +104,7 @@ mod tests {
                 0.5 * x * (1.0 + 2.0 / std::f64::consts::PI.sqrt() * sum)
             }
             Activation::GeluTanh => {
-                0.5 * x
-                    * (1.0
-                        + ((2.0 / std::f64::consts::PI).sqrt() * (x + 0.044715 * x.powi(3))).tanh())
+                0.5 * x * (1.0 + ((2.0 / std::f64::consts::PI).sqrt() * (x + 0.044715 * x.powi(3))).tanh())
             }
         }
     }
@@ -124,11 +113,7 @@ mod tests {
     fn activations_match_f64() {
         let x = rand_vec(2 * 512, 21);
         for act in [Activation::Silu, Activation::Gelu, Activation::GeluTanh] {
-            let got = tensor(&x, &[2, 512])
-                .activation(act)
-                .unwrap()
-                .to_vec_f32()
-                .unwrap();
+            let got = tensor(&x, &[2, 512]).activation(act).unwrap().to_vec_f32().unwrap();
             let want: Vec<f64> = x.iter().map(|&v| reference(act, v as f64)).collect();
             assert_close(&got, &want, 1e-6, 1e-5);
         }
@@ -139,11 +124,8 @@ mod tests {
         let g = rand_vec(3 * 100, 22);
         let u = rand_vec(3 * 100, 23);
         for act in [Activation::Silu, Activation::GeluTanh] {
-            let got = tensor(&g, &[3, 100])
-                .gated_activation(&tensor(&u, &[3, 100]), act)
-                .unwrap()
-                .to_vec_f32()
-                .unwrap();
+            let got =
+                tensor(&g, &[3, 100]).gated_activation(&tensor(&u, &[3, 100]), act).unwrap().to_vec_f32().unwrap();
             if act == Activation::GeluTanh {
                 // ggml's GeGLU looks GELU up in an fp16 table: the input is rounded to fp16
                 // and so is the result. Exactly that, and within those two roundings of f64.
@@ -156,15 +138,9 @@ mod tests {
                 }
                 continue;
             }
-            let want: Vec<f64> = g
-                .iter()
-                .zip(&u)
-                .map(|(&g, &u)| reference(act, g as f64) * u as f64)
-                .collect();
+            let want: Vec<f64> = g.iter().zip(&u).map(|(&g, &u)| reference(act, g as f64) * u as f64).collect();
             assert_close(&got, &want, 1e-6, 1e-5);
         }
-        assert!(tensor(&g, &[3, 100])
-            .silu_mul(&tensor(&u[..100], &[1, 100]))
-            .is_err());
+        assert!(tensor(&g, &[3, 100]).silu_mul(&tensor(&u[..100], &[1, 100])).is_err());
     }
 }

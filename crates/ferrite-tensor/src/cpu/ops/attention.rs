@@ -18,10 +18,7 @@ use crate::{DType, Error, Result, Tensor};
 fn kv_dims(t: &Tensor, op: &'static str) -> Result<[usize; 3]> {
     match t.dims() {
         &[s, h, d] => Ok([s, h, d]),
-        other => Err(Error::shape(
-            op,
-            format!("expected [slots, heads, head_dim], got {other:?}"),
-        )),
+        other => Err(Error::shape(op, format!("expected [slots, heads, head_dim], got {other:?}"))),
     }
 }
 
@@ -34,20 +31,11 @@ pub fn write_kv(cache: &Tensor, x: &Tensor, slots: &[u32]) -> Result<()> {
     if (xh, xd) != (h, d) || slots.len() != t {
         return Err(Error::shape(
             "write_kv",
-            format!(
-                "cache {:?}, x {:?}, {} slots",
-                cache.dims(),
-                x.dims(),
-                slots.len()
-            ),
+            format!("cache {:?}, x {:?}, {} slots", cache.dims(), x.dims(), slots.len()),
         ));
     }
     if let Some(&bad) = slots.iter().find(|&&s| s as usize >= n_slots) {
-        return Err(Error::OutOfRange {
-            op: "write_kv",
-            index: bad as usize,
-            len: n_slots,
-        });
+        return Err(Error::OutOfRange { op: "write_kv", index: bad as usize, len: n_slots });
     }
     let xr = TensorRead::new(x, "write_kv")?;
     let xs = xr.f32()?;
@@ -68,17 +56,11 @@ pub fn write_kv(cache: &Tensor, x: &Tensor, slots: &[u32]) -> Result<()> {
                     c.copy_from_slice(&f16::from_f32(v).to_le_bytes());
                 }
             }
-            dt => {
-                return Err(Error::UnsupportedDType {
-                    dtype: dt,
-                    op: "write_kv (cache)",
-                })
-            }
+            dt => return Err(Error::UnsupportedDType { dtype: dt, op: "write_kv (cache)" }),
         }
     }
     Ok(())
 }
-
 
 /// Where each query token sits: `(sequence index, absolute position)`.
 fn token_positions(
@@ -90,26 +72,16 @@ fn token_positions(
     let mut at = vec![None; tokens];
     for (si, s) in seqs.iter().enumerate() {
         if s.q_len > s.kv_len || s.q_start.checked_add(s.q_len).is_none_or(|e| e > tokens) {
-            return Err(Error::shape(
-                "attention",
-                format!("sequence {si}: {s:?} with {tokens} query tokens"),
-            ));
+            return Err(Error::shape("attention", format!("sequence {si}: {s:?} with {tokens} query tokens")));
         }
         let blocks = s.kv_len.div_ceil(p.block_size);
         if s.block_table.len() < blocks {
             return Err(Error::shape(
                 "attention",
-                format!(
-                    "sequence {si}: {} blocks for {} positions",
-                    s.block_table.len(),
-                    s.kv_len
-                ),
+                format!("sequence {si}: {} blocks for {} positions", s.block_table.len(), s.kv_len),
             ));
         }
-        if let Some(&b) = s.block_table[..blocks]
-            .iter()
-            .find(|&&b| (b as usize + 1) * p.block_size > n_slots)
-        {
+        if let Some(&b) = s.block_table[..blocks].iter().find(|&&b| (b as usize + 1) * p.block_size > n_slots) {
             return Err(Error::OutOfRange {
                 op: "attention (block table)",
                 index: b as usize,
@@ -119,10 +91,7 @@ fn token_positions(
         for i in 0..s.q_len {
             let slot = &mut at[s.q_start + i];
             if slot.is_some() {
-                return Err(Error::shape(
-                    "attention",
-                    format!("query row {} claimed twice", s.q_start + i),
-                ));
+                return Err(Error::shape("attention", format!("query row {} claimed twice", s.q_start + i)));
             }
             *slot = Some((si, s.kv_len - s.q_len + i));
         }
@@ -144,8 +113,7 @@ fn attend_row<T: Elem>(
 ) {
     let d = q.len();
     let lo = p.sliding_window.map_or(0, |w| (pos + 1).saturating_sub(w));
-    let slot_of =
-        |pp: usize| seq.block_table[pp / p.block_size] as usize * p.block_size + pp % p.block_size;
+    let slot_of = |pp: usize| seq.block_table[pp / p.block_size] as usize * p.block_size + pp % p.block_size;
     let mut scores: Vec<f32> = (lo..=pos)
         .map(|pp| {
             let kr = &k[slot_of(pp) * kv_row + kvh * d..][..d];
@@ -225,27 +193,14 @@ pub fn attention(
     expect_f32(q, "attention")?;
     let [t, hq, d] = kv_dims(q, "attention")?;
     let [n_slots, hkv, kd] = kv_dims(k_cache, "attention")?;
-    if k_cache.dims() != v_cache.dims()
-        || k_cache.dtype() != v_cache.dtype()
-        || kd != d
-        || hkv == 0
-        || hq % hkv != 0
-    {
+    if k_cache.dims() != v_cache.dims() || k_cache.dtype() != v_cache.dtype() || kd != d || hkv == 0 || hq % hkv != 0 {
         return Err(Error::shape(
             "attention",
-            format!(
-                "q {:?}, k {:?}, v {:?}",
-                q.dims(),
-                k_cache.dims(),
-                v_cache.dims()
-            ),
+            format!("q {:?}, k {:?}, v {:?}", q.dims(), k_cache.dims(), v_cache.dims()),
         ));
     }
     if p.block_size == 0 || n_slots % p.block_size != 0 {
-        return Err(Error::shape(
-            "attention",
-            format!("{n_slots} slots in blocks of {}", p.block_size),
-        ));
+        return Err(Error::shape("attention", format!("{n_slots} slots in blocks of {}", p.block_size)));
     }
     let at = token_positions(seqs, t, n_slots, p)?;
     let mut out = vec![0f32; q.numel()];
@@ -268,7 +223,9 @@ pub fn attention(
         }
         let tasks: Vec<(usize, usize, usize)> = tiled
             .iter()
-            .flat_map(|&si| (0..hkv).flat_map(move |kvh| (0..seqs[si].q_len).step_by(Q_TILE).map(move |t0| (si, kvh, t0))))
+            .flat_map(|&si| {
+                (0..hkv).flat_map(move |kvh| (0..seqs[si].q_len).step_by(Q_TILE).map(move |t0| (si, kvh, t0)))
+            })
             .collect();
         macro_rules! run {
             ($ty:ty, $flash:expr) => {{
@@ -319,12 +276,7 @@ pub fn attention(
         match k_cache.dtype() {
             DType::F32 => run!(f32, false),
             DType::F16 => run!(f16, true),
-            dt => {
-                return Err(Error::UnsupportedDType {
-                    dtype: dt,
-                    op: "attention (cache)",
-                })
-            }
+            dt => return Err(Error::UnsupportedDType { dtype: dt, op: "attention (cache)" }),
         }
     }
     f32_tensor(out, q.shape().clone(), q.device())
@@ -355,17 +307,11 @@ mod tests {
             let pos = kv_len - q_len + i;
             for h in 0..hq {
                 let kh = h / (hq / hkv);
-                let keys: Vec<usize> = (0..=pos)
-                    .filter(|&p| window.is_none_or(|w| p + w > pos))
-                    .collect();
+                let keys: Vec<usize> = (0..=pos).filter(|&p| window.is_none_or(|w| p + w > pos)).collect();
                 let s: Vec<f64> = keys
                     .iter()
                     .map(|&p| {
-                        (0..d)
-                            .map(|x| {
-                                q[(i * hq + h) * d + x] as f64 * k[(p * hkv + kh) * d + x] as f64
-                            })
-                            .sum::<f64>()
+                        (0..d).map(|x| q[(i * hq + h) * d + x] as f64 * k[(p * hkv + kh) * d + x] as f64).sum::<f64>()
                             * scale
                     })
                     .collect();
@@ -402,9 +348,7 @@ mod tests {
                     let k = rand_vec(kv_len * hkv * d, 100 + si as u64);
                     let v = rand_vec(kv_len * hkv * d, 200 + si as u64);
                     let q = rand_vec(q_len * hq * d, 300 + si as u64);
-                    let slots: Vec<u32> = (0..kv_len)
-                        .map(|p| table[p / bs] * bs as u32 + (p % bs) as u32)
-                        .collect();
+                    let slots: Vec<u32> = (0..kv_len).map(|p| table[p / bs] * bs as u32 + (p % bs) as u32).collect();
                     kc.write_kv(&tensor(&k, &[kv_len, hkv, d]), &slots).unwrap();
                     vc.write_kv(&tensor(&v, &[kv_len, hkv, d]), &slots).unwrap();
                     seqs.push(AttentionSeq {
@@ -413,23 +357,13 @@ mod tests {
                         kv_len,
                         block_table: table.clone(),
                     });
-                    want_all.extend(reference(
-                        &q, &k, &v, q_len, kv_len, hq, hkv, d, 0.25, window,
-                    ));
+                    want_all.extend(reference(&q, &k, &v, q_len, kv_len, hq, hkv, d, 0.25, window));
                     q_all.extend(q);
                 }
                 let t = q_all.len() / (hq * d);
-                let params = AttentionParams {
-                    scale: 0.25,
-                    block_size: bs,
-                    sliding_window: window,
-                    softcap: None,
-                };
-                let got = tensor(&q_all, &[t, hq, d])
-                    .attention(&kc, &vc, &seqs, &params)
-                    .unwrap()
-                    .to_vec_f32()
-                    .unwrap();
+                let params = AttentionParams { scale: 0.25, block_size: bs, sliding_window: window, softcap: None };
+                let got =
+                    tensor(&q_all, &[t, hq, d]).attention(&kc, &vc, &seqs, &params).unwrap().to_vec_f32().unwrap();
                 let tol = if dtype == DType::F16 { 5e-3 } else { 1e-5 };
                 assert_close(&got, &want_all, tol, tol);
             }
@@ -465,25 +399,10 @@ mod tests {
         let dev = Device::cpu();
         let kc = Tensor::zeros([8, 1, 4], DType::F32, &dev).unwrap();
         let q = tensor(&[0.0; 4], &[1, 1, 4]);
-        let p = AttentionParams {
-            scale: 1.0,
-            block_size: 4,
-            sliding_window: None,
-            softcap: None,
-        };
-        let short = [AttentionSeq {
-            q_start: 0,
-            q_len: 1,
-            kv_len: 5,
-            block_table: vec![0],
-        }];
+        let p = AttentionParams { scale: 1.0, block_size: 4, sliding_window: None, softcap: None };
+        let short = [AttentionSeq { q_start: 0, q_len: 1, kv_len: 5, block_table: vec![0] }];
         assert!(q.attention(&kc, &kc, &short, &p).is_err());
-        let outside = [AttentionSeq {
-            q_start: 0,
-            q_len: 1,
-            kv_len: 2,
-            block_table: vec![2],
-        }];
+        let outside = [AttentionSeq { q_start: 0, q_len: 1, kv_len: 2, block_table: vec![2] }];
         assert!(q.attention(&kc, &kc, &outside, &p).is_err());
         assert!(kc.write_kv(&tensor(&[0.0; 4], &[1, 1, 4]), &[8]).is_err());
     }

@@ -22,7 +22,8 @@ fn exp_approx(x: f32) -> f32 {
     let x = x.clamp(-87.0, 88.0);
     let n = (x * std::f32::consts::LOG2_E).round();
     let r = x - n * 0.693_145_75 - n * 1.428_606_8e-6;
-    let p = 1.0 + r * (1.0 + r * (0.5 + r * (0.166_666_67 + r * (0.041_666_42 + r * (0.008_333_28 + r * 0.001_394_1)))));
+    let p =
+        1.0 + r * (1.0 + r * (0.5 + r * (0.166_666_67 + r * (0.041_666_42 + r * (0.008_333_28 + r * 0.001_394_1)))));
     let bits = ((n as i32 + 127) as u32) << 23;
     if under {
         0.0
@@ -46,7 +47,16 @@ struct Tile<'a> {
 /// compiles it with its own instruction set.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-fn tile_body<T: Elem>(t: &Tile<'_>, k: &[T], v: &[T], seq: &AttentionSeq, kvh: usize, kv_row: usize, p: &AttentionParams, out: &mut [f32]) {
+fn tile_body<T: Elem>(
+    t: &Tile<'_>,
+    k: &[T],
+    v: &[T],
+    seq: &AttentionSeq,
+    kvh: usize,
+    kv_row: usize,
+    p: &AttentionParams,
+    out: &mut [f32],
+) {
     let (rows, d) = (t.rows, t.d);
     let n_tok = rows / t.group;
     let last = t.pos0 + n_tok - 1;
@@ -128,7 +138,8 @@ fn tile_body<T: Elem>(t: &Tile<'_>, k: &[T], v: &[T], seq: &AttentionSeq, kvh: u
             while c + PV_CHUNK <= d {
                 let mut reg: [f32; PV_CHUNK] = o[c..c + PV_CHUNK].try_into().unwrap_or([0.0; PV_CHUNK]);
                 for (j, &w) in pr.iter().enumerate() {
-                    let vr: &[f32; PV_CHUNK] = vt[j * d + c..j * d + c + PV_CHUNK].try_into().unwrap_or(&[0.0; PV_CHUNK]);
+                    let vr: &[f32; PV_CHUNK] =
+                        vt[j * d + c..j * d + c + PV_CHUNK].try_into().unwrap_or(&[0.0; PV_CHUNK]);
                     for (a, &vv) in reg.iter_mut().zip(vr) {
                         *a = w.mul_add(vv, *a);
                     }
@@ -153,14 +164,32 @@ fn tile_body<T: Elem>(t: &Tile<'_>, k: &[T], v: &[T], seq: &AttentionSeq, kvh: u
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 #[allow(clippy::too_many_arguments)]
-unsafe fn tile_avx512<T: Elem>(t: &Tile<'_>, k: &[T], v: &[T], seq: &AttentionSeq, kvh: usize, kv_row: usize, p: &AttentionParams, out: &mut [f32]) {
+unsafe fn tile_avx512<T: Elem>(
+    t: &Tile<'_>,
+    k: &[T],
+    v: &[T],
+    seq: &AttentionSeq,
+    kvh: usize,
+    kv_row: usize,
+    p: &AttentionParams,
+    out: &mut [f32],
+) {
     tile_body(t, k, v, seq, kvh, kv_row, p, out)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma,f16c")]
 #[allow(clippy::too_many_arguments)]
-unsafe fn tile_avx2<T: Elem>(t: &Tile<'_>, k: &[T], v: &[T], seq: &AttentionSeq, kvh: usize, kv_row: usize, p: &AttentionParams, out: &mut [f32]) {
+unsafe fn tile_avx2<T: Elem>(
+    t: &Tile<'_>,
+    k: &[T],
+    v: &[T],
+    seq: &AttentionSeq,
+    kvh: usize,
+    kv_row: usize,
+    p: &AttentionParams,
+    out: &mut [f32],
+) {
     tile_body(t, k, v, seq, kvh, kv_row, p, out)
 }
 

@@ -7,21 +7,13 @@ use crate::cpu::{expect_f32, f32_tensor, CpuStorage, TensorRead};
 use crate::{DType, Error, Result, Tensor};
 
 /// `f(a, b)` elementwise, where `b` has `a`'s element count or is one row broadcast over `a`.
-pub fn binary(
-    a: &Tensor,
-    b: &Tensor,
-    op: &'static str,
-    f: impl Fn(f32, f32) -> f32 + Sync,
-) -> Result<Tensor> {
+pub fn binary(a: &Tensor, b: &Tensor, op: &'static str, f: impl Fn(f32, f32) -> f32 + Sync) -> Result<Tensor> {
     expect_f32(a, op)?;
     expect_f32(b, op)?;
     let d = a.shape().last();
     let bn = b.numel();
     if bn != a.numel() && bn != d {
-        return Err(Error::shape(
-            op,
-            format!("{:?} and {:?} do not broadcast", a.dims(), b.dims()),
-        ));
+        return Err(Error::shape(op, format!("{:?} and {:?} do not broadcast", a.dims(), b.dims())));
     }
     let mut out = vec![0f32; a.numel()];
     {
@@ -34,16 +26,9 @@ pub fn binary(
             }
         };
         if out.len() < super::PARALLEL_MIN_ELEMS {
-            out.chunks_mut(d.max(1))
-                .zip(av.chunks(d.max(1)))
-                .enumerate()
-                .for_each(row);
+            out.chunks_mut(d.max(1)).zip(av.chunks(d.max(1))).enumerate().for_each(row);
         } else {
-            out.par_chunks_mut(d.max(1))
-                .zip(av.par_chunks(d.max(1)))
-                .enumerate()
-                .with_min_len(64)
-                .for_each(row);
+            out.par_chunks_mut(d.max(1)).zip(av.par_chunks(d.max(1))).enumerate().with_min_len(64).for_each(row);
         }
     }
     f32_tensor(out, a.shape().clone(), a.device())
@@ -51,11 +36,7 @@ pub fn binary(
 
 pub fn scale(x: &Tensor, s: f32) -> Result<Tensor> {
     expect_f32(x, "scale")?;
-    let out: Vec<f32> = TensorRead::new(x, "scale")?
-        .f32()?
-        .iter()
-        .map(|v| v * s)
-        .collect();
+    let out: Vec<f32> = TensorRead::new(x, "scale")?.f32()?.iter().map(|v| v * s).collect();
     f32_tensor(out, x.shape().clone(), x.device())
 }
 
@@ -65,20 +46,9 @@ pub fn cast(x: &Tensor, dtype: DType) -> Result<Tensor> {
     crate::quant::dequantize(x.dtype(), TensorRead::new(x, "cast")?.bytes(), &mut f)?;
     let bytes: Vec<u8> = match dtype {
         DType::F32 => return f32_tensor(f, x.shape().clone(), x.device()),
-        DType::F16 => f
-            .iter()
-            .flat_map(|&v| f16::from_f32(v).to_le_bytes())
-            .collect(),
-        DType::BF16 => f
-            .iter()
-            .flat_map(|&v| bf16::from_f32(v).to_le_bytes())
-            .collect(),
-        _ => {
-            return Err(Error::UnsupportedDType {
-                dtype,
-                op: "cast (target)",
-            })
-        }
+        DType::F16 => f.iter().flat_map(|&v| f16::from_f32(v).to_le_bytes()).collect(),
+        DType::BF16 => f.iter().flat_map(|&v| bf16::from_f32(v).to_le_bytes()).collect(),
+        _ => return Err(Error::UnsupportedDType { dtype, op: "cast (target)" }),
     };
     let storage = std::sync::Arc::new(CpuStorage::from_bytes(&bytes));
     Tensor::from_storage(storage, x.device().clone(), dtype, x.shape().clone(), 0)
@@ -97,25 +67,10 @@ mod tests {
         let tb = tensor(&b, &[3]);
         let want_add: Vec<f64> = (0..6).map(|i| a[i] as f64 + b[i % 3] as f64).collect();
         let want_mul: Vec<f64> = (0..6).map(|i| a[i] as f64 * b[i % 3] as f64).collect();
-        assert_close(
-            &ta.add(&tb).unwrap().to_vec_f32().unwrap(),
-            &want_add,
-            1e-6,
-            1e-6,
-        );
-        assert_close(
-            &ta.mul(&tb).unwrap().to_vec_f32().unwrap(),
-            &want_mul,
-            1e-6,
-            1e-6,
-        );
+        assert_close(&ta.add(&tb).unwrap().to_vec_f32().unwrap(), &want_add, 1e-6, 1e-6);
+        assert_close(&ta.mul(&tb).unwrap().to_vec_f32().unwrap(), &want_mul, 1e-6, 1e-6);
         let want_scale: Vec<f64> = a.iter().map(|&v| v as f64 * 0.5).collect();
-        assert_close(
-            &ta.scale(0.5).unwrap().to_vec_f32().unwrap(),
-            &want_scale,
-            0.0,
-            0.0,
-        );
+        assert_close(&ta.scale(0.5).unwrap().to_vec_f32().unwrap(), &want_scale, 0.0, 0.0);
         assert!(ta.add(&tensor(&a[..4], &[4])).is_err());
     }
 

@@ -28,23 +28,13 @@ pub(crate) fn rows_per_task(row_len: usize) -> usize {
 pub(crate) const PARALLEL_MIN_ELEMS: usize = 64 * 1024;
 
 /// Applies `f(src_row, dst_row)` to every row, in parallel when the tensor is large.
-pub(crate) fn map_rows(
-    src: &[f32],
-    dst: &mut [f32],
-    row: usize,
-    f: impl Fn(&[f32], &mut [f32]) + Sync,
-) {
+pub(crate) fn map_rows(src: &[f32], dst: &mut [f32], row: usize, f: impl Fn(&[f32], &mut [f32]) + Sync) {
     if row == 0 {
         return;
     }
     if dst.len() < PARALLEL_MIN_ELEMS {
-        dst.chunks_mut(row)
-            .zip(src.chunks(row))
-            .for_each(|(d, s)| f(s, d));
+        dst.chunks_mut(row).zip(src.chunks(row)).for_each(|(d, s)| f(s, d));
         return;
     }
-    dst.par_chunks_mut(row)
-        .zip(src.par_chunks(row))
-        .with_min_len(rows_per_task(row))
-        .for_each(|(d, s)| f(s, d));
+    dst.par_chunks_mut(row).zip(src.par_chunks(row)).with_min_len(rows_per_task(row)).for_each(|(d, s)| f(s, d));
 }

@@ -9,10 +9,7 @@ fn check_weight(x: &Tensor, w: &Tensor, op: &'static str) -> Result<()> {
     expect_f32(x, op)?;
     expect_f32(w, op)?;
     if w.numel() != x.shape().last() {
-        return Err(Error::shape(
-            op,
-            format!("x {:?}, weight {:?}", x.dims(), w.dims()),
-        ));
+        return Err(Error::shape(op, format!("x {:?}, weight {:?}", x.dims(), w.dims())));
     }
     Ok(())
 }
@@ -23,10 +20,7 @@ pub fn rms_norm(x: &Tensor, w: &Tensor, eps: f32) -> Result<Tensor> {
     let d = x.shape().last();
     let mut out = vec![0f32; x.numel()];
     {
-        let (xr, wr) = (
-            TensorRead::new(x, "rms_norm")?,
-            TensorRead::new(w, "rms_norm")?,
-        );
+        let (xr, wr) = (TensorRead::new(x, "rms_norm")?, TensorRead::new(w, "rms_norm")?);
         let wv = wr.f32()?;
         map_rows(xr.f32()?, &mut out, d, |s, o| {
             // As ggml_compute_forward_rms_norm_f32: f32 squares summed in order in f64
@@ -49,11 +43,8 @@ pub fn layer_norm(x: &Tensor, w: &Tensor, b: &Tensor, eps: f32) -> Result<Tensor
     let d = x.shape().last();
     let mut out = vec![0f32; x.numel()];
     {
-        let (xr, wr, br) = (
-            TensorRead::new(x, "layer_norm")?,
-            TensorRead::new(w, "layer_norm")?,
-            TensorRead::new(b, "layer_norm")?,
-        );
+        let (xr, wr, br) =
+            (TensorRead::new(x, "layer_norm")?, TensorRead::new(w, "layer_norm")?, TensorRead::new(b, "layer_norm")?);
         let (wv, bv) = (wr.f32()?, br.f32()?);
         map_rows(xr.f32()?, &mut out, d, |s, o| {
             let mean = s.iter().sum::<f32>() / d as f32;
@@ -76,11 +67,7 @@ mod tests {
         let (rows, d) = (7, 576);
         let x = rand_vec(rows * d, 1);
         let w = rand_vec(d, 2);
-        let got = tensor(&x, &[rows, d])
-            .rms_norm(&tensor(&w, &[d]), 1e-5)
-            .unwrap()
-            .to_vec_f32()
-            .unwrap();
+        let got = tensor(&x, &[rows, d]).rms_norm(&tensor(&w, &[d]), 1e-5).unwrap().to_vec_f32().unwrap();
         let mut want = vec![0f64; rows * d];
         for r in 0..rows {
             let s = &x[r * d..(r + 1) * d];

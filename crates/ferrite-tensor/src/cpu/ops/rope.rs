@@ -60,24 +60,13 @@ pub fn rope(x: &Tensor, positions: &[u32], cfg: &RopeConfig) -> Result<Tensor> {
     expect_f32(x, "rope")?;
     let [t, h, d] = match x.dims() {
         &[t, h, d] => [t, h, d],
-        other => {
-            return Err(Error::shape(
-                "rope",
-                format!("x must be [tokens, heads, head_dim], got {other:?}"),
-            ))
-        }
+        other => return Err(Error::shape("rope", format!("x must be [tokens, heads, head_dim], got {other:?}"))),
     };
     if positions.len() != t {
-        return Err(Error::shape(
-            "rope",
-            format!("{t} tokens but {} positions", positions.len()),
-        ));
+        return Err(Error::shape("rope", format!("{t} tokens but {} positions", positions.len())));
     }
     if cfg.dim > d || !cfg.dim.is_multiple_of(2) || cfg.dim == 0 {
-        return Err(Error::shape(
-            "rope",
-            format!("rotary dim {} with head_dim {d}", cfg.dim),
-        ));
+        return Err(Error::shape("rope", format!("rotary dim {} with head_dim {d}", cfg.dim)));
     }
     let mut out = vec![0f32; x.numel()];
     {
@@ -91,15 +80,9 @@ pub fn rope(x: &Tensor, positions: &[u32], cfg: &RopeConfig) -> Result<Tensor> {
         };
         let row = (h * d).max(1);
         if out.len() < super::PARALLEL_MIN_ELEMS {
-            out.chunks_mut(row)
-                .zip(xs.chunks(row))
-                .zip(positions.iter())
-                .for_each(token);
+            out.chunks_mut(row).zip(xs.chunks(row)).zip(positions.iter()).for_each(token);
         } else {
-            out.par_chunks_mut(row)
-                .zip(xs.par_chunks(row))
-                .zip(positions.par_iter())
-                .for_each(token);
+            out.par_chunks_mut(row).zip(xs.par_chunks(row)).zip(positions.par_iter()).for_each(token);
         }
     }
     f32_tensor(out, x.shape().clone(), x.device())
@@ -110,14 +93,7 @@ mod tests {
     use super::super::test_util::*;
     use super::*;
 
-    fn reference(
-        x: &[f32],
-        t: usize,
-        h: usize,
-        d: usize,
-        pos: &[u32],
-        cfg: &RopeConfig,
-    ) -> Vec<f64> {
+    fn reference(x: &[f32], t: usize, h: usize, d: usize, pos: &[u32], cfg: &RopeConfig) -> Vec<f64> {
         let mut out: Vec<f64> = x.iter().map(|&v| v as f64).collect();
         for (ti, &p) in pos.iter().enumerate().take(t) {
             for hi in 0..h {
@@ -145,17 +121,8 @@ mod tests {
         let pos = [0u32, 1, 17, 300, 1000];
         for layout in [RopeLayout::Interleaved, RopeLayout::NeoX] {
             for dim in [64, 32] {
-                let cfg = RopeConfig {
-                    theta: 10000.0,
-                    dim,
-                    layout,
-                    freq_scale: 1.0,
-                };
-                let got = tensor(&x, &[t, h, d])
-                    .rope(&pos, &cfg)
-                    .unwrap()
-                    .to_vec_f32()
-                    .unwrap();
+                let cfg = RopeConfig { theta: 10000.0, dim, layout, freq_scale: 1.0 };
+                let got = tensor(&x, &[t, h, d]).rope(&pos, &cfg).unwrap().to_vec_f32().unwrap();
                 // f32 angle accumulation loses ~1e-4 relative at position 1000.
                 assert_close(&got, &reference(&x, t, h, d, &pos, &cfg), 2e-3, 1e-3);
             }
@@ -165,12 +132,7 @@ mod tests {
     #[test]
     fn bad_arguments_are_errors() {
         let x = tensor(&[0.0; 2 * 4], &[1, 2, 4]);
-        let cfg = RopeConfig {
-            theta: 1e4,
-            dim: 4,
-            layout: RopeLayout::NeoX,
-            freq_scale: 1.0,
-        };
+        let cfg = RopeConfig { theta: 1e4, dim: 4, layout: RopeLayout::NeoX, freq_scale: 1.0 };
         assert!(x.rope(&[0, 1], &cfg).is_err());
         assert!(x.rope(&[0], &RopeConfig { dim: 6, ..cfg }).is_err());
     }

@@ -247,7 +247,10 @@ mod tests {
                         axpys.push(o);
                     }
                 }
-                if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") && is_x86_feature_detected!("f16c") {
+                if is_x86_feature_detected!("avx2")
+                    && is_x86_feature_detected!("fma")
+                    && is_x86_feature_detected!("f16c")
+                {
                     // SAFETY: features checked above.
                     unsafe {
                         got.push((x86::dot_avx2(&a, &b), x86::dot_avx2(&a, &bh)));

@@ -40,11 +40,7 @@ mod tests {
         let (rows, d) = (4, 1000);
         let mut x = rand_vec(rows * d, 11);
         x[5] = 80.0; // large values must not overflow
-        let got = tensor(&x, &[rows, d])
-            .softmax()
-            .unwrap()
-            .to_vec_f32()
-            .unwrap();
+        let got = tensor(&x, &[rows, d]).softmax().unwrap().to_vec_f32().unwrap();
         let mut want = vec![0f64; rows * d];
         for r in 0..rows {
             let s = &x[r * d..(r + 1) * d];

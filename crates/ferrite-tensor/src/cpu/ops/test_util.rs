@@ -18,9 +18,6 @@ pub fn assert_close(a: &[f32], b: &[f64], atol: f64, rtol: f64) {
     assert_eq!(a.len(), b.len(), "length");
     for (i, (x, y)) in a.iter().zip(b).enumerate() {
         let err = (*x as f64 - y).abs();
-        assert!(
-            err <= atol + rtol * y.abs(),
-            "index {i}: got {x}, want {y} (err {err})"
-        );
+        assert!(err <= atol + rtol * y.abs(), "index {i}: got {x}, want {y} (err {err})");
     }
 }

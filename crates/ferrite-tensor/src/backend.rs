@@ -73,6 +73,14 @@ pub struct AttentionSeq {
     pub block_table: Vec<u32>,
 }
 
+impl AttentionSeq {
+    /// The cache slot of position `pos`.
+    #[inline]
+    pub fn slot(&self, pos: usize, block_size: usize) -> usize {
+        self.block_table[pos / block_size] as usize * block_size + pos % block_size
+    }
+}
+
 /// Parameters shared by all sequences of one attention call.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct AttentionParams {
@@ -84,6 +92,14 @@ pub struct AttentionParams {
     pub sliding_window: Option<usize>,
     /// When set, scores become `cap * tanh(score / cap)` before the softmax.
     pub softcap: Option<f32>,
+}
+
+impl AttentionParams {
+    /// The first key position a query at `pos` sees (0 without a sliding window).
+    #[inline]
+    pub fn first_visible(&self, pos: usize) -> usize {
+        self.sliding_window.map_or(0, |w| (pos + 1).saturating_sub(w))
+    }
 }
 
 /// A compute device: memory management plus the fused op set.

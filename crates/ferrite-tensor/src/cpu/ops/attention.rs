@@ -112,8 +112,8 @@ fn attend_row<T: Elem>(
     p: &AttentionParams,
 ) {
     let d = q.len();
-    let lo = p.sliding_window.map_or(0, |w| (pos + 1).saturating_sub(w));
-    let slot_of = |pp: usize| seq.block_table[pp / p.block_size] as usize * p.block_size + pp % p.block_size;
+    let lo = p.first_visible(pos);
+    let slot_of = |pp: usize| seq.slot(pp, p.block_size);
     let mut scores: Vec<f32> = (lo..=pos)
         .map(|pp| {
             let kr = &k[slot_of(pp) * kv_row + kvh * d..][..d];
@@ -151,8 +151,8 @@ fn attend_row_f16(
     p: &AttentionParams,
 ) {
     let d = q.len();
-    let lo = p.sliding_window.map_or(0, |w| (pos + 1).saturating_sub(w));
-    let slot_of = |pp: usize| seq.block_table[pp / p.block_size] as usize * p.block_size + pp % p.block_size;
+    let lo = p.first_visible(pos);
+    let slot_of = |pp: usize| seq.slot(pp, p.block_size);
     let q16: Vec<f16> = q.iter().map(|&x| f16::from_f32(x)).collect();
     // ggml folds a softcap into the scale first: `s = c · tanh(dot · (scale / c))`.
     let scale = p.softcap.map_or(p.scale, |c| p.scale / c);

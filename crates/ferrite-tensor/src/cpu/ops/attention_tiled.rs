@@ -60,8 +60,8 @@ fn tile_body<T: Elem>(
     let (rows, d) = (t.rows, t.d);
     let n_tok = rows / t.group;
     let last = t.pos0 + n_tok - 1;
-    let lo = p.sliding_window.map_or(0, |w| (t.pos0 + 1).saturating_sub(w));
-    let slot_of = |pp: usize| seq.block_table[pp / p.block_size] as usize * p.block_size + pp % p.block_size;
+    let lo = p.first_visible(t.pos0);
+    let slot_of = |pp: usize| seq.slot(pp, p.block_size);
     let mut m = vec![f32::NEG_INFINITY; rows];
     let mut s = vec![0f32; rows];
     out[..rows * d].fill(0.0);
@@ -101,7 +101,7 @@ fn tile_body<T: Elem>(
             let acc = &mut kq[r * KV_TILE..(r + 1) * KV_TILE];
             acc.copy_from_slice(&reg);
             let pos = t.pos0 + r / t.group;
-            let lo_r = p.sliding_window.map_or(0, |w| (pos + 1).saturating_sub(w));
+            let lo_r = p.first_visible(pos);
             for (j, a) in acc.iter_mut().enumerate() {
                 let kp = k0 + j;
                 let mut x = *a * p.scale;

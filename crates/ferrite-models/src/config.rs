@@ -57,6 +57,14 @@ pub struct LlamaConfig {
     pub eos_ids: Vec<u32>,
 }
 
+/// What the architecture alone decides, whatever the file format: gemma scales embeddings by
+/// `sqrt(hidden)`, uses GeGLU, q/k norms and post-attention/post-FFN norms.
+fn family_traits(arch: Arch, hidden: usize) -> (Option<f32>, Activation, bool, bool) {
+    let gemma = arch == Arch::Gemma3;
+    let activation = if gemma { Activation::GeluTanh } else { Activation::Silu };
+    (gemma.then(|| (hidden as f32).sqrt()), activation, gemma, gemma)
+}
+
 impl LlamaConfig {
     /// Whether layer `il` attends over a sliding window.
     pub fn is_sliding(&self, il: usize) -> bool {
@@ -114,6 +122,7 @@ impl LlamaConfig {
         let gemma = arch == Arch::Gemma3;
         let eos_ids =
             g.get("tokenizer.ggml.eos_token_id").and_then(|v| v.as_u64()).map(|v| vec![v as u32]).unwrap_or_default();
+        let (embed_scale, activation, qk_norm, post_norms) = family_traits(arch, hidden);
         LlamaConfig {
             arch,
             n_layer: uint("block_count")?,
@@ -130,10 +139,10 @@ impl LlamaConfig {
             attn_scale: 1.0 / (head_dim as f32).sqrt(),
             sliding_window: if gemma { opt_uint("attention.sliding_window") } else { None },
             sliding_window_pattern: if gemma { 6 } else { 1 },
-            embed_scale: gemma.then(|| (hidden as f32).sqrt()),
-            activation: if gemma { Activation::GeluTanh } else { Activation::Silu },
-            qk_norm: gemma,
-            post_norms: gemma,
+            embed_scale,
+            activation,
+            qk_norm,
+            post_norms,
             eos_ids,
         }
         .finish()
@@ -165,6 +174,7 @@ impl LlamaConfig {
             Some(s) if gemma && s > 0.0 => 1.0 / (s as f32).sqrt(),
             _ => 1.0 / (head_dim as f32).sqrt(),
         };
+        let (embed_scale, activation, qk_norm, post_norms) = family_traits(arch, hidden);
         LlamaConfig {
             arch,
             n_layer: uint("num_hidden_layers")?,
@@ -185,10 +195,10 @@ impl LlamaConfig {
             attn_scale,
             sliding_window: if gemma { v["sliding_window"].as_u64().map(|x| x as usize) } else { None },
             sliding_window_pattern: if gemma { v["sliding_window_pattern"].as_u64().unwrap_or(6) as usize } else { 1 },
-            embed_scale: gemma.then(|| (hidden as f32).sqrt()),
-            activation: if gemma { Activation::GeluTanh } else { Activation::Silu },
-            qk_norm: gemma,
-            post_norms: gemma,
+            embed_scale,
+            activation,
+            qk_norm,
+            post_norms,
             eos_ids,
         }
         .finish()

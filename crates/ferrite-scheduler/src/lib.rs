@@ -8,4 +8,4 @@ pub mod sampler;
 
 pub use block_pool::{BlockHash, BlockId, BlockPool};
 pub use kv_cache_manager::{ComputedBlocks, KvCacheManager, SeqId};
-pub use sampler::{Sampler, SamplingParams};
+pub use sampler::{argmax, token_logprobs, Sampled, Sampler, SamplingError, SamplingParams};

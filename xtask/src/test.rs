@@ -2,7 +2,6 @@
 //! then `cargo test --workspace` (the `test` profile, opt-level 3), then a summary.
 
 use crate::apt;
-use crate::fetch;
 use crate::human;
 use anyhow::{bail, Context, Result};
 use std::io::{BufRead, BufReader};
@@ -50,7 +49,7 @@ pub fn run(args: &TestArgs) -> Result<()> {
         let (ok, detail) = if args.skip_fetch {
             (true, "skipped (--skip-fetch)".to_string())
         } else {
-            match fetch::run(&args.models_dir, &[]) {
+            match crate::fetch_models(&args.models_dir, &[]) {
                 Ok(reports) => (true, format!("{} model(s) ok", reports.len())),
                 Err(e) => (false, format!("{e:#}")),
             }

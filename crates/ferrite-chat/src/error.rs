@@ -1,6 +1,6 @@
 //! The crate's error type.
 
-/// Everything that can go wrong while building or using a tokenizer.
+/// Everything that can go wrong while building or using a tokenizer or a chat template.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A GGUF metadata key the tokenizer needs is missing or has the wrong type.
@@ -43,6 +43,12 @@ pub enum Error {
     /// The Hugging Face `tokenizers` library reported an error.
     #[error("tokenizers: {0}")]
     Tokenizers(String),
+    /// A chat template failed to compile or to render. For a template that calls
+    /// `raise_exception(msg)` (typically rejecting the conversation: a role it does not know,
+    /// roles out of order) the payload is exactly `msg`; otherwise it is the template engine's
+    /// description of the problem, with the template line.
+    #[error("chat template: {0}")]
+    Template(String),
     /// An error from the GGUF reader.
     #[error(transparent)]
     Tensor(#[from] ferrite_tensor::error::Error),

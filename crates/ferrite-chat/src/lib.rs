@@ -1,12 +1,18 @@
 //! Chat-side text handling for ferrite.
 //!
-//! Today this crate holds the [`tokenizer`]: a [`Tokenizer`] built either from a GGUF file's
-//! `tokenizer.ggml.*` metadata (GPT-2 byte-level BPE and SentencePiece-style vocabularies,
-//! reproducing llama.cpp's tokenization token for token) or from a Hugging Face
-//! `tokenizer.json`. Chat templates, tool-call parsing and grammars will live beside it.
+//! * [`tokenizer`]: a [`Tokenizer`] built either from a GGUF file's `tokenizer.ggml.*` metadata
+//!   (GPT-2 byte-level BPE and SentencePiece-style vocabularies, reproducing llama.cpp's
+//!   tokenization token for token) or from a Hugging Face `tokenizer.json`.
+//! * [`template`]: a [`ChatTemplate`], the model's Jinja chat template (from GGUF metadata or
+//!   `tokenizer_config.json`, ChatML as the fallback) turning OpenAI-shaped messages and tools
+//!   into the prompt text, byte for byte as Hugging Face's `apply_chat_template` does.
+//!
+//! Tool-call parsing and grammars will live beside them.
 
 mod error;
+pub mod template;
 pub mod tokenizer;
 
 pub use error::{Error, Result};
+pub use template::ChatTemplate;
 pub use tokenizer::Tokenizer;

@@ -1,11 +1,22 @@
-//! ferrite-scheduler: the engine loop around a model. Today: per-sequence sampling
-//! ([`Sampler`]) and the paged KV-cache block manager ([`KvCacheManager`] over a
-//! [`BlockPool`] with prefix caching); the continuous-batching loop follows (issue #4).
+//! ferrite-scheduler: the engine loop around a model.
+//!
+//! * [`engine`]: continuous batching ([`EngineCore`], on its own thread behind an
+//!   [`EngineHandle`]): chunked prefill and decode in one step, admission by free KV blocks,
+//!   recompute preemption, `n` choices sharing their prompt's blocks, stop strings, logprobs.
+//! * [`KvCacheManager`] over a [`BlockPool`]: per-sequence block tables, prefix caching by
+//!   block-content hashes, LRU eviction.
+//! * [`Sampler`]: per-sequence sampling (temperature, top-k/p, min-p, penalties, logit bias,
+//!   seeds, logprobs).
 
 pub mod block_pool;
+pub mod engine;
 pub mod kv_cache_manager;
 pub mod sampler;
 
 pub use block_pool::{BlockHash, BlockId, BlockPool};
+pub use engine::{
+    EngineConfig, EngineCore, EngineHandle, EngineStats, Event, EventSink, FinishReason, LlamaRunner, LogitsProcessor,
+    Request, RequestId, StepModel, SubmitError, TokenLogprob, TokenText, Usage,
+};
 pub use kv_cache_manager::{ComputedBlocks, KvCacheManager, SeqId};
-pub use sampler::{Sampler, SamplingParams};
+pub use sampler::{argmax, token_logprobs, Sampled, Sampler, SamplingError, SamplingParams};

@@ -2,7 +2,6 @@
 //! Output goes to stdout; logs go to stderr.
 
 mod cli;
-mod generation;
 mod serve;
 
 use clap::{Parser, Subcommand};

@@ -1,17 +1,41 @@
-//! ferrite for Rust programs: the typed OpenAI-style requests and responses that library users
-//! and the `ferrite` HTTP server share.
+//! ferrite for Rust programs: load a model, then chat or complete with the same typed
+//! OpenAI-style requests and responses the `ferrite` HTTP server speaks.
 //!
-//! ```
-//! use ferrite::{ChatCompletionRequest, ChatMessage};
+//! ```no_run
+//! use ferrite::{ChatCompletionRequest, ChatMessage, Engine};
 //!
+//! # async fn run() -> Result<(), ferrite::Error> {
+//! let engine = Engine::builder().model("smollm2").threads(2).build()?;
 //! let req = ChatCompletionRequest::new("smollm2", [ChatMessage::system("Be brief."), ChatMessage::user("Hi!")])
 //!     .max_tokens(32)
 //!     .temperature(0.0);
-//! req.validate().unwrap();
+//! let answer = engine.chat(req).await?;
+//! println!("{}", answer.choices[0].message.content.as_deref().unwrap_or(""));
+//! # Ok(())
+//! # }
 //! ```
+//!
+//! * [`Engine`]: async [`Engine::chat`] / [`Engine::complete`], and
+//!   [`Engine::chat_stream`] / [`Engine::complete_stream`] returning a `futures` `Stream` of
+//!   chunks (dropping it cancels the generation). Requests from every clone of an engine are
+//!   batched together by the scheduler.
+//! * [`blocking`]: the same for programs without an async runtime.
+//! * [`types`]: the OpenAI request and response bodies, with builders.
+//! * [`RequestOptions`]: per-request extras such as a custom [`LogitsProcessor`].
+//!
+//! The default build is CPU-only and pulls in no HTTP stack and no async runtime (tokio's
+//! channels only).
 
 #![deny(missing_docs)]
 
+pub mod blocking;
+mod engine;
+mod error;
+mod models;
 pub mod types;
 
+pub use engine::{
+    ChatCompletionStream, CompletionStream, Engine, EngineBuilder, EngineStats, LogitsProcessor, RequestOptions,
+};
+pub use error::Error;
 pub use types::*;

@@ -4,10 +4,9 @@ use std::io::Write;
 
 use anyhow::{bail, Result};
 use clap::Args;
-use ferrite_scheduler::{Sampler, SamplingParams};
+use ferrite::{CompletionRequest, FinishReason};
 
 use super::ModelArgs;
-use crate::generation::{device, load, single_cache, step};
 
 #[derive(Args, Debug)]
 pub struct GenerateArgs {
@@ -16,59 +15,57 @@ pub struct GenerateArgs {
     #[arg(long)]
     pub prompt: String,
     #[arg(long, default_value_t = 128)]
-    pub max_tokens: usize,
+    pub max_tokens: u32,
     /// 0 = greedy.
     #[arg(long, default_value_t = 0.0)]
     pub temperature: f32,
     #[arg(long, default_value_t = 1.0)]
     pub top_p: f32,
     #[arg(long, default_value_t = 0)]
-    pub top_k: usize,
+    pub top_k: i32,
     #[arg(long, default_value_t = 0)]
-    pub seed: u64,
+    pub seed: i64,
 }
 
 pub fn run(a: GenerateArgs) -> Result<()> {
-    if !(a.temperature >= 0.0 && a.temperature.is_finite()) {
-        bail!("--temperature must be a finite number >= 0");
+    if a.max_tokens == 0 {
+        bail!("--max-tokens must be at least 1");
     }
-    if !(a.top_p > 0.0 && a.top_p <= 1.0) {
-        bail!("--top-p must be in (0, 1]");
-    }
-    let dev = device(&a.model.device, a.model.threads)?;
-    let m = load(&a.model.model, &dev)?;
-    let prompt = m.tokenizer.encode(&a.prompt, true)?;
-    if prompt.is_empty() {
-        bail!("the prompt is empty after tokenization");
-    }
-    let ctx = m.model.config().context_length;
-    if prompt.len() + a.max_tokens > ctx {
-        bail!("prompt ({} tokens) + max tokens ({}) exceed the context of {ctx}", prompt.len(), a.max_tokens);
-    }
-    eprintln!("ferrite: {} ({} prompt tokens)", m.name, prompt.len());
-    let (cache, table) = single_cache(&m.model, prompt.len() + a.max_tokens)?;
-    let mut sampler =
-        Sampler::new(SamplingParams { temperature: a.temperature, top_p: a.top_p, top_k: a.top_k, seed: a.seed });
-    let mut logits = step(&m.model, &cache, &table, &prompt, 0)?;
-    let mut stream = m.tokenizer.stream_decoder(true);
+    // A KV cache just big enough for this request (a token takes at least one byte of text).
+    let kv_tokens = a.prompt.len() + 2 + a.max_tokens as usize;
+    let engine = ferrite::blocking::Engine::new(a.model.engine().kv_cache_tokens(kv_tokens).build()?);
+    let req = CompletionRequest::new(engine.0.model_name(), a.prompt.as_str())
+        .max_tokens(a.max_tokens)
+        .temperature(a.temperature)
+        .top_p(a.top_p)
+        .top_k(a.top_k)
+        .seed(a.seed);
     let mut stdout = std::io::stdout().lock();
-    for i in 0..a.max_tokens {
-        let tok = sampler.sample(&logits);
-        if m.tokenizer.is_eog(tok) {
-            break;
+    let mut usage = None;
+    for chunk in engine.complete_stream(req)? {
+        let chunk = chunk?;
+        for c in &chunk.choices {
+            stdout.write_all(c.text.as_bytes())?;
+            stdout.flush()?;
+            if c.finish_reason == Some(FinishReason::Length) || c.finish_reason == Some(FinishReason::Stop) {
+                usage = chunk.usage;
+            }
         }
-        // Only complete UTF-8 comes out (a character may span tokens).
-        stdout.write_all(stream.push(tok)?.as_bytes())?;
-        stdout.flush()?;
-        if i + 1 < a.max_tokens {
-            logits = step(&m.model, &cache, &table, &[tok], prompt.len() + i)?;
-        }
-    }
-    stdout.write_all(stream.finish().as_bytes())?;
-    let kv_bytes = cache.k.iter().chain(&cache.v).map(|t| t.len_bytes()).sum::<usize>();
-    if let Some(peak) = crate::generation::peak_rss_bytes() {
-        eprintln!("ferrite: peak_rss_bytes={peak} kv_cache_bytes={kv_bytes}");
     }
     writeln!(stdout)?;
+    if let Some(u) = usage {
+        eprintln!("ferrite: {} prompt tokens, {} generated", u.prompt_tokens, u.completion_tokens);
+    }
+    if let Some(peak) = peak_rss_bytes() {
+        eprintln!("ferrite: peak_rss_bytes={peak} kv_cache_bytes={}", engine.0.kv_cache_bytes());
+    }
     Ok(())
+}
+
+/// The process's peak resident set size (Linux `VmHWM`), if known.
+fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
 }

@@ -11,7 +11,8 @@ use clap::Args;
 /// Options every model-running subcommand shares.
 #[derive(Args, Debug, Clone)]
 pub struct ModelArgs {
-    /// A .gguf file or a Hugging Face folder (config.json, safetensors, tokenizer.json).
+    /// A .gguf file, a Hugging Face folder (config.json, safetensors, tokenizer.json), or a
+    /// built-in model name (smollm2, qwen2.5-coder, gemma3), fetched when missing.
     #[arg(long)]
     pub model: PathBuf,
     /// Worker threads (default: all cores).
@@ -20,4 +21,15 @@ pub struct ModelArgs {
     /// Compute device: cpu (wgpu and cuda:N arrive with their backends).
     #[arg(long, default_value = "cpu")]
     pub device: String,
+}
+
+impl ModelArgs {
+    /// An engine builder for this model, device and thread count.
+    pub fn engine(&self) -> ferrite::EngineBuilder {
+        let mut b = ferrite::Engine::builder().model(self.model.to_string_lossy()).device(self.device.clone());
+        if let Some(t) = self.threads {
+            b = b.threads(t);
+        }
+        b
+    }
 }

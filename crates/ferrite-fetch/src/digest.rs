@@ -1,6 +1,6 @@
 //! Streaming sha256, and copying while hashing.
 
-use anyhow::{Context, Result};
+use crate::error::{FetchError, IoContext};
 use sha2::{Digest, Sha256};
 use std::fs::File;
 use std::io::{Read, Write};
@@ -18,13 +18,13 @@ pub fn hex(bytes: &[u8]) -> String {
 }
 
 /// sha256 (lowercase hex) and length of a file, read in 1 MiB chunks.
-pub fn sha256_file(path: &Path) -> Result<(String, u64)> {
-    let mut file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
+pub fn sha256_file(path: &Path) -> Result<(String, u64), FetchError> {
+    let mut file = File::open(path).ctx(|| format!("opening {}", path.display()))?;
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; BUF];
     let mut total = 0u64;
     loop {
-        let n = file.read(&mut buf).with_context(|| format!("reading {}", path.display()))?;
+        let n = file.read(&mut buf).ctx(|| format!("reading {}", path.display()))?;
         if n == 0 {
             break;
         }
@@ -35,7 +35,7 @@ pub fn sha256_file(path: &Path) -> Result<(String, u64)> {
 }
 
 /// Copies all of `src` into `dst`, feeding the same bytes to `hasher`; returns the byte count.
-pub fn copy_hashing(src: &mut impl Read, dst: &mut impl Write, hasher: &mut Sha256) -> Result<u64> {
+pub fn copy_hashing(src: &mut impl Read, dst: &mut impl Write, hasher: &mut Sha256) -> std::io::Result<u64> {
     let mut buf = vec![0u8; BUF];
     let mut total = 0u64;
     loop {
@@ -43,7 +43,7 @@ pub fn copy_hashing(src: &mut impl Read, dst: &mut impl Write, hasher: &mut Sha2
             Ok(0) => break,
             Ok(n) => n,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e.into()),
+            Err(e) => return Err(e),
         };
         hasher.update(&buf[..n]);
         dst.write_all(&buf[..n])?;
@@ -62,7 +62,7 @@ mod tests {
     const EMPTY: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
 
     #[test]
-    fn hashes_small_files() -> Result<()> {
+    fn hashes_small_files() -> Result<(), Box<dyn std::error::Error>> {
         let dir = TempDir::new("digest")?;
         let p = dir.path().join("abc");
         std::fs::write(&p, b"abc")?;
@@ -74,7 +74,7 @@ mod tests {
     }
 
     #[test]
-    fn hashes_across_buffer_boundaries() -> Result<()> {
+    fn hashes_across_buffer_boundaries() -> Result<(), Box<dyn std::error::Error>> {
         let dir = TempDir::new("digest")?;
         let p = dir.path().join("big");
         let data: Vec<u8> = (0..(BUF * 2 + 17)).map(|i| (i % 251) as u8).collect();
@@ -86,7 +86,7 @@ mod tests {
     }
 
     #[test]
-    fn copy_hashing_concatenates_and_hashes() -> Result<()> {
+    fn copy_hashing_concatenates_and_hashes() -> std::io::Result<()> {
         let mut hasher = Sha256::new();
         let mut out = Vec::new();
         copy_hashing(&mut &b"a"[..], &mut out, &mut hasher)?;

@@ -1,6 +1,6 @@
 //! A scratch directory (or file) that is removed when dropped, unless kept.
 
-use anyhow::{Context, Result};
+use crate::error::{FetchError, IoContext};
 use std::path::{Path, PathBuf};
 
 /// Removes its path (file or folder) on drop unless [`TempPath::keep`] was called.
@@ -48,13 +48,13 @@ pub struct TempDir(TempPath);
 
 #[cfg(test)]
 impl TempDir {
-    pub fn new(tag: &str) -> Result<Self> {
+    pub fn new(tag: &str) -> Result<Self, FetchError> {
         use std::sync::atomic::{AtomicUsize, Ordering};
         static N: AtomicUsize = AtomicUsize::new(0);
         let n = N.fetch_add(1, Ordering::Relaxed);
-        let path = std::env::temp_dir().join(format!("xtask-{tag}-{}-{n}", std::process::id()));
+        let path = std::env::temp_dir().join(format!("ferrite-fetch-{tag}-{}-{n}", std::process::id()));
         remove_any(&path);
-        std::fs::create_dir_all(&path).with_context(|| format!("creating {}", path.display()))?;
+        std::fs::create_dir_all(&path).ctx(|| format!("creating {}", path.display()))?;
         Ok(Self(TempPath::new(path)))
     }
 
@@ -64,6 +64,6 @@ impl TempDir {
 }
 
 /// Creates `dir` (and parents) with a readable error.
-pub fn create_dir(dir: &Path) -> Result<()> {
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))
+pub fn create_dir(dir: &Path) -> Result<(), FetchError> {
+    std::fs::create_dir_all(dir).ctx(|| format!("creating {}", dir.display()))
 }

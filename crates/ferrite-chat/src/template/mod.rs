@@ -1,0 +1,219 @@
+//! [`ChatTemplate`]: a model's Jinja chat template, rendered exactly as Hugging Face
+//! transformers' `apply_chat_template` renders it with Python's Jinja2.
+//!
+//! The template comes from GGUF metadata (`tokenizer.chat_template`), from a Hugging Face
+//! `tokenizer_config.json`, or is the built-in [ChatML](ChatTemplate::chatml) fallback. It runs
+//! on [MiniJinja](minijinja), set up the way transformers sets up Jinja2 (`builtins`): trailing
+//! newline dropped, `trim_blocks` and `lstrip_blocks`, `{% break %}`/`{% continue %}`,
+//! `raise_exception`, `strftime_now`, a `tojson` that is Python's `json.dumps`, Python
+//! string/dict methods, and Python's way of printing `None`, `True`, floats, lists and dicts.
+//!
+//! OpenAI-shaped messages are normalized first: content-part arrays become one string, and
+//! tool-call `arguments` sent as JSON strings become objects (see `render`).
+//!
+//! The golden tests (`tests/template_golden.rs`) hold the output to Python Jinja2's, byte for
+//! byte, for the templates of SmolLM2 and Qwen2.5-Coder and for the ChatML fallback.
+
+mod builtins;
+mod pyjson;
+mod render;
+mod strftime;
+
+use std::path::Path;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+
+use ferrite_tensor::gguf::GgufFile;
+use minijinja::Environment;
+use serde_json::{Map, Value};
+
+pub use render::{normalize_message, PART_SEPARATOR};
+
+use crate::{Error, Result, Tokenizer};
+
+/// The GGUF metadata key holding the chat template.
+pub const GGUF_KEY: &str = "tokenizer.chat_template";
+
+/// The ChatML template [`ChatTemplate::chatml`] uses: `<|im_start|>role\ncontent<|im_end|>\n`
+/// per message (`null` content printed as nothing), then `<|im_start|>assistant\n` when a
+/// generation prompt is asked for.
+pub const CHATML_SOURCE: &str = "{%- for message in messages %}
+{{- '<|im_start|>' + message['role'] + '\\n' }}
+{%- if message['content'] is string %}{{ message['content'] }}{% endif %}
+{{- '<|im_end|>\\n' }}
+{%- endfor %}
+{%- if add_generation_prompt %}
+{{- '<|im_start|>assistant\\n' }}
+{%- endif %}";
+
+const NAME: &str = "chat_template";
+
+/// A compiled chat template with the BOS/EOS texts it sees as `bos_token` / `eos_token`.
+pub struct ChatTemplate {
+    env: Environment<'static>,
+    source: String,
+    bos_token: String,
+    eos_token: String,
+    clock: builtins::Clock,
+}
+
+impl std::fmt::Debug for ChatTemplate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChatTemplate")
+            .field("bos_token", &self.bos_token)
+            .field("eos_token", &self.eos_token)
+            .field("source_len", &self.source.len())
+            .finish_non_exhaustive()
+    }
+}
+
+fn template_error(e: &minijinja::Error) -> Error {
+    match builtins::raised_message(e) {
+        Some(msg) => Error::Template(msg),
+        None => Error::Template(e.to_string()),
+    }
+}
+
+/// The text of token `id`, or `""`.
+fn token_text(tokenizer: &Tokenizer, id: Option<u32>) -> String {
+    id.and_then(|id| tokenizer.token_str(id)).unwrap_or_default()
+}
+
+/// A token named in `tokenizer_config.json`: a string or `{"content": ...}`.
+fn config_token(config: &Value, key: &str) -> Option<String> {
+    match config.get(key)? {
+        Value::String(s) => Some(s.clone()),
+        Value::Object(o) => o.get("content").and_then(Value::as_str).map(str::to_owned),
+        _ => None,
+    }
+}
+
+impl ChatTemplate {
+    /// Compiles `source`. `bos_token` / `eos_token` are exposed to the template as `bos_token`
+    /// / `eos_token`. A template that does not parse is an [`Error::Template`].
+    pub fn new(source: &str, bos_token: &str, eos_token: &str) -> Result<ChatTemplate> {
+        let clock = Arc::new(AtomicI64::new(builtins::REAL_TIME));
+        let mut env = builtins::environment(clock.clone());
+        env.add_template_owned(NAME, builtins::rewrite_generation_tags(source)).map_err(|e| template_error(&e))?;
+        Ok(ChatTemplate {
+            env,
+            source: source.to_owned(),
+            bos_token: bos_token.to_owned(),
+            eos_token: eos_token.to_owned(),
+            clock,
+        })
+    }
+
+    /// The template in GGUF metadata `tokenizer.chat_template`, with the BOS/EOS texts of
+    /// `tokenizer` (`""` where it has none); `Ok(None)` if the file has no template.
+    pub fn from_gguf(gguf: &GgufFile, tokenizer: &Tokenizer) -> Result<Option<ChatTemplate>> {
+        let Some(value) = gguf.get(GGUF_KEY) else { return Ok(None) };
+        let source = value
+            .as_str()
+            .ok_or_else(|| Error::Metadata { key: GGUF_KEY.to_owned(), problem: "not a string".to_owned() })?;
+        let bos = token_text(tokenizer, tokenizer.bos_id());
+        let eos = token_text(tokenizer, tokenizer.eos_id());
+        ChatTemplate::new(source, &bos, &eos).map(Some)
+    }
+
+    /// The `chat_template` of a Hugging Face `tokenizer_config.json`: a string, or a list of
+    /// `{"name", "template"}` of which the one named `default` is taken (a list without one is
+    /// an error, as in transformers). Without the key, a `chat_template.jinja` beside the
+    /// config (where recent transformers saves it) is used. `Ok(None)` if there is neither.
+    /// `bos_token` / `eos_token` are the config's, else `tokenizer`'s.
+    pub fn from_tokenizer_config(path: &Path, tokenizer: &Tokenizer) -> Result<Option<ChatTemplate>> {
+        let read =
+            |p: &Path| std::fs::read_to_string(p).map_err(|source| Error::Io { path: p.display().to_string(), source });
+        let config: Value = serde_json::from_str(&read(path)?)
+            .map_err(|source| Error::Json { path: path.display().to_string(), source })?;
+        let source = match config.get("chat_template") {
+            None | Some(Value::Null) => {
+                let sibling = path.with_file_name("chat_template.jinja");
+                if !sibling.is_file() {
+                    return Ok(None);
+                }
+                read(&sibling)?
+            }
+            Some(Value::String(s)) => s.clone(),
+            Some(Value::Array(named)) => {
+                let default = named.iter().find(|t| t.get("name").and_then(Value::as_str) == Some("default"));
+                match default.and_then(|t| t.get("template")).and_then(Value::as_str) {
+                    Some(s) => s.to_owned(),
+                    None => {
+                        return Err(Error::Template(format!(
+                            "{}: `chat_template` lists named templates but none named `default`",
+                            path.display()
+                        )))
+                    }
+                }
+            }
+            Some(_) => {
+                return Err(Error::Template(format!(
+                    "{}: `chat_template` is neither a string nor a list of named templates",
+                    path.display()
+                )))
+            }
+        };
+        let bos = config_token(&config, "bos_token").unwrap_or_else(|| token_text(tokenizer, tokenizer.bos_id()));
+        let eos = config_token(&config, "eos_token").unwrap_or_else(|| token_text(tokenizer, tokenizer.eos_id()));
+        ChatTemplate::new(&source, &bos, &eos).map(Some)
+    }
+
+    /// A plain ChatML template ([`CHATML_SOURCE`]), the fallback for models without one.
+    pub fn chatml() -> ChatTemplate {
+        #[allow(clippy::expect_used)]
+        ChatTemplate::new(CHATML_SOURCE, "", "").expect("the built-in ChatML template compiles")
+    }
+
+    /// Pins the time `strftime_now` formats to `unix_secs` (seconds since the epoch, UTC), for
+    /// reproducible prompts and tests. By default it is the system clock's.
+    pub fn with_fixed_time(self, unix_secs: i64) -> ChatTemplate {
+        self.clock.store(unix_secs.max(builtins::REAL_TIME + 1), Ordering::Relaxed);
+        self
+    }
+
+    /// Renders OpenAI-shaped `messages` (objects with `role`, `content` (a string, `null`, or an
+    /// array of `{"type": "text", "text"}` parts), and optionally `name`, `tool_calls`,
+    /// `tool_call_id`) with the OpenAI `tools` declared (the `{"type": "function", "function":
+    /// {...}}` objects), ending with the assistant's generation prompt when
+    /// `add_generation_prompt`. Messages are normalized first (see [`normalize_message`]).
+    ///
+    /// Errors ([`Error::Template`]): a message the normalization rejects, a template calling
+    /// `raise_exception(msg)` (the payload is `msg`), or a template failing at runtime (say,
+    /// adding a string to `None`).
+    pub fn render(&self, messages: &[Value], tools: Option<&[Value]>, add_generation_prompt: bool) -> Result<String> {
+        self.render_with(messages, tools, add_generation_prompt, None)
+    }
+
+    /// [`render`](Self::render) with extra template variables (for templates that read e.g.
+    /// `enable_thinking` or `date_string`); they may override the standard ones.
+    pub fn render_with(
+        &self,
+        messages: &[Value],
+        tools: Option<&[Value]>,
+        add_generation_prompt: bool,
+        extra: Option<&Map<String, Value>>,
+    ) -> Result<String> {
+        let ctx = render::context(messages, tools, add_generation_prompt, &self.bos_token, &self.eos_token, extra)?;
+        let template = self.env.get_template(NAME).map_err(|e| template_error(&e))?;
+        template.render(minijinja::Value::from_serialize(&ctx)).map_err(|e| template_error(&e))
+    }
+
+    /// The template source as given.
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
+    /// The text the template sees as `bos_token`.
+    pub fn bos_token(&self) -> &str {
+        &self.bos_token
+    }
+
+    /// The text the template sees as `eos_token`.
+    pub fn eos_token(&self) -> &str {
+        &self.eos_token
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,164 @@
+//! [`EngineBuilder`]: what to load and how much memory and parallelism to give it.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use ferrite_chat::{ChatTemplate, Tokenizer};
+use ferrite_models::{load_weights, KvCache, Llama};
+use ferrite_scheduler::{EngineConfig, EngineCore, EngineHandle, LlamaRunner, TokenText};
+use ferrite_tensor::{DType, Device};
+
+use super::{Engine, Inner};
+use crate::Error;
+
+/// Tokens per KV-cache block.
+const BLOCK_SIZE: usize = 16;
+
+/// Configures and loads an [`Engine`].
+#[derive(Debug, Clone)]
+pub struct EngineBuilder {
+    model: Option<String>,
+    device: String,
+    threads: Option<usize>,
+    kv_cache_mb: usize,
+    kv_cache_tokens: Option<usize>,
+    config: EngineConfig,
+}
+
+impl Default for EngineBuilder {
+    fn default() -> Self {
+        EngineBuilder {
+            model: None,
+            device: "cpu".into(),
+            threads: None,
+            kv_cache_mb: 512,
+            kv_cache_tokens: None,
+            config: EngineConfig::default(),
+        }
+    }
+}
+
+impl EngineBuilder {
+    /// The model: a `.gguf` file, a Hugging Face folder (`config.json`, safetensors,
+    /// `tokenizer.json`), or the name of a built-in model (e.g. `smollm2`), which is fetched
+    /// into the models folder (`$FERRITE_MODELS`, default `~/.cache/ferrite/models`) when
+    /// missing.
+    pub fn model(mut self, model: impl Into<String>) -> Self {
+        self.model = Some(model.into());
+        self
+    }
+
+    /// The device: `cpu` (the default).
+    pub fn device(mut self, device: impl Into<String>) -> Self {
+        self.device = device.into();
+        self
+    }
+
+    /// Worker threads for the CPU backend (default: all cores).
+    pub fn threads(mut self, threads: usize) -> Self {
+        self.threads = Some(threads);
+        self
+    }
+
+    /// Memory for the KV cache in MiB (default 512).
+    pub fn kv_cache_mb(mut self, mb: usize) -> Self {
+        self.kv_cache_mb = mb;
+        self
+    }
+
+    /// Size the KV cache in tokens instead of MiB (rounded up to whole blocks).
+    pub fn kv_cache_tokens(mut self, tokens: usize) -> Self {
+        self.kv_cache_tokens = Some(tokens);
+        self
+    }
+
+    /// Sequences decoded together at most (default 64).
+    pub fn max_num_seqs(mut self, n: usize) -> Self {
+        self.config.max_num_seqs = n.max(1);
+        self
+    }
+
+    /// Waiting requests beyond which new ones are refused with [`Error::Overloaded`]
+    /// (default 1024).
+    pub fn max_queue(mut self, n: usize) -> Self {
+        self.config.max_queue = n;
+        self
+    }
+
+    /// Tokens per scheduling step, prefill chunks and decode tokens together (default 512).
+    pub fn max_batch_tokens(mut self, n: usize) -> Self {
+        self.config.max_batch_tokens = n.max(1);
+        self
+    }
+
+    /// Reuse the KV cache of shared prompt prefixes (default on).
+    pub fn prefix_caching(mut self, on: bool) -> Self {
+        self.config.prefix_caching = on;
+        self
+    }
+
+    /// Loads the model and starts the engine thread.
+    pub fn build(self) -> Result<Engine, Error> {
+        let spec = self.model.clone().ok_or_else(|| Error::Load("no model given (EngineBuilder::model)".into()))?;
+        let path = resolve_model(&spec)?;
+        let device = match (self.device.as_str(), self.threads) {
+            ("cpu", Some(t)) => Device::cpu_with_threads(t).map_err(|e| Error::Load(e.to_string()))?,
+            ("cpu", None) => Device::cpu(),
+            (other, _) => {
+                return Err(Error::Load(format!("device `{other}` is not available in this build (supported: cpu)")))
+            }
+        };
+        let load = |e: &dyn std::fmt::Display| Error::Load(format!("{}: {e}", path.display()));
+        let (weights, cfg) = load_weights(&path).map_err(|e| load(&e))?;
+        let (tokenizer, template) = match weights.gguf() {
+            Some(g) => {
+                let tok = Tokenizer::from_gguf(g).map_err(|e| load(&e))?;
+                let template = ChatTemplate::from_gguf(g, &tok).map_err(|e| load(&e))?;
+                (tok, template)
+            }
+            None => {
+                let config = path.join("tokenizer_config.json");
+                let config = config.exists().then_some(config);
+                let tok =
+                    Tokenizer::from_file(&path.join("tokenizer.json"), config.as_deref()).map_err(|e| load(&e))?;
+                let template = match &config {
+                    Some(c) => ChatTemplate::from_tokenizer_config(c, &tok).map_err(|e| load(&e))?,
+                    None => None,
+                };
+                (tok, template)
+            }
+        };
+        let model = Llama::load(weights.as_ref(), cfg, &device).map_err(|e| load(&e))?;
+        let blocks = match self.kv_cache_tokens {
+            Some(t) => t.div_ceil(BLOCK_SIZE).max(1),
+            None => LlamaRunner::blocks_for_budget(&model, self.kv_cache_mb << 20, BLOCK_SIZE),
+        };
+        let kv_cache_bytes = blocks * BLOCK_SIZE * KvCache::bytes_per_token(model.config(), DType::F16);
+        let runner = LlamaRunner::new(model, blocks, BLOCK_SIZE).map_err(|e| load(&e))?;
+        let tokenizer = Arc::new(tokenizer);
+        let core = EngineCore::new(Box::new(runner), tokenizer.clone() as Arc<dyn TokenText>, self.config);
+        let limits = core.limits();
+        let handle = EngineHandle::spawn(core).map_err(|e| Error::Load(format!("starting the engine thread: {e}")))?;
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or(spec);
+        Ok(Engine {
+            inner: Arc::new(Inner {
+                handle,
+                tokenizer,
+                template: template.unwrap_or_else(ChatTemplate::chatml),
+                name,
+                limits,
+                kv_cache_bytes,
+            }),
+        })
+    }
+}
+
+/// A path as given, or a built-in model's file (fetched if missing).
+fn resolve_model(spec: &str) -> Result<PathBuf, Error> {
+    let path = Path::new(spec);
+    if path.exists() {
+        return Ok(path.to_path_buf());
+    }
+    crate::models::ensure_builtin(spec)?
+        .ok_or_else(|| Error::Load(format!("{spec}: no such file or folder, and not a built-in model name")))
+}

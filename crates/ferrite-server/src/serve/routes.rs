@@ -2,7 +2,7 @@
 //! says about it. `router` and `openapi::document` both read this table, so they cannot drift.
 
 use axum::extract::DefaultBodyLimit;
-use axum::http::{Method, Uri};
+use axum::http::{header, Method, Uri};
 use axum::response::IntoResponse;
 use axum::routing::{get, post, MethodRouter};
 use axum::{middleware, Router};
@@ -163,7 +163,7 @@ fn handler(endpoint: Endpoint) -> MethodRouter<AppState> {
         Endpoint::Images => post(unsupported::images),
         Endpoint::Health => get(|| async { "ok" }),
         Endpoint::Metrics => get(metrics::scrape),
-        Endpoint::OpenApi => get(|| async { axum::Json(openapi::document()) }),
+        Endpoint::OpenApi => get(|| async { ([(header::CONTENT_TYPE, "application/json")], openapi::document_text()) }),
     }
 }
 

@@ -20,20 +20,21 @@ fn long_stream(max_tokens: u32) -> String {
 
 /// Reads the response head and the first `data:` event of a raw streaming response.
 fn first_event(reader: &mut impl BufRead) -> String {
-    let mut line = String::new();
+    let mut seen = String::new();
     loop {
-        line.clear();
-        assert!(reader.read_line(&mut line).unwrap() > 0, "stream ended before its first event");
+        let mut line = String::new();
+        assert!(reader.read_line(&mut line).unwrap() > 0, "stream ended before its first event:\n{seen}");
         if let Some(data) = line.strip_prefix("data: ") {
             return data.trim_end().to_string();
         }
+        seen.push_str(&line);
     }
 }
 
 #[test]
 fn disconnect_mid_stream_cancels_the_generation() {
     let Some(s) = Server::smollm2("smol", &[]) else { return };
-    let conn = raw(&s.addr, &raw_post("/v1/completions", &long_stream(4000), Some("application/json")));
+    let conn = raw(&s.addr, &raw_post("/v1/completions", &long_stream(2000), Some("application/json")));
     let mut reader = BufReader::new(conn);
     let first: Value = serde_json::from_str(&first_event(&mut reader)).unwrap();
     assert_eq!(first["object"], "text_completion");

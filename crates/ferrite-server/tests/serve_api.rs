@@ -138,12 +138,22 @@ fn metrics_count_requests_and_engine_state() {
     let req = json!({"model": "smol", "prompt": "Hi", "max_tokens": 2});
     assert_eq!(s.post("/v1/completions", &req, None).0, 200);
     assert_eq!(s.post("/v1/completions", &json!({"model": "x", "prompt": "Hi"}), None).0, 404);
+    let (status, _, data) = s.post_stream(
+        "/v1/chat/completions",
+        &json!({"model": "smol", "max_tokens": 2,
+        "messages": [{"role": "user", "content": "Hi"}], "stream": true}),
+    );
+    assert_eq!((status, data.last().map(String::as_str)), (200, Some("[DONE]")));
+    // A stream is counted when its body ends, which may be just after the client read [DONE].
+    let chat_done = "ferrite_http_requests_total{route=\"/v1/chat/completions\",status=\"200\"} 1";
+    wait_for_metric(&s, chat_done, Duration::from_secs(10)).unwrap();
     let text = wait_for_metric(&s, "ferrite_requests_running{model=\"smol\"} 0", Duration::from_secs(10)).unwrap();
     for want in [
         "ferrite_http_requests_total{route=\"/v1/completions\",status=\"200\"} 1",
         "ferrite_http_requests_total{route=\"/v1/completions\",status=\"404\"} 1",
         "ferrite_http_request_duration_seconds_count{route=\"/v1/completions\"} 2",
         "ferrite_requests_waiting{model=\"smol\"} 0",
+        "ferrite_time_to_first_token_seconds_count{model=\"smol\"} 1",
     ] {
         assert!(text.lines().any(|l| l == want), "missing {want:?} in\n{text}");
     }

@@ -62,3 +62,19 @@ fn sigterm_drains_streams_then_exits_0() {
     let status = s.wait_exit(Duration::from_secs(60)).expect("the server did not exit after SIGTERM");
     assert!(status.success(), "exit status {status:?}");
 }
+
+#[test]
+fn a_full_queue_answers_503_overloaded() {
+    let Some(s) = Server::smollm2("smol", &["--max-num-seqs", "1", "--max-queue", "1"]) else { return };
+    let running = raw(&s.addr, &raw_post("/v1/completions", &long_stream(2000), Some("application/json")));
+    let mut running = BufReader::new(running);
+    first_event(&mut running);
+    let waiting = raw(&s.addr, &raw_post("/v1/completions", &long_stream(2000), Some("application/json")));
+    wait_for_metric(&s, "ferrite_requests_waiting{model=\"smol\"} 1", Duration::from_secs(30)).unwrap();
+    let (status, body) = s.post("/v1/completions", &json!({"model": "smol", "prompt": "Hi", "max_tokens": 2}), None);
+    assert_eq!(status, 503, "{body}");
+    common::assert_error(&body, "server_error", None, Some("overloaded"));
+    drop((running, waiting));
+    wait_for_metric(&s, "ferrite_requests_running{model=\"smol\"} 0", Duration::from_secs(30)).unwrap();
+    wait_for_metric(&s, "ferrite_requests_waiting{model=\"smol\"} 0", Duration::from_secs(30)).unwrap();
+}

@@ -9,6 +9,7 @@
 //! fetch missing models with it too); xtask prints its progress on stderr.
 
 mod apt;
+mod checks;
 mod human;
 mod test;
 

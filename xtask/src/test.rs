@@ -1,7 +1,9 @@
 //! `cargo xtask test`: the one command CI and newcomers run. System packages, then the models,
-//! then `cargo test --workspace` (the `test` profile, opt-level 3), then a summary.
+//! then `cargo test --workspace` (the `test` profile, opt-level 3), then the docs and a
+//! packaging dry run, then a summary.
 
 use crate::apt;
+use crate::checks;
 use crate::human;
 use anyhow::{bail, Context, Result};
 use std::io::{BufRead, BufReader};
@@ -66,6 +68,18 @@ pub fn run(args: &TestArgs) -> Result<()> {
         stages.push(Stage { name: "cargo test", ok, detail, took: t.elapsed() });
     }
 
+    // Only for a full run: `cargo xtask test -- FILTER` is for iterating on some tests.
+    if args.cargo_args.is_empty() {
+        for (name, check) in [("docs", checks::docs as fn() -> Result<String>), ("package", checks::package)] {
+            let t = Instant::now();
+            let (ok, detail) = match check() {
+                Ok(d) => (true, d),
+                Err(e) => (false, format!("{e:#}")),
+            };
+            stages.push(Stage { name, ok, detail, took: t.elapsed() });
+        }
+    }
+
     eprintln!("\nxtask test summary:");
     for s in &stages {
         let mark = if s.ok { "ok    " } else { "FAILED" };
@@ -81,7 +95,7 @@ pub fn run(args: &TestArgs) -> Result<()> {
 }
 
 /// The workspace root (xtask lives in `<root>/xtask`).
-fn workspace_root() -> PathBuf {
+pub fn workspace_root() -> PathBuf {
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
     manifest.parent().unwrap_or(manifest).to_path_buf()
 }

@@ -48,6 +48,8 @@ pub struct EngineStats {
     /// Tokens run through the model (prefill and decode).
     pub computed_tokens: u64,
     pub steps: u64,
+    /// Sequences preempted (blocks freed, recomputed later) for lack of KV blocks.
+    pub preemptions: u64,
 }
 
 /// The bounds a request is checked against.
@@ -376,6 +378,13 @@ impl EngineCore {
     fn preempt(&mut self, i: usize) {
         let mut s = self.running.remove(i);
         self.kv.free(s.id);
+        self.stats.preemptions += 1;
+        // Prompt logprobs being collected are collected again from the start.
+        if s.index == 0 && s.in_first_prefill() {
+            if let Some(r) = self.requests.get_mut(&s.request) {
+                r.collected.clear();
+            }
+        }
         s.computed = 0;
         self.waiting.push_front(s);
     }

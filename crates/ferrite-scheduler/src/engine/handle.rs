@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use super::core::Limits;
 use super::{EngineCore, EngineStats, EventSink, Request, RequestId, SubmitError};
@@ -89,9 +90,12 @@ impl Drop for EngineHandle {
 }
 
 fn run(mut core: EngineCore, rx: Receiver<Command>, stats: Arc<Mutex<EngineStats>>) {
+    let mut pending = None;
     loop {
         // Block only when there is nothing to compute.
-        let first = if core.has_work() {
+        let first = if let Some(cmd) = pending.take() {
+            Some(cmd)
+        } else if core.has_work() {
             match rx.try_recv() {
                 Ok(c) => Some(c),
                 Err(TryRecvError::Empty) => None,
@@ -115,8 +119,15 @@ fn run(mut core: EngineCore, rx: Receiver<Command>, stats: Arc<Mutex<EngineStats
         }
         if core.has_work() {
             // A panic inside a step must not take every client down with a hung request.
-            if catch_unwind(AssertUnwindSafe(|| core.step())).is_err() {
-                core.fail_all("internal error: the engine step panicked");
+            match catch_unwind(AssertUnwindSafe(|| core.step())) {
+                Ok(true) => {}
+                // Work that cannot be scheduled yet: wait for a command rather than spin.
+                Ok(false) => {
+                    if let Ok(cmd) = rx.recv_timeout(Duration::from_millis(5)) {
+                        pending = Some(cmd);
+                    }
+                }
+                Err(_) => core.fail_all("internal error: the engine step panicked"),
             }
         }
         if let Ok(mut s) = stats.lock() {

@@ -230,6 +230,7 @@ fn preemption_under_memory_pressure_keeps_outputs_exact() {
         peak_running = peak_running.max(c.stats().running);
     }
     assert!(peak_running >= 2);
+    assert!(c.stats().preemptions > 0, "the pool was never short");
     for (p, log) in prompts.iter().zip(&logs) {
         assert_eq!(outputs(log).0[0], solo(p, 20));
     }
@@ -460,4 +461,27 @@ fn handle_runs_requests_on_its_thread_and_cancels_on_drop() {
         std::thread::yield_now();
     }
     assert!(matches!(h.submit(Request::greedy(vec![], 1), Box::new(|_| true)), Err(SubmitError::Invalid { .. })));
+}
+
+#[test]
+fn prompt_logprobs_survive_preemption() {
+    // 10 blocks of 4 tokens for four 9-token prompts that each grow by 12: preemption happens.
+    let cfg = EngineConfig { max_batch_tokens: 4, ..Default::default() };
+    let mut c = core(FakeModel::new(10, 4), cfg);
+    let logs: Vec<Log> = (0..4).map(|_| Log::default()).collect();
+    for (i, l) in logs.iter().enumerate() {
+        let req = Request { prompt_logprobs: Some(1), ..Request::greedy(prompt(50 + i as u64, 9), 12) };
+        c.submit(i as u64, req, sink(l)).unwrap();
+    }
+    run_to_end(&mut c);
+    for l in &logs {
+        let events = l.lock().unwrap();
+        let pl: Vec<_> = events.iter().filter(|e| matches!(e, Event::PromptLogprobs(_))).collect();
+        assert_eq!(pl.len(), 1);
+        let Event::PromptLogprobs(v) = pl[0] else { unreachable!() };
+        assert_eq!(v.len(), 9);
+        assert!(v[0].is_none() && v[1..].iter().all(Option::is_some));
+    }
+    assert!(c.stats().preemptions > 0, "the pool was never short");
+    assert_eq!(c.stats().kv_blocks_used, 0);
 }

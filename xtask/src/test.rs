@@ -1,9 +1,10 @@
 //! `cargo xtask test`: the one command CI and newcomers run. System packages, then the models,
-//! then `cargo test --workspace` (the `test` profile, opt-level 3), then the docs and a
-//! packaging dry run, then a summary.
+//! then the official OpenAI clients, then `cargo test --workspace` (the `test` profile,
+//! opt-level 3), then the docs and a packaging dry run, then a summary.
 
 use crate::apt;
 use crate::checks;
+use crate::clients;
 use crate::human;
 use anyhow::{bail, Context, Result};
 use std::io::{BufRead, BufReader};
@@ -36,10 +37,12 @@ pub fn run(args: &TestArgs) -> Result<()> {
     let mut stages = Vec::new();
 
     let t = Instant::now();
-    let apt = apt::ensure_apt_packages(apt::TEST_PACKAGES);
+    let mut packages = apt::TEST_PACKAGES.to_vec();
+    packages.extend(clients::system_packages_needed());
+    let apt = apt::ensure_apt_packages(&packages);
     let ok = apt.is_ok();
     let detail = match &apt {
-        Ok(installed) if installed.is_empty() && apt::TEST_PACKAGES.is_empty() => "none needed".into(),
+        Ok(installed) if installed.is_empty() && packages.is_empty() => "none needed".into(),
         Ok(installed) if installed.is_empty() => "all present".into(),
         Ok(installed) => format!("installed {}", installed.join(" ")),
         Err(e) => format!("{e:#}"),
@@ -59,9 +62,23 @@ pub fn run(args: &TestArgs) -> Result<()> {
         stages.push(Stage { name: "fetch-models", ok, detail, took: t.elapsed() });
     }
 
+    let clients_dir = clients::clients_dir(&args.models_dir);
     if stages.iter().all(|s| s.ok) {
         let t = Instant::now();
-        let (ok, detail) = match cargo_test(&args.models_dir, &args.cargo_args) {
+        let (ok, detail) = if args.skip_fetch {
+            (true, "skipped (--skip-fetch)".to_string())
+        } else {
+            match clients::ensure_clients(&clients_dir) {
+                Ok(detail) => (true, detail),
+                Err(e) => (false, format!("{e:#}")),
+            }
+        };
+        stages.push(Stage { name: "openai clients", ok, detail, took: t.elapsed() });
+    }
+
+    if stages.iter().all(|s| s.ok) {
+        let t = Instant::now();
+        let (ok, detail) = match cargo_test(&args.models_dir, &clients_dir, &args.cargo_args) {
             Ok(c) => (c.succeeded(), c.describe()),
             Err(e) => (false, format!("{e:#}")),
         };
@@ -101,13 +118,15 @@ pub fn workspace_root() -> PathBuf {
 }
 
 /// Runs `cargo test --workspace --no-fail-fast [extra]`, echoing its output and tallying the
-/// `test result:` lines. `FERRITE_MODELS` is set to the folder fetched into; `CI` passes through.
-fn cargo_test(models_dir: &Path, extra: &[String]) -> Result<Counts> {
+/// `test result:` lines. `FERRITE_MODELS` and `FERRITE_CLIENTS` are set to the folders fetched
+/// into; `CI` passes through.
+fn cargo_test(models_dir: &Path, clients_dir: &Path, extra: &[String]) -> Result<Counts> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = Command::new(cargo);
     cmd.args(["test", "--workspace", "--no-fail-fast"])
         .args(extra)
         .env("FERRITE_MODELS", models_dir)
+        .env("FERRITE_CLIENTS", clients_dir)
         .current_dir(workspace_root())
         .stdout(Stdio::piped());
     eprintln!("running: cargo test --workspace --no-fail-fast {}", extra.join(" "));

@@ -1,0 +1,153 @@
+//! The official OpenAI clients that `crates/ferrite-server/tests/openai_clients.rs` drives: the
+//! `openai` Python package in a virtualenv and the `openai` npm package in a folder, both pinned
+//! and kept outside the repository (`$FERRITE_CLIENTS`, default `<models dir>/../clients`, that
+//! is `~/.cache/ferrite/clients`). Installing is idempotent: an installed pinned version is
+//! left alone, without asking a registry.
+
+use anyhow::{bail, Context, Result};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+/// The pinned `openai` Python package (PyPI; needs Python >= 3.10).
+pub const OPENAI_PY: &str = "3.57.0";
+/// The pinned `openai` npm package: the newest 6.x (7.x needs Node.js 22; this machine has 20).
+pub const OPENAI_NODE: &str = "6.30.1";
+
+/// `$FERRITE_CLIENTS`, else `clients` beside the models folder.
+pub fn clients_dir(models_dir: &Path) -> PathBuf {
+    if let Some(d) = std::env::var_os("FERRITE_CLIENTS") {
+        return PathBuf::from(d);
+    }
+    models_dir.parent().unwrap_or(models_dir).join("clients")
+}
+
+/// The Debian packages that installing and running the clients needs and that this machine
+/// lacks, judged by what runs rather than by dpkg (a NodeSource `nodejs` brings its own npm
+/// and conflicts with Debian's `npm` package): `python3`, `python3-pip` (pip, also for
+/// fetch-models), `python3-venv` (Debian moves `ensurepip`, which `venv` needs, there),
+/// `nodejs` and `npm`.
+pub fn system_packages_needed() -> Vec<&'static str> {
+    let mut need = Vec::new();
+    if !runs("python3", &["--version"]) {
+        need.push("python3");
+    }
+    if !runs("python3", &["-m", "pip", "--version"]) {
+        need.push("python3-pip");
+    }
+    if !runs("python3", &["-c", "import venv, ensurepip"]) {
+        need.push("python3-venv");
+    }
+    if !runs("node", &["--version"]) {
+        need.push("nodejs");
+    }
+    if !runs("npm", &["--version"]) {
+        need.push("npm");
+    }
+    need
+}
+
+/// Installs whichever pinned client is missing (or at another version) under `dir`; returns a
+/// one-line account.
+pub fn ensure_clients(dir: &Path) -> Result<String> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let py = ensure_python(&dir.join("venv")).context("the Python openai client")?;
+    let node = ensure_node(&dir.join("node")).context("the Node.js openai client")?;
+    Ok(format!("python openai {OPENAI_PY} {py}, npm openai {OPENAI_NODE} {node} in {}", dir.display()))
+}
+
+fn ensure_python(venv: &Path) -> Result<&'static str> {
+    let python = venv.join("bin/python");
+    let version = ["-c", "import importlib.metadata as m; print(m.version('openai'))"];
+    if python.exists() && output(&python, &version).is_some_and(|v| v == OPENAI_PY) {
+        return Ok("present");
+    }
+    if !python.exists() {
+        eprintln!("clients: python3 -m venv {}", venv.display());
+        let ok = Command::new("python3").arg("-m").arg("venv").arg(venv).status().is_ok_and(|s| s.success());
+        if !ok {
+            // A half-made venv would be taken for a made one next time.
+            let _ = std::fs::remove_dir_all(venv);
+            bail!(
+                "`python3 -m venv {}` failed (on Debian/Ubuntu install python3-venv; \
+                 `cargo xtask test` does so as root)",
+                venv.display()
+            );
+        }
+    }
+    eprintln!("clients: pip install openai=={OPENAI_PY}");
+    let pin = format!("openai=={OPENAI_PY}");
+    let args = ["-m", "pip", "install", "-q", "--disable-pip-version-check", "--no-input", &pin];
+    run(Command::new(&python).args(args))?;
+    match output(&python, &version) {
+        Some(v) if v == OPENAI_PY => Ok("installed"),
+        other => bail!("after pip install, openai is {other:?}, not {OPENAI_PY}"),
+    }
+}
+
+fn ensure_node(prefix: &Path) -> Result<&'static str> {
+    let manifest = prefix.join("node_modules/openai/package.json");
+    if package_version(&manifest).as_deref() == Some(OPENAI_NODE) {
+        return Ok("present");
+    }
+    eprintln!("clients: npm install --prefix {} openai@{OPENAI_NODE}", prefix.display());
+    std::fs::create_dir_all(prefix)?;
+    let pin = format!("openai@{OPENAI_NODE}");
+    let args = ["install", "--no-audit", "--no-fund", "--loglevel=error", "--save-exact", "--prefix"];
+    run(Command::new("npm").args(args).arg(prefix).arg(pin))?;
+    match package_version(&manifest) {
+        Some(v) if v == OPENAI_NODE => Ok("installed"),
+        other => bail!("after npm install, {} says {other:?}, not {OPENAI_NODE}", manifest.display()),
+    }
+}
+
+/// The top-level `"version"` of a package.json (the first such key: npm writes it before any
+/// nested object that could hold another).
+fn package_version(manifest: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(manifest).ok()?;
+    version_field(&text)
+}
+
+pub fn version_field(json: &str) -> Option<String> {
+    let rest = &json[json.find("\"version\"")? + "\"version\"".len()..];
+    let rest = rest.trim_start().strip_prefix(':')?.trim_start().strip_prefix('"')?;
+    Some(rest[..rest.find('"')?].to_string())
+}
+
+fn runs(program: &str, args: &[&str]) -> bool {
+    Command::new(program).args(args).stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok_and(|s| s.success())
+}
+
+fn output(program: &Path, args: &[&str]) -> Option<String> {
+    let out = Command::new(program).args(args).stderr(Stdio::null()).output().ok()?;
+    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+fn run(cmd: &mut Command) -> Result<()> {
+    let status = cmd.status().with_context(|| format!("running {cmd:?}"))?;
+    if !status.success() {
+        bail!("{cmd:?} failed ({status})");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_package_json_version() {
+        let json = "{\n  \"name\": \"openai\",\n  \"version\": \"6.30.1\",\n  \"x\": {\"version\": \"1\"}\n}";
+        assert_eq!(version_field(json).as_deref(), Some("6.30.1"));
+        assert_eq!(version_field("{\"version\" : \"1.2.3\"}").as_deref(), Some("1.2.3"));
+        assert_eq!(version_field("{\"name\": \"x\"}"), None);
+        assert_eq!(version_field("{\"version\": 3}"), None);
+    }
+
+    #[test]
+    fn clients_sit_beside_the_models() {
+        if std::env::var_os("FERRITE_CLIENTS").is_some() {
+            return;
+        }
+        assert_eq!(clients_dir(Path::new("/c/ferrite/models")), Path::new("/c/ferrite/clients"));
+    }
+}

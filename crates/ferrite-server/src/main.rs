@@ -1,7 +1,8 @@
-//! `ferrite`: generate text, benchmark a model (and, with issue #5, serve the OpenAI API).
+//! `ferrite`: serve the OpenAI API, generate text, benchmark a model.
 //! Output goes to stdout; logs go to stderr.
 
 mod cli;
+mod serve;
 
 use clap::{Parser, Subcommand};
 
@@ -14,6 +15,10 @@ struct Args {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Serve the OpenAI-compatible HTTP API.
+    Serve(cli::serve::ServeArgs),
+    /// Print the OpenAPI 3.1 document of the HTTP API.
+    Openapi,
     /// Print the continuation of a prompt (greedy when --temperature is 0).
     Generate(cli::generate::GenerateArgs),
     /// Measure prefill and decode speed; prints one JSON line.
@@ -23,6 +28,11 @@ enum Command {
 fn main() -> std::process::ExitCode {
     let args = Args::parse();
     let result = match args.command {
+        Command::Serve(a) => cli::serve::run(a),
+        Command::Openapi => {
+            print!("{}", serve::openapi::document_text());
+            Ok(())
+        }
         Command::Generate(a) => cli::generate::run(a),
         Command::Bench(a) => cli::bench::run(a),
     };

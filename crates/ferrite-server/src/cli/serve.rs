@@ -1,0 +1,77 @@
+//! `ferrite serve`: flags, and the config file they may name.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Result};
+use clap::Args;
+
+use crate::serve::registry::{ConfigFile, DeploymentSpec, EngineSettings};
+use crate::serve::{self, ServeConfig};
+
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: String,
+    /// Port to listen on (0 picks a free one; the bound address is printed to stderr).
+    #[arg(long, default_value_t = 8080)]
+    pub port: u16,
+    /// The model to serve: a .gguf file, a Hugging Face folder or a built-in model name.
+    #[arg(long, conflicts_with = "config")]
+    pub model: Option<String>,
+    /// The name requests use for --model (default: the model's file name).
+    #[arg(long, requires = "model")]
+    pub name: Option<String>,
+    /// A TOML file listing the deployments ([[model]] name, version, deploy_id, path, aliases)
+    /// and engine settings ([engine]).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Accepted API key (repeatable; FERRITE_API_KEYS adds comma-separated ones). With none, no
+    /// key is needed.
+    #[arg(long = "api-key")]
+    pub api_keys: Vec<String>,
+    /// Compute device (cpu).
+    #[arg(long)]
+    pub device: Option<String>,
+    /// Worker threads for the model (default: all cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// KV cache size in MiB.
+    #[arg(long)]
+    pub kv_cache_mb: Option<usize>,
+    /// Most sequences generated together.
+    #[arg(long)]
+    pub max_num_seqs: Option<usize>,
+    /// Most requests waiting for admission; more get 503.
+    #[arg(long)]
+    pub max_queue: Option<usize>,
+}
+
+/// The file name of `path` without its extension (`SmolLM2-135M-Instruct.Q4_1`).
+fn default_name(path: &str) -> String {
+    let p = std::path::Path::new(path);
+    let stem = if p.extension().is_some_and(|e| e == "gguf") { p.file_stem() } else { p.file_name() };
+    stem.map_or_else(|| path.to_string(), |s| s.to_string_lossy().into_owned())
+}
+
+pub fn run(a: ServeArgs) -> Result<()> {
+    let flags = EngineSettings {
+        device: a.device,
+        threads: a.threads,
+        kv_cache_mb: a.kv_cache_mb,
+        max_num_seqs: a.max_num_seqs,
+        max_queue: a.max_queue,
+    };
+    let (models, engine) = match (a.config, a.model) {
+        (Some(path), _) => {
+            let file = ConfigFile::load(&path)?;
+            (file.models, file.engine.overridden_by(&flags))
+        }
+        (None, Some(model)) => {
+            let name = a.name.unwrap_or_else(|| default_name(&model));
+            (vec![DeploymentSpec { name, path: model, ..Default::default() }], flags)
+        }
+        (None, None) => bail!("give --model PATH or --config FILE"),
+    };
+    serve::run(ServeConfig { host: a.host, port: a.port, models, engine, api_keys: a.api_keys })
+}

@@ -125,18 +125,17 @@ impl Engine {
     pub async fn embed(&self, req: EmbeddingRequest) -> Result<EmbeddingResponse, Error> {
         match &self.model {
             Model::Embedder(e) => e.embed(req).await,
-            Model::Generator(g) => Err(Error::invalid(
-                "model",
-                format!("model {} does not support embeddings (it is a generative model)", g.name),
-            )),
+            Model::Generator(_) => {
+                Err(Error::invalid("model", format!("model {} does not support embeddings", req.model)))
+            }
         }
     }
 
-    /// The generative model, or the error for asking an embedding model for `what`.
-    fn generator(&self, what: &str) -> Result<&Arc<Inner>, Error> {
+    /// The generative model, or the error for asking embedding model `model` for `what`.
+    fn generator(&self, what: &str, model: &str) -> Result<&Arc<Inner>, Error> {
         match &self.model {
             Model::Generator(g) => Ok(g),
-            Model::Embedder(e) => Err(Error::invalid("model", format!("model {} does not support {what}", e.name))),
+            Model::Embedder(_) => Err(Error::invalid("model", format!("model {model} does not support {what}"))),
         }
     }
 
@@ -151,7 +150,7 @@ impl Engine {
         req: ChatCompletionRequest,
         options: RequestOptions,
     ) -> Result<ChatCompletionResponse, Error> {
-        let inner = self.generator("chat completions")?;
+        let inner = self.generator("chat completions", &req.model)?;
         let mut run = chat::start(inner, &req, options)?;
         let mut acc = chat::ChatCollector::new(&req, run.n);
         while let Some(ev) = run.next().await {
@@ -173,7 +172,7 @@ impl Engine {
         req: ChatCompletionRequest,
         options: RequestOptions,
     ) -> Result<ChatCompletionStream, Error> {
-        let inner = self.generator("chat completions")?;
+        let inner = self.generator("chat completions", &req.model)?;
         let run = chat::start(inner, &req, options)?;
         let chunker = chat::ChatChunker::new(&req, &run);
         Ok(ChatCompletionStream::new(run, chunker, inner.clone()))
@@ -190,7 +189,7 @@ impl Engine {
         req: CompletionRequest,
         options: RequestOptions,
     ) -> Result<CompletionResponse, Error> {
-        let inner = self.generator("completions")?;
+        let inner = self.generator("completions", &req.model)?;
         let mut run = completion::start(inner, &req, options)?;
         let mut acc = completion::CompletionCollector::new(&req, &run, &inner.tokenizer);
         while let Some(ev) = run.next().await {
@@ -210,7 +209,7 @@ impl Engine {
         req: CompletionRequest,
         options: RequestOptions,
     ) -> Result<CompletionStream, Error> {
-        let inner = self.generator("completions")?;
+        let inner = self.generator("completions", &req.model)?;
         let run = completion::start(inner, &req, options)?;
         let chunker = completion::CompletionChunker::new(&req, &run, &inner.tokenizer);
         Ok(CompletionStream::new(run, chunker, inner.clone()))

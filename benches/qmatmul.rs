@@ -23,7 +23,8 @@ const THREADS: usize = 2;
 /// Working set per case: 4x the 32 MiB L3.
 const STREAM_BYTES: usize = 128 << 20;
 const BANDWIDTH_BYTES: usize = 256 << 20;
-const PREFILL_M: usize = 64;
+/// Activation rows of the multi-row cases: a batched decode step of 16 streams, a prefill chunk.
+const MULTI_M: &[usize] = &[16, 64];
 
 struct Case {
     name: &'static str,
@@ -42,7 +43,7 @@ const CASES: &[Case] = &[
     Case { name: "qwen25_output", dtype: DType::Q8_0, k: 896, n: 151936 },
 ];
 
-/// Cases also run as prefill (m = 64).
+/// Cases also run with several activation rows ([`MULTI_M`]).
 const PREFILL: &[usize] = &[0, 2, 3, 4, 5];
 
 fn pool() -> rayon::ThreadPool {
@@ -154,36 +155,38 @@ fn summary(pool: &rayon::ThreadPool, streams: &mut [Stream], rng: &mut StdRng) {
             100.0 * gbs / bw
         );
     }
-    for &i in PREFILL {
-        let (c, s) = (&CASES[i], &mut streams[i]);
-        let x: Vec<f32> = (0..PREFILL_M * c.k).map(|_| rng.gen_range(-1.0f32..1.0)).collect();
-        let mut out = vec![0f32; PREFILL_M * c.n];
-        let t = median_secs(
-            || pool.install(|| matmul(&x, PREFILL_M, c.k, s.next(), c.dtype, c.n, &mut out)).expect("matmul"),
-            7,
-        );
-        let tv = median_secs(
-            || {
-                for r in 0..4 {
-                    let xr = &x[r * c.k..(r + 1) * c.k];
-                    pool.install(|| matmul(xr, 1, c.k, s.next(), c.dtype, c.n, &mut out[..c.n])).expect("matvec");
-                }
-            },
-            7,
-        ) / 4.0;
-        let flops = 2.0 * (PREFILL_M * c.k * c.n) as f64;
-        println!(
-            "prefill m={PREFILL_M} {:<17} {:?} {:>5}x{:<6} {:>7.2} ms  {:>6.1} GFLOP/s  {:>5.1} us/token (matvec {:.1} us/token, {:.1}x)",
-            c.name,
-            c.dtype,
-            c.k,
-            c.n,
-            t * 1e3,
-            flops / t / 1e9,
-            t / PREFILL_M as f64 * 1e6,
-            tv * 1e6,
-            tv / (t / PREFILL_M as f64)
-        );
+    for &m in MULTI_M {
+        for &i in PREFILL {
+            let (c, s) = (&CASES[i], &mut streams[i]);
+            let x: Vec<f32> = (0..m * c.k).map(|_| rng.gen_range(-1.0f32..1.0)).collect();
+            let mut out = vec![0f32; m * c.n];
+            let t = median_secs(
+                || pool.install(|| matmul(&x, m, c.k, s.next(), c.dtype, c.n, &mut out)).expect("matmul"),
+                7,
+            );
+            let tv = median_secs(
+                || {
+                    for r in 0..4 {
+                        let xr = &x[r * c.k..(r + 1) * c.k];
+                        pool.install(|| matmul(xr, 1, c.k, s.next(), c.dtype, c.n, &mut out[..c.n])).expect("matvec");
+                    }
+                },
+                7,
+            ) / 4.0;
+            let flops = 2.0 * (m * c.k * c.n) as f64;
+            println!(
+                "m={m:<3} {:<17} {:?} {:>5}x{:<6} {:>7.2} ms  {:>6.1} GFLOP/s  {:>5.1} us/token (matvec {:.1} us/token, {:.1}x)",
+                c.name,
+                c.dtype,
+                c.k,
+                c.n,
+                t * 1e3,
+                flops / t / 1e9,
+                t / m as f64 * 1e6,
+                tv * 1e6,
+                tv / (t / m as f64)
+            );
+        }
     }
     println!();
 }
@@ -205,17 +208,19 @@ fn benches(cr: &mut Criterion) {
     }
     g.finish();
 
-    let mut g = cr.benchmark_group("prefill_m64");
-    for &i in PREFILL {
-        let (c, s) = (&CASES[i], &mut streams[i]);
-        let x: Vec<f32> = (0..PREFILL_M * c.k).map(|_| rng.gen_range(-1.0f32..1.0)).collect();
-        let mut out = vec![0f32; PREFILL_M * c.n];
-        g.throughput(Throughput::Elements(2 * (PREFILL_M * c.k * c.n) as u64));
-        g.bench_function(BenchmarkId::new(format!("{}_{:?}", c.name, c.dtype), format!("{}x{}", c.k, c.n)), |b| {
-            b.iter(|| pool.install(|| matmul(&x, PREFILL_M, c.k, s.next(), c.dtype, c.n, &mut out)).expect("matmul"))
-        });
+    for &m in MULTI_M {
+        let mut g = cr.benchmark_group(format!("matmul_m{m}"));
+        for &i in PREFILL {
+            let (c, s) = (&CASES[i], &mut streams[i]);
+            let x: Vec<f32> = (0..m * c.k).map(|_| rng.gen_range(-1.0f32..1.0)).collect();
+            let mut out = vec![0f32; m * c.n];
+            g.throughput(Throughput::Elements(2 * (m * c.k * c.n) as u64));
+            g.bench_function(BenchmarkId::new(format!("{}_{:?}", c.name, c.dtype), format!("{}x{}", c.k, c.n)), |b| {
+                b.iter(|| pool.install(|| matmul(&x, m, c.k, s.next(), c.dtype, c.n, &mut out)).expect("matmul"))
+            });
+        }
+        g.finish();
     }
-    g.finish();
 }
 
 criterion_group! {

@@ -77,3 +77,19 @@ fn api_keys_from_flags_and_environment() {
     assert_eq!(s.get("/health"), (200, "ok".to_string()));
     assert_eq!(s.get("/metrics").0, 200);
 }
+
+/// With no --model and no --config, `ferrite serve` serves the built-in chat model from the
+/// models folder (fetching it there when missing; here it is already in place).
+#[test]
+fn no_arguments_serve_the_default_model() {
+    let Some(model) = smollm2() else { return };
+    let dir = model.parent().unwrap().to_str().unwrap();
+    let s = Server::start(&[], &[("FERRITE_MODELS", dir)]);
+    let (status, list) = s.get_json("/v1/models");
+    assert_eq!(status, 200);
+    assert_eq!(list["data"][0]["id"], "smollm2");
+    let req = json!({"model": "smollm2", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 2});
+    let (status, body) = s.post("/v1/chat/completions", &req, None);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["usage"]["completion_tokens"], 2);
+}

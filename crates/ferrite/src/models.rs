@@ -12,3 +12,8 @@ pub(crate) fn ensure_builtin(name: &str) -> Result<Option<PathBuf>, Error> {
     let mut progress = |line: &str| eprintln!("ferrite: {line}");
     ferrite_fetch::ensure_model(spec, &dir, &mut progress).map(Some).map_err(|e| Error::Load(e.to_string()))
 }
+
+/// The name of the built-in chat model served when none is given (`smollm2`).
+pub fn default_chat_model() -> &'static str {
+    ferrite_fetch::default_model().id
+}

@@ -502,7 +502,8 @@ impl EngineCore {
             finished.push(sc.seq);
             req.live -= 1;
             req.usage.completion_tokens += generated;
-            alive &= (req.sink)(Event::Finished { index: s.index, reason, completion_tokens: generated });
+            let usage = req.usage;
+            alive &= (req.sink)(Event::Finished { index: s.index, reason, completion_tokens: generated, usage });
             if req.live == 0 {
                 (req.sink)(Event::Done(req.usage));
                 self.requests.remove(&s.request);

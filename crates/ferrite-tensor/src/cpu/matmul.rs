@@ -187,6 +187,34 @@ mod tests {
         }
     }
 
+    /// The 32-weight block types round per output element independently of how activation
+    /// rows are grouped: every m (tiles of weight rows × activation rows, odd leftovers) gives
+    /// matvec's bits.
+    #[test]
+    fn legacy_matmul_rows_are_bit_exact_against_matvec() {
+        let mut rng = StdRng::seed_from_u64(9);
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().expect("pool");
+        for dtype in [DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q8_0] {
+            for (k, n) in [(96usize, 37usize), (288, 13), (576, 6)] {
+                let w = random_blocks(dtype, n * k / 32, &mut rng);
+                for m in [2usize, 5, 8, 9, 16, 23] {
+                    let x: Vec<f32> = (0..m * k).map(|_| rng.gen_range(-1.5f32..1.5)).collect();
+                    let mut out = vec![f32::NAN; m * n];
+                    pool.install(|| matmul(&x, m, k, &w, dtype, n, &mut out)).expect("matmul");
+                    for r in 0..m {
+                        let mut one = vec![f32::NAN; n];
+                        matmul(&x[r * k..(r + 1) * k], 1, k, &w, dtype, n, &mut one).expect("matvec");
+                        let (a, b): (Vec<u32>, Vec<u32>) = (
+                            out[r * n..(r + 1) * n].iter().map(|v| v.to_bits()).collect(),
+                            one.iter().map(|v| v.to_bits()).collect(),
+                        );
+                        assert_eq!(a, b, "{dtype:?} k={k} n={n} m={m} row {r}");
+                    }
+                }
+            }
+        }
+    }
+
     #[test]
     fn matmul_rejects_bad_shapes() {
         let w = vec![0u8; 2 * 18];

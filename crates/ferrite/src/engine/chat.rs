@@ -118,8 +118,6 @@ pub(crate) struct ChatChunker {
     logprobs: bool,
     include_usage: bool,
     role_sent: Vec<bool>,
-    prompt_tokens: u32,
-    completion_tokens: u32,
 }
 
 impl ChatChunker {
@@ -131,8 +129,6 @@ impl ChatChunker {
             logprobs: req.logprobs,
             include_usage: req.stream_options.as_ref().is_some_and(|o| o.include_usage),
             role_sent: vec![false; run.n],
-            prompt_tokens: run.prompts.first().map_or(0, |p| p.len() as u32),
-            completion_tokens: 0,
         }
     }
 
@@ -167,12 +163,11 @@ impl Chunker for ChatChunker {
                     out.push(self.chunk(vec![c]));
                 }
             }
-            Event::Finished { index, reason, completion_tokens } => {
-                self.completion_tokens += completion_tokens as u32;
+            Event::Finished { index, reason, usage: u, .. } => {
                 let mut c = delta_choice(index, ChatDelta::default());
                 c.finish_reason = Some(finish_reason(reason));
                 let mut chunk = self.chunk(vec![c]);
-                chunk.usage = Some(Usage::new(self.prompt_tokens, self.completion_tokens));
+                chunk.usage = Some(usage(&u));
                 out.push(chunk);
             }
             Event::Done(u) => {

@@ -74,7 +74,8 @@ pub(crate) struct CompletionState {
     /// Choices that have received their first event (the echo goes first).
     started: Vec<bool>,
     usage: Usage,
-    cached: u32,
+    /// Prompt tokens served from the prefix cache, per prompt.
+    cached: Vec<u32>,
 }
 
 impl CompletionState {
@@ -98,7 +99,7 @@ impl CompletionState {
                 .collect(),
             started: vec![false; total],
             usage: Usage::new(run.prompts.iter().map(|p| p.len() as u32).sum(), 0),
-            cached: 0,
+            cached: vec![0; run.prompts.len()],
         }
     }
 
@@ -135,14 +136,15 @@ impl CompletionState {
                 self.choices[c].text.push_str(&new);
                 return Ok(Some((c, new)));
             }
-            Event::Finished { index, reason, completion_tokens } => {
+            Event::Finished { index, reason, completion_tokens, usage } => {
                 let c = p * self.n + index;
                 self.choices[c].reason = Some(finish_reason(reason));
                 if !self.discard {
                     self.usage.completion_tokens += completion_tokens as u32;
                 }
+                self.cached[p] = usage.cached_tokens as u32;
             }
-            Event::Done(u) => self.cached += u.cached_tokens as u32,
+            Event::Done(u) => self.cached[p] = u.cached_tokens as u32,
             Event::Error(m) => return Err(Error::Internal(m)),
         }
         Ok(None)
@@ -150,7 +152,7 @@ impl CompletionState {
 
     fn usage(&self) -> Usage {
         let mut u = Usage::new(self.usage.prompt_tokens, self.usage.completion_tokens);
-        u.prompt_tokens_details = Some(PromptTokensDetails { cached_tokens: self.cached });
+        u.prompt_tokens_details = Some(PromptTokensDetails { cached_tokens: self.cached.iter().sum() });
         u
     }
 }

@@ -4,6 +4,11 @@
 //! `fma(d_w · d_x, lane, acc)`. Q4_0/Q5_0 weights go in unsigned and their offset times the
 //! activations' 4-value sums is subtracted per lane; Q8_0 uses the sign trick
 //! (`|w| · sign(x, w)`) as ggml does.
+//!
+//! With several activation rows (prefill, batched decode) [`legacy_pair`] takes a tile of two
+//! weight rows × up to 4 activation rows: each weight block is unpacked once per tile, the
+//! activation block and its offset once per pair of weight rows, and the scale products
+//! `d_w · d_x` are computed 8 blocks at a time into a small table that the FMAs broadcast from.
 
 use std::arch::x86_64::*;
 
@@ -128,12 +133,142 @@ unsafe fn legacy<const KIND: u8, const R: usize>(w: &[u8], xs: &[ActRow<'_>], ou
     }
 }
 
+/// The fp16 values at `p + off + i·ts` for `i < n` (zero for `n <= i < 8`) as 8 f32.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn f16x8(p: *const u8, ts: usize, off: usize, n: usize) -> __m256 {
+    // SAFETY: the caller guarantees blocks `0..n` are readable; others are not touched.
+    unsafe {
+        let h: [u16; 8] =
+            std::array::from_fn(
+                |i| if i < n { std::ptr::read_unaligned(p.add(i * ts + off) as *const u16) } else { 0 },
+            );
+        _mm256_cvtph_ps(_mm_loadu_si128(h.as_ptr() as *const __m128i))
+    }
+}
+
+/// Two weight rows (`w[..rb]`, `w[rb..2·rb]`) × `R` activation rows, into `out[i·stride + r]`.
+/// Every output keeps the chain of [`legacy`] (and ggml): its own 8 f32 lanes, one
+/// `fma(d_w · d_x, lane, acc)` per block in block order, and for Q4_1 the scalar `fma(m, s)`
+/// chain; only the loop order across the independent chains differs.
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn legacy_pair<const KIND: u8, const R: usize>(
+    w: &[u8],
+    rb: usize,
+    xs: &[ActRow<'_>],
+    out: &mut [f32],
+    stride: usize,
+) {
+    let ts = type_size(KIND);
+    let nb = rb / ts;
+    let shift = _mm_cvtsi32_si128(match KIND {
+        Q4_0 => 3,
+        Q5_0 => 4,
+        _ => 0,
+    });
+    let ones = _mm256_set1_epi16(1);
+    let mut acc = [[_mm256_setzero_ps(); 2]; R];
+    let mut summs = [[0f32; 2]; R];
+    // `dd[r][i][j]`: `d_w · d_x` of block `b + j` for weight row `i` and activation row `r`.
+    let mut dd = [[[0f32; 8]; 2]; R];
+    // SAFETY: both rows of `rb` bytes lie inside `w` and blocks `b..b + n` inside each row;
+    // activation rows are padded to whole groups of 8 blocks (checked by `Kernels::quant_dot`),
+    // so the 8-block loads of their scales fit.
+    unsafe {
+        let p = [w.as_ptr(), w.as_ptr().add(rb)];
+        let mut b = 0;
+        while b < nb {
+            let n = (nb - b).min(8);
+            let q = [p[0].add(b * ts), p[1].add(b * ts)];
+            for i in 0..2 {
+                let dw = f16x8(q[i], ts, 0, n);
+                for r in 0..R {
+                    _mm256_storeu_ps(
+                        dd[r][i].as_mut_ptr(),
+                        _mm256_mul_ps(dw, _mm256_loadu_ps(xs[r].d.as_ptr().add(b))),
+                    );
+                }
+                if KIND == Q4_1 {
+                    // ggml's scalar `summs = fma(m, s, summs)`, block by block.
+                    let mut m = [0f32; 8];
+                    _mm256_storeu_ps(m.as_mut_ptr(), f16x8(q[i], ts, 2, n));
+                    for r in 0..R {
+                        for (j, &mj) in m.iter().enumerate().take(n) {
+                            summs[r][i] = mj.mul_add(xs[r].s32[b + j], summs[r][i]);
+                        }
+                    }
+                }
+            }
+            // `j` indexes the weight blocks, the scale table and the activation blocks alike.
+            #[allow(clippy::needless_range_loop)]
+            for j in 0..n {
+                let wv = [unpack::<KIND>(q[0].add(j * ts)), unpack::<KIND>(q[1].add(j * ts))];
+                let wabs =
+                    if KIND == Q8_0 { [_mm256_sign_epi8(wv[0], wv[0]), _mm256_sign_epi8(wv[1], wv[1])] } else { wv };
+                for r in 0..R {
+                    let xv = _mm256_loadu_si256(xs[r].qs.as_ptr().add(32 * (b + j)) as *const __m256i);
+                    let off = if KIND == Q4_0 || KIND == Q5_0 {
+                        let s4 = _mm256_loadu_si256(xs[r].sum4.as_ptr().add(8 * (b + j)) as *const __m256i);
+                        _mm256_sll_epi32(s4, shift)
+                    } else {
+                        _mm256_setzero_si256()
+                    };
+                    for i in 0..2 {
+                        let xi = if KIND == Q8_0 { _mm256_sign_epi8(xv, wv[i]) } else { xv };
+                        let mut dot = _mm256_madd_epi16(_mm256_maddubs_epi16(wabs[i], xi), ones);
+                        if KIND == Q4_0 || KIND == Q5_0 {
+                            dot = _mm256_sub_epi32(dot, off);
+                        }
+                        let d = _mm256_broadcast_ss(&dd[r][i][j]);
+                        acc[r][i] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(dot), acc[r][i]);
+                    }
+                }
+            }
+            b += 8;
+        }
+    }
+    for r in 0..R {
+        for i in 0..2 {
+            let mut a = [0f32; 8];
+            // SAFETY: `a` holds 8 f32.
+            unsafe { _mm256_storeu_ps(a.as_mut_ptr(), acc[r][i]) };
+            out[i * stride + r] = super::scalar::hsum8(&a) + summs[r][i];
+        }
+    }
+}
+
+/// One activation row: weight rows one at a time through [`legacy`] (streamed from memory).
+/// Several: pairs of weight rows through [`legacy_pair`], an odd last one through [`legacy`].
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn rows<const KIND: u8, const R: usize>(w: &[u8], rb: usize, xs: &[ActRow<'_>], out: &mut [f32], stride: usize) {
+    let n = w.len() / rb;
+    let mut j = 0;
+    // SAFETY: as `legacy` / `legacy_pair`, for rows inside `w` and outputs inside `out`.
+    unsafe {
+        while R > 1 && j + 2 <= n {
+            legacy_pair::<KIND, R>(&w[j * rb..(j + 2) * rb], rb, xs, &mut out[j * stride..], stride);
+            j += 2;
+        }
+        while j < n {
+            legacy::<KIND, R>(&w[j * rb..(j + 1) * rb], xs, &mut out[j * stride..j * stride + R]);
+            j += 1;
+        }
+    }
+}
+
 macro_rules! entry {
     ($name:ident, $kind:expr) => {
         /// Safety: as [`super::QuantDot`] (the CPU has AVX2, FMA, F16C).
         pub(super) unsafe fn $name(w: &[u8], rb: usize, xs: &[ActRow<'_>], out: &mut [f32], stride: usize) {
             // SAFETY: the caller (`Kernels`, built after detection) upholds the contract.
-            unsafe { row_loop!(legacy, [{ $kind }], w, rb, xs, out, stride) }
+            unsafe {
+                match xs.len() {
+                    1 => rows::<{ $kind }, 1>(w, rb, xs, out, stride),
+                    2 => rows::<{ $kind }, 2>(w, rb, xs, out, stride),
+                    3 => rows::<{ $kind }, 3>(w, rb, xs, out, stride),
+                    _ => rows::<{ $kind }, 4>(w, rb, xs, out, stride),
+                }
+            }
         }
     };
 }

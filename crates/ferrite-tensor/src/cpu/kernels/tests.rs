@@ -76,7 +76,8 @@ fn quantized_kernels_match_f64_reference_on_every_level() {
         let counts: &[usize] = if dtype.block_size() == 32 { &[1, 3, 7, 8, 9, 18, 29] } else { &[1, 3, 5] };
         for &nb in counts {
             let k = nb * dtype.block_size();
-            let nrows = 3;
+            // 9 weight rows: whole tiles of 2 (AVX2) or 4 (AVX-512) rows, and an odd last row.
+            let nrows = 9;
             let w = random_blocks(dtype, nb * nrows, &mut rng);
             let row_bytes = nb * dtype.type_size();
             let mut wf = vec![0f32; k * nrows];
@@ -213,7 +214,7 @@ fn kernels_reject_bad_shapes() {
     assert!(kern.quant_dot(DType::Q4_0, &w, 18, &[row], &mut out, 1).is_ok());
     assert!(kern.quant_dot(DType::Q4_0, &w[..35], 18, &[row], &mut out, 1).is_err());
     assert!(kern.quant_dot(DType::Q4_0, &w, 17, &[row], &mut out, 1).is_err());
-    assert!(kern.quant_dot(DType::Q4_0, &w, 18, &[row; 5], &mut out, 5).is_err());
+    assert!(kern.quant_dot(DType::Q4_0, &w, 18, &[row; MAX_ROWS + 1], &mut out, 5).is_err());
     assert!(kern.quant_dot(DType::Q4_0, &w, 18, &[row, row], &mut out[..2], 2).is_err());
     assert!(kern.quant_dot(DType::F32, &w, 18, &[row], &mut out, 1).is_err());
     // A weight row longer than the activation row.

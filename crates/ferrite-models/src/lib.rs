@@ -7,19 +7,25 @@
 //!   safetensors folders. Models ask for tensors by their GGUF names (unambiguous across the
 //!   family, unlike Hugging Face's `post_attention_layernorm`, which is the pre-FFN norm in
 //!   llama but a real post-attention norm in gemma); the Hugging Face source maps them.
+//! * [`bert`]: BERT-style encoders (bert, roberta, xlm-roberta) for sentence embeddings, with
+//!   the sentence-transformers [`pooling`] (cls / mean / last token, L2 normalisation).
 //! * [`batch`] and [`kv_cache`]: what one forward step reads (tokens, positions, the sequences
 //!   and their KV-cache block tables) and the paged KV cache it writes.
 
 pub mod batch;
+pub mod bert;
 pub mod config;
 pub mod error;
 pub mod kv_cache;
 pub mod llama;
+pub mod pooling;
 pub mod weights;
 
 pub use batch::{Batch, SequenceSlice};
+pub use bert::{Encoder, EncoderConfig};
 pub use config::{Arch, LlamaConfig};
 pub use error::{Error, Result};
 pub use kv_cache::KvCache;
 pub use llama::Llama;
-pub use weights::{load_weights, WeightSource};
+pub use pooling::{Pooling, PoolingMode};
+pub use weights::{load_weights, HfWeights, WeightSource};

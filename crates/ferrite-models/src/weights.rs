@@ -45,7 +45,68 @@ impl WeightSource for GgufWeights {
 /// Weights of a Hugging Face folder (config.json + safetensors, single or sharded).
 pub struct HfWeights {
     st: SafetensorsModel,
-    arch: Arch,
+    naming: Naming,
+}
+
+/// How GGUF names map onto a folder's Hugging Face names.
+enum Naming {
+    /// The llama family ([`gguf_to_hf`]).
+    Decoder(Arch),
+    /// BERT-style encoders ([`encoder_gguf_to_hf`]), under `prefix` (`""`, `"bert."`,
+    /// `"roberta."`: sentence-transformers folders save the bare model, others the whole one).
+    Encoder { prefix: &'static str },
+}
+
+impl HfWeights {
+    /// The weights of a BERT-style encoder folder; the name prefix is detected from the file.
+    pub fn encoder(path: &Path) -> Result<HfWeights> {
+        let st = SafetensorsModel::open(path)?;
+        let prefix = ["", "bert.", "roberta.", "model."]
+            .into_iter()
+            .find(|p| st.tensor_info(&format!("{p}embeddings.word_embeddings.weight")).is_some())
+            .ok_or_else(|| Error::MissingWeight("embeddings.word_embeddings.weight".into()))?;
+        Ok(HfWeights { st, naming: Naming::Encoder { prefix } })
+    }
+
+    fn hf_name(&self, name: &str) -> Option<String> {
+        match self.naming {
+            Naming::Decoder(arch) => gguf_to_hf(name, arch),
+            Naming::Encoder { prefix } => encoder_gguf_to_hf(name).map(|n| format!("{prefix}{n}")),
+        }
+    }
+}
+
+/// The Hugging Face name of a GGUF tensor name of a BERT-style encoder (llama.cpp's names:
+/// `token_types.weight`, `blk.N.attn_output_norm.weight`, `blk.N.layer_output_norm.bias`, ...).
+pub fn encoder_gguf_to_hf(name: &str) -> Option<String> {
+    let (stem, kind) = name.rsplit_once('.')?;
+    if kind != "weight" && kind != "bias" {
+        return None;
+    }
+    let top = match stem {
+        "token_embd" => Some("embeddings.word_embeddings"),
+        "position_embd" => Some("embeddings.position_embeddings"),
+        "token_types" => Some("embeddings.token_type_embeddings"),
+        "token_embd_norm" => Some("embeddings.LayerNorm"),
+        _ => None,
+    };
+    if let Some(top) = top {
+        return Some(format!("{top}.{kind}"));
+    }
+    let (layer, tail) = stem.strip_prefix("blk.")?.split_once('.')?;
+    let layer: usize = layer.parse().ok()?;
+    let hf = match tail {
+        "attn_q" => "attention.self.query",
+        "attn_k" => "attention.self.key",
+        "attn_v" => "attention.self.value",
+        "attn_output" => "attention.output.dense",
+        "attn_output_norm" => "attention.output.LayerNorm",
+        "ffn_up" => "intermediate.dense",
+        "ffn_down" => "output.dense",
+        "layer_output_norm" => "output.LayerNorm",
+        _ => return None,
+    };
+    Some(format!("encoder.layer.{layer}.{hf}.{kind}"))
 }
 
 /// The Hugging Face name of a GGUF tensor name, for `arch`.
@@ -85,21 +146,21 @@ pub fn gguf_to_hf(name: &str, arch: Arch) -> Option<String> {
 
 impl WeightSource for HfWeights {
     fn tensor(&self, name: &str) -> Result<Tensor> {
-        let hf = gguf_to_hf(name, self.arch).ok_or_else(|| Error::MissingWeight(name.into()))?;
+        let hf = self.hf_name(name).ok_or_else(|| Error::MissingWeight(name.into()))?;
         if self.st.tensor_info(&hf).is_none() {
             return Err(Error::MissingWeight(format!("{name} ({hf})")));
         }
         let t = self.st.tensor(&hf)?;
         // Gemma's Hugging Face norms compute x * (1 + w); GGUF stores 1 + w. Apply it here so
         // the model sees GGUF semantics from both sources.
-        if self.arch == Arch::Gemma3 && name.ends_with("norm.weight") {
+        if matches!(self.naming, Naming::Decoder(Arch::Gemma3)) && name.ends_with("norm.weight") {
             let v: Vec<f32> = t.to_vec_f32()?.into_iter().map(|w| w + 1.0).collect();
             return Ok(Tensor::from_f32(&v, t.shape().clone(), &Device::cpu())?);
         }
         Ok(t)
     }
     fn contains(&self, name: &str) -> bool {
-        gguf_to_hf(name, self.arch).is_some_and(|hf| self.st.tensor_info(&hf).is_some())
+        self.hf_name(name).is_some_and(|hf| self.st.tensor_info(&hf).is_some())
     }
 }
 
@@ -113,7 +174,7 @@ pub fn load_weights(path: &Path) -> Result<(Box<dyn WeightSource>, LlamaConfig)>
             serde_json::from_str(&text).map_err(|e| Error::Config(format!("{}: {e}", cfg_path.display())))?;
         let cfg = LlamaConfig::from_hf_json(&json)?;
         let st = SafetensorsModel::open(path)?;
-        Ok((Box::new(HfWeights { st, arch: cfg.arch }), cfg))
+        Ok((Box::new(HfWeights { st, naming: Naming::Decoder(cfg.arch) }), cfg))
     } else {
         let g = GgufFile::open(path)?;
         let cfg = LlamaConfig::from_gguf(&g)?;

@@ -3,17 +3,21 @@
 //! * [`engine`]: continuous batching ([`EngineCore`], on its own thread behind an
 //!   [`EngineHandle`]): chunked prefill and decode in one step, admission by free KV blocks,
 //!   recompute preemption, `n` choices sharing their prompt's blocks, stop strings, logprobs.
+//! * [`embed`]: the embedding worker ([`EmbedHandle`]): encoder batches packed by a token
+//!   budget from all waiting requests.
 //! * [`KvCacheManager`] over a [`BlockPool`]: per-sequence block tables, prefix caching by
 //!   block-content hashes, LRU eviction.
 //! * [`Sampler`]: per-sequence sampling (temperature, top-k/p, min-p, penalties, logit bias,
 //!   seeds, logprobs).
 
 pub mod block_pool;
+pub mod embed;
 pub mod engine;
 pub mod kv_cache_manager;
 pub mod sampler;
 
 pub use block_pool::{BlockHash, BlockId, BlockPool};
+pub use embed::{EmbedHandle, EmbedModel, EmbedReply, EmbedResult};
 pub use engine::{
     EngineConfig, EngineCore, EngineHandle, EngineStats, Event, EventSink, FinishReason, LlamaRunner, LogitsProcessor,
     Request, RequestId, StepModel, SubmitError, TokenLogprob, TokenText, Usage,

@@ -1,4 +1,4 @@
-//! `ferrite`: serve the OpenAI API, generate text, benchmark a model.
+//! `ferrite`: serve the OpenAI API, generate text, embed texts, benchmark a model.
 //! Output goes to stdout; logs go to stderr.
 
 mod cli;
@@ -21,6 +21,8 @@ enum Command {
     Openapi,
     /// Print the continuation of a prompt (greedy when --temperature is 0).
     Generate(cli::generate::GenerateArgs),
+    /// Print the embedding of each text (an embedding model), one JSON array per line.
+    Embed(cli::embed::EmbedArgs),
     /// Measure prefill and decode speed; prints one JSON line.
     Bench(cli::bench::BenchArgs),
 }
@@ -34,6 +36,7 @@ fn main() -> std::process::ExitCode {
             Ok(())
         }
         Command::Generate(a) => cli::generate::run(a),
+        Command::Embed(a) => cli::embed::run(a),
         Command::Bench(a) => cli::bench::run(a),
     };
     match result {

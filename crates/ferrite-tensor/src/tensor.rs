@@ -248,4 +248,11 @@ impl Tensor {
         self.same_device(v_cache, "attention")?;
         self.device.backend().attention(self, k_cache, v_cache, seqs, params)
     }
+    /// Bidirectional attention of these packed queries over `k`/`v` of the same tokens, each
+    /// query within its own sequence of `seq_lens` (see [`crate::Backend::attention_full`]).
+    pub fn attention_full(&self, k: &Tensor, v: &Tensor, seq_lens: &[usize], scale: f32) -> Result<Tensor> {
+        self.same_device(k, "attention_full")?;
+        self.same_device(v, "attention_full")?;
+        self.device.backend().attention_full(self, k, v, seq_lens, scale)
+    }
 }

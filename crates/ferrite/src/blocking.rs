@@ -19,7 +19,7 @@ use std::thread::Thread;
 use futures_core::Stream;
 
 use crate::types::{ChatCompletionChunk, ChatCompletionRequest, ChatCompletionResponse};
-use crate::types::{CompletionChunk, CompletionRequest, CompletionResponse};
+use crate::types::{CompletionChunk, CompletionRequest, CompletionResponse, EmbeddingRequest, EmbeddingResponse};
 use crate::{ChatCompletionStream, CompletionStream, Error, RequestOptions};
 
 /// A blocking view of an [`crate::Engine`].
@@ -49,6 +49,11 @@ impl Engine {
     /// [`crate::Engine::complete`], blocking.
     pub fn complete(&self, req: CompletionRequest) -> Result<CompletionResponse, Error> {
         block_on(self.0.complete(req))
+    }
+
+    /// [`crate::Engine::embed`], blocking.
+    pub fn embed(&self, req: EmbeddingRequest) -> Result<EmbeddingResponse, Error> {
+        block_on(self.0.embed(req))
     }
 
     /// The chunks of a chat answer as an iterator; dropping it cancels the generation.

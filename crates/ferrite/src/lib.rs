@@ -19,6 +19,8 @@
 //!   [`Engine::chat_stream`] / [`Engine::complete_stream`] returning a `futures` `Stream` of
 //!   chunks (dropping it cancels the generation). Requests from every clone of an engine are
 //!   batched together by the scheduler.
+//! * [`Engine::embed`]: sentence embeddings from an embedding model (a sentence-transformers
+//!   folder such as all-MiniLM-L6-v2), concurrent requests batched together.
 //! * [`blocking`]: the same for programs without an async runtime.
 //! * [`types`]: the OpenAI request and response bodies, with builders.
 //! * [`RequestOptions`]: per-request extras such as a custom [`LogitsProcessor`].

@@ -1,11 +1,13 @@
-//! The examples in `examples/`, run on the real SmolLM2 file.
+//! The examples in `examples/`, run on the real SmolLM2 file (embed: all-MiniLM-L6-v2).
 
 #![allow(clippy::unwrap_used)]
 
-use ferrite_tensor::model_files::{test_model, SMOLLM2};
+use ferrite_tensor::model_files::{test_model, MINILM, SMOLLM2};
 
 #[path = "../examples/chat.rs"]
 mod chat;
+#[path = "../examples/embed.rs"]
+mod embed;
 #[path = "../examples/logits_processor.rs"]
 mod logits_processor;
 #[path = "../examples/stream.rs"]
@@ -20,4 +22,7 @@ fn examples_run() {
     chat::main().unwrap();
     stream::main().unwrap();
     logits_processor::main().unwrap();
+    let Some(path) = test_model(MINILM) else { return };
+    std::env::set_var("FERRITE_EXAMPLE_EMBED_MODEL", path);
+    embed::main().unwrap();
 }

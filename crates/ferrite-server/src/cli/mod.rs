@@ -1,6 +1,7 @@
 //! Command-line subcommands.
 
 pub mod bench;
+pub mod embed;
 pub mod generate;
 pub mod serve;
 
@@ -11,8 +12,8 @@ use clap::Args;
 /// Options every model-running subcommand shares.
 #[derive(Args, Debug, Clone)]
 pub struct ModelArgs {
-    /// A .gguf file, a Hugging Face folder (config.json, safetensors, tokenizer.json), or a
-    /// built-in model name (smollm2, qwen2.5-coder, gemma3), fetched when missing.
+    /// A .gguf file, a Hugging Face folder (config.json, safetensors, tokenizer.json), a
+    /// sentence-transformers folder (embedding models), or a built-in model name (smollm2, qwen2.5-coder, gemma3), fetched when missing.
     #[arg(long)]
     pub model: PathBuf,
     /// Worker threads (default: all cores).

@@ -1,6 +1,6 @@
 //! `ferrite serve`: the OpenAI-compatible HTTP server over [`ferrite::Engine`].
 //!
-//! One file per concern: `routes` (the route table), `chat`, `completions`, `models` and
+//! One file per concern: `routes` (the route table), `chat`, `completions`, `embeddings`, `models` and
 //! `unsupported` (handlers), `errors` (errors to status and OpenAI body), `sse` (streaming),
 //! `auth` (API keys), `registry` (deployments and model names), `metrics`, `shutdown` and
 //! `openapi`. The server only parses, routes and frames: validation, templates and generation
@@ -9,6 +9,7 @@
 mod auth;
 mod chat;
 mod completions;
+mod embeddings;
 mod errors;
 mod metrics;
 mod models;

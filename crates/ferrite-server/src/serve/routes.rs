@@ -8,12 +8,12 @@ use axum::routing::{get, post, MethodRouter};
 use axum::{middleware, Router};
 use ferrite::{
     ChatCompletionChunk, ChatCompletionRequest, ChatCompletionResponse, CompletionChunk, CompletionRequest,
-    CompletionResponse, ErrorBody, ModelInfo, ModelList,
+    CompletionResponse, EmbeddingRequest, EmbeddingResponse, ErrorBody, ModelInfo, ModelList,
 };
 use schemars::{json_schema, Schema, SchemaGenerator};
 
 use super::errors::ApiError;
-use super::{auth, chat, completions, metrics, models, openapi, unsupported, AppState};
+use super::{auth, chat, completions, embeddings, metrics, models, openapi, unsupported, AppState};
 
 /// Largest request body accepted; larger ones get 413.
 pub const BODY_LIMIT: usize = 32 * 1024 * 1024;
@@ -52,7 +52,7 @@ pub enum Endpoint {
     ListModels,
     /// `GET /models/{id}`.
     GetModel,
-    /// `POST /embeddings` (not supported yet).
+    /// `POST /embeddings`.
     Embeddings,
     /// `POST /images/generations` (not supported yet).
     Images,
@@ -127,9 +127,9 @@ pub const ROUTES: &[Route] = &[
         ..route(HttpMethod::Get, "/models/{id}", true, Endpoint::GetModel, "retrieveModel")
     },
     Route {
-        summary: "Embeddings: not supported by the models served yet (answers 400 or 404).",
-        request: Some(|_| json_schema!({"type": "object"})),
-        response: Some(|g| g.subschema_for::<ErrorBody>()),
+        summary: "Creates embedding vectors of the inputs (embedding models; others answer 400).",
+        request: Some(|g| g.subschema_for::<EmbeddingRequest>()),
+        response: Some(|g| g.subschema_for::<EmbeddingResponse>()),
         ..route(HttpMethod::Post, "/embeddings", true, Endpoint::Embeddings, "createEmbedding")
     },
     Route {
@@ -159,7 +159,7 @@ fn handler(endpoint: Endpoint) -> MethodRouter<AppState> {
         Endpoint::Completions => post(completions::create),
         Endpoint::ListModels => get(models::list),
         Endpoint::GetModel => get(models::get),
-        Endpoint::Embeddings => post(unsupported::embeddings),
+        Endpoint::Embeddings => post(embeddings::create),
         Endpoint::Images => post(unsupported::images),
         Endpoint::Health => get(|| async { "ok" }),
         Endpoint::Metrics => get(metrics::scrape),

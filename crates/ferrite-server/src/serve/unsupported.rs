@@ -1,16 +1,11 @@
-//! `POST /v1/embeddings` and `POST /v1/images/generations`: no model served today can do these,
-//! so they answer a clear OpenAI error (404 for an unknown model, else 400), never a silent 200.
+//! `POST /v1/images/generations`: no model served today can do this, so it answers a clear
+//! OpenAI error (404 for an unknown model, else 400), never a silent 200.
 
 use axum::extract::State;
 use serde_json::Value;
 
 use super::errors::{ApiError, OpenAiJson};
 use super::AppState;
-
-/// Rejects an embeddings request.
-pub async fn embeddings(state: State<AppState>, body: OpenAiJson<Value>) -> ApiError {
-    reject(state, body, "embeddings")
-}
 
 /// Rejects an image generation request.
 pub async fn images(state: State<AppState>, body: OpenAiJson<Value>) -> ApiError {

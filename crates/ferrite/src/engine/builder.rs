@@ -22,6 +22,7 @@ pub struct EngineBuilder {
     threads: Option<usize>,
     kv_cache_mb: usize,
     kv_cache_tokens: Option<usize>,
+    embedding_batch_tokens: usize,
     config: EngineConfig,
 }
 
@@ -33,6 +34,7 @@ impl Default for EngineBuilder {
             threads: None,
             kv_cache_mb: 512,
             kv_cache_tokens: None,
+            embedding_batch_tokens: 4096,
             config: EngineConfig::default(),
         }
     }
@@ -97,7 +99,15 @@ impl EngineBuilder {
         self
     }
 
-    /// Loads the model and starts the engine thread.
+    /// Tokens per forward pass of an embedding model (default 4096): waiting inputs are sorted
+    /// by length and packed into batches of at most this many tokens.
+    pub fn embedding_batch_tokens(mut self, n: usize) -> Self {
+        self.embedding_batch_tokens = n.max(1);
+        self
+    }
+
+    /// Loads the model and starts the engine thread. A sentence-transformers or BERT-style
+    /// folder (`modules.json`, or an encoder in `config.json`) gives an embedding engine.
     pub fn build(self) -> Result<Engine, Error> {
         let spec = self.model.clone().ok_or_else(|| Error::Load("no model given (EngineBuilder::model)".into()))?;
         let path = resolve_model(&spec)?;
@@ -108,6 +118,11 @@ impl EngineBuilder {
                 return Err(Error::Load(format!("device `{other}` is not available in this build (supported: cpu)")))
             }
         };
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or(spec.clone());
+        if super::embed::is_embedding_model(&path) {
+            let e = super::embed::Embedder::load(&path, name, &device, self.embedding_batch_tokens)?;
+            return Ok(Engine { model: super::Model::Embedder(Arc::new(e)) });
+        }
         let load = |e: &dyn std::fmt::Display| Error::Load(format!("{}: {e}", path.display()));
         let (weights, cfg) = load_weights(&path).map_err(|e| load(&e))?;
         let (tokenizer, template) = match weights.gguf() {
@@ -139,16 +154,15 @@ impl EngineBuilder {
         let core = EngineCore::new(Box::new(runner), tokenizer.clone() as Arc<dyn TokenText>, self.config);
         let limits = core.limits();
         let handle = EngineHandle::spawn(core).map_err(|e| Error::Load(format!("starting the engine thread: {e}")))?;
-        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or(spec);
         Ok(Engine {
-            inner: Arc::new(Inner {
+            model: super::Model::Generator(Arc::new(Inner {
                 handle,
                 tokenizer,
                 template: template.unwrap_or_else(ChatTemplate::chatml),
                 name,
                 limits,
                 kv_cache_bytes,
-            }),
+            })),
         })
     }
 }

@@ -4,6 +4,7 @@
 mod builder;
 mod chat;
 mod completion;
+mod embed;
 mod events;
 mod options;
 mod request;
@@ -19,14 +20,27 @@ pub use events::{ChatCompletionStream, CompletionStream};
 pub use ferrite_scheduler::EngineStats;
 pub use options::{LogitsProcessor, RequestOptions};
 
-use crate::types::{ChatCompletionRequest, ChatCompletionResponse, CompletionRequest, CompletionResponse};
+use crate::types::{
+    ChatCompletionRequest, ChatCompletionResponse, CompletionRequest, CompletionResponse, EmbeddingRequest,
+    EmbeddingResponse,
+};
 use crate::Error;
 
 /// A model ready to serve requests. Cheap to clone: clones share the model and its scheduler,
 /// and requests from all of them are batched together.
+///
+/// A generative model answers chat and completions; an embedding model (a sentence-transformers
+/// or BERT-style folder) answers [`Engine::embed`]. Asking either for the other's kind of request
+/// is an [`Error::InvalidRequest`].
 #[derive(Clone)]
 pub struct Engine {
-    inner: Arc<Inner>,
+    model: Model,
+}
+
+#[derive(Clone)]
+enum Model {
+    Generator(Arc<Inner>),
+    Embedder(Arc<embed::Embedder>),
 }
 
 pub(crate) struct Inner {
@@ -40,7 +54,7 @@ pub(crate) struct Inner {
 
 impl std::fmt::Debug for Engine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Engine").field("model", &self.inner.name).finish_non_exhaustive()
+        f.debug_struct("Engine").field("model", &self.model_name()).finish_non_exhaustive()
     }
 }
 
@@ -52,28 +66,77 @@ impl Engine {
 
     /// The model's name (its file or folder name).
     pub fn model_name(&self) -> &str {
-        &self.inner.name
+        match &self.model {
+            Model::Generator(g) => &g.name,
+            Model::Embedder(e) => &e.name,
+        }
+    }
+
+    /// Whether this is an embedding model (answers [`Engine::embed`], not chat or completions).
+    pub fn is_embedding_model(&self) -> bool {
+        matches!(self.model, Model::Embedder(_))
+    }
+
+    /// The length of the model's embedding vectors (`None` for a generative model).
+    pub fn embedding_dimensions(&self) -> Option<usize> {
+        match &self.model {
+            Model::Generator(_) => None,
+            Model::Embedder(e) => Some(e.dim),
+        }
     }
 
     /// The longest sequence (prompt plus completion) a request may use: the model's context
-    /// length, or the KV cache if that is smaller.
+    /// length, or the KV cache if that is smaller. For an embedding model, the longest input.
     pub fn context_length(&self) -> usize {
-        self.inner.limits.max_sequence()
+        match &self.model {
+            Model::Generator(g) => g.limits.max_sequence(),
+            Model::Embedder(e) => e.max_tokens,
+        }
     }
 
-    /// Bytes of the KV cache (allocated once at build time).
+    /// Bytes of the KV cache (allocated once at build time; 0 for an embedding model).
     pub fn kv_cache_bytes(&self) -> usize {
-        self.inner.kv_cache_bytes
+        match &self.model {
+            Model::Generator(g) => g.kv_cache_bytes,
+            Model::Embedder(_) => 0,
+        }
     }
 
     /// The tokenizer of the model.
     pub fn tokenizer(&self) -> &Tokenizer {
-        &self.inner.tokenizer
+        match &self.model {
+            Model::Generator(g) => &g.tokenizer,
+            Model::Embedder(e) => &e.tokenizer,
+        }
     }
 
-    /// Scheduler counters: queue depth, running sequences, KV blocks, tokens.
+    /// Scheduler counters: queue depth, running sequences, KV blocks, tokens (all zero for an
+    /// embedding model).
     pub fn stats(&self) -> EngineStats {
-        self.inner.handle.stats()
+        match &self.model {
+            Model::Generator(g) => g.handle.stats(),
+            Model::Embedder(_) => EngineStats::default(),
+        }
+    }
+
+    /// Embeds the request's inputs, one vector per input. Concurrent requests are batched
+    /// together. Inputs longer than the model's positions, `dimensions` above the model's, or a
+    /// generative model are [`Error::InvalidRequest`]s.
+    pub async fn embed(&self, req: EmbeddingRequest) -> Result<EmbeddingResponse, Error> {
+        match &self.model {
+            Model::Embedder(e) => e.embed(req).await,
+            Model::Generator(_) => {
+                Err(Error::invalid("model", format!("model {} does not support embeddings", req.model)))
+            }
+        }
+    }
+
+    /// The generative model, or the error for asking embedding model `model` for `what`.
+    fn generator(&self, what: &str, model: &str) -> Result<&Arc<Inner>, Error> {
+        match &self.model {
+            Model::Generator(g) => Ok(g),
+            Model::Embedder(_) => Err(Error::invalid("model", format!("model {model} does not support {what}"))),
+        }
     }
 
     /// Answers a chat request (its `stream` flag is ignored: use [`Engine::chat_stream`]).
@@ -87,10 +150,11 @@ impl Engine {
         req: ChatCompletionRequest,
         options: RequestOptions,
     ) -> Result<ChatCompletionResponse, Error> {
-        let mut run = chat::start(&self.inner, &req, options)?;
+        let inner = self.generator("chat completions", &req.model)?;
+        let mut run = chat::start(inner, &req, options)?;
         let mut acc = chat::ChatCollector::new(&req, run.n);
         while let Some(ev) = run.next().await {
-            acc.push(&self.inner.tokenizer, ev)?;
+            acc.push(&inner.tokenizer, ev)?;
         }
         acc.finish(&run)
     }
@@ -108,9 +172,10 @@ impl Engine {
         req: ChatCompletionRequest,
         options: RequestOptions,
     ) -> Result<ChatCompletionStream, Error> {
-        let run = chat::start(&self.inner, &req, options)?;
+        let inner = self.generator("chat completions", &req.model)?;
+        let run = chat::start(inner, &req, options)?;
         let chunker = chat::ChatChunker::new(&req, &run);
-        Ok(ChatCompletionStream::new(run, chunker, self.inner.clone()))
+        Ok(ChatCompletionStream::new(run, chunker, inner.clone()))
     }
 
     /// Answers a text completion request (its `stream` flag is ignored).
@@ -124,10 +189,11 @@ impl Engine {
         req: CompletionRequest,
         options: RequestOptions,
     ) -> Result<CompletionResponse, Error> {
-        let mut run = completion::start(&self.inner, &req, options)?;
-        let mut acc = completion::CompletionCollector::new(&req, &run, &self.inner.tokenizer);
+        let inner = self.generator("completions", &req.model)?;
+        let mut run = completion::start(inner, &req, options)?;
+        let mut acc = completion::CompletionCollector::new(&req, &run, &inner.tokenizer);
         while let Some(ev) = run.next().await {
-            acc.push(&self.inner.tokenizer, ev)?;
+            acc.push(&inner.tokenizer, ev)?;
         }
         acc.finish(&run)
     }
@@ -143,9 +209,10 @@ impl Engine {
         req: CompletionRequest,
         options: RequestOptions,
     ) -> Result<CompletionStream, Error> {
-        let run = completion::start(&self.inner, &req, options)?;
-        let chunker = completion::CompletionChunker::new(&req, &run, &self.inner.tokenizer);
-        Ok(CompletionStream::new(run, chunker, self.inner.clone()))
+        let inner = self.generator("completions", &req.model)?;
+        let run = completion::start(inner, &req, options)?;
+        let chunker = completion::CompletionChunker::new(&req, &run, &inner.tokenizer);
+        Ok(CompletionStream::new(run, chunker, inner.clone()))
     }
 }
 

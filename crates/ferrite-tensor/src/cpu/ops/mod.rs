@@ -3,6 +3,7 @@
 
 pub mod activation;
 pub mod attention;
+pub mod attention_full;
 mod attention_tiled;
 pub mod elementwise;
 pub mod embedding;

@@ -239,3 +239,13 @@ fn python_errors_and_api_keys() {
 fn node_errors_and_api_keys() {
     self_checking(Lang::Node, "errors_and_keys", Some(API_KEY));
 }
+
+/// DeepInfra's embeddings example and both encodings, on all-MiniLM-L6-v2 served under the
+/// example's model name.
+#[test]
+fn python_embeddings_both_encodings() {
+    let Some(client) = client(Lang::Python) else { return };
+    let Some(model) = ferrite_tensor::model_files::test_model(ferrite_tensor::model_files::MINILM) else { return };
+    let s = Server::start(&["--model", model.to_str().unwrap(), "--name", "BAAI/bge-large-en-v1.5"], &[]);
+    check_done(Lang::Python, "embeddings", &client.run("embeddings", &s, None));
+}

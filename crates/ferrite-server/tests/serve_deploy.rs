@@ -78,8 +78,8 @@ fn api_keys_from_flags_and_environment() {
     assert_eq!(s.get("/metrics").0, 200);
 }
 
-/// With no --model and no --config, `ferrite serve` serves the built-in chat model from the
-/// models folder (fetching it there when missing; here it is already in place).
+/// With no --model and no --config, `ferrite serve` serves the built-in chat and embedding
+/// models from the models folder (fetching it there when missing; here it is already in place).
 #[test]
 fn no_arguments_serve_the_default_model() {
     let Some(model) = smollm2() else { return };
@@ -88,6 +88,10 @@ fn no_arguments_serve_the_default_model() {
     let (status, list) = s.get_json("/v1/models");
     assert_eq!(status, 200);
     assert_eq!(list["data"][0]["id"], "smollm2");
+    assert_eq!(list["data"][1]["id"], "minilm");
+    let (status, body) = s.post("/v1/embeddings", &json!({"model": "minilm", "input": "hello"}), None);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["data"][0]["embedding"].as_array().unwrap().len(), 384);
     let req = json!({"model": "smollm2", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 2});
     let (status, body) = s.post("/v1/chat/completions", &req, None);
     assert_eq!(status, 200, "{body}");

@@ -40,5 +40,5 @@ pub use engine::{
     ChatCompletionStream, CompletionStream, Engine, EngineBuilder, EngineStats, LogitsProcessor, RequestOptions,
 };
 pub use error::Error;
-pub use models::default_chat_model;
+pub use models::{default_chat_model, default_embedding_model};
 pub use types::*;

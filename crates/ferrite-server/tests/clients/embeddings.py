@@ -49,7 +49,10 @@ as_float = openai.embeddings.create(model="BAAI/bge-large-en-v1.5", input=texts,
 as_b64 = openai.embeddings.create(model="BAAI/bge-large-en-v1.5", input=texts)  # base64 on the wire
 check("three vectors", [d.index for d in as_float.data] == [0, 1, 2])
 for f, b in zip(as_float.data, as_b64.data):
-    check(f"base64 equals float {f.index}", f.embedding == b.embedding)
+    # base64 carries the f32 bits; JSON floats print each f32 in its shortest decimal form, which
+    # Python reads back as a nearby float64.
+    diff = max(abs(x - y) for x, y in zip(f.embedding, b.embedding))
+    check(f"base64 equals float {f.index}", len(f.embedding) == len(b.embedding) and diff < 1e-7, diff)
     norm = math.sqrt(sum(x * x for x in f.embedding))
     check(f"unit length {f.index}", abs(norm - 1) < 1e-5, norm)
 want = [0.03324, 0.00441, -0.00628, 0.04838, -0.1387]

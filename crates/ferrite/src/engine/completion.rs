@@ -49,14 +49,24 @@ struct Choice {
 }
 
 impl Choice {
-    fn add_token(&mut self, tok: &Tokenizer, token: u32, logprob: Option<f32>, top: Option<&[(u32, f32)]>) {
+    /// Adds a token's logprobs; `prompt`: an echoed prompt token (its control tokens are part of
+    /// the echoed text), else a generated one (control tokens add no text).
+    fn add_token(
+        &mut self,
+        tok: &Tokenizer,
+        token: u32,
+        prompt: bool,
+        logprob: Option<f32>,
+        top: Option<&[(u32, f32)]>,
+    ) {
         let Some(lp) = self.logprobs.as_mut() else { return };
-        let (text, _) = piece(tok, token);
+        let (text, _) = piece(tok, token, prompt);
         lp.text_offset.push(self.chars);
         self.chars += text.chars().count() as u32;
         lp.tokens.push(text);
         lp.token_logprobs.push(logprob);
-        lp.top_logprobs.push(top.map(|t| t.iter().map(|&(id, l)| (piece(tok, id).0, l)).collect::<BTreeMap<_, _>>()));
+        lp.top_logprobs
+            .push(top.map(|t| t.iter().map(|&(id, l)| (piece(tok, id, true).0, l)).collect::<BTreeMap<_, _>>()));
     }
 }
 
@@ -122,7 +132,7 @@ impl CompletionState {
                                 Some(l) => (Some(l.logprob), Some(l.top.as_slice())),
                                 None => (None, None),
                             };
-                            self.choices[c].add_token(tok, t, logprob, top);
+                            self.choices[c].add_token(tok, t, true, logprob, top);
                         }
                     }
                 }
@@ -130,7 +140,7 @@ impl CompletionState {
                     new.push_str(&text);
                     for (i, &t) in tokens.iter().enumerate() {
                         let l = logprobs.get(i);
-                        self.choices[c].add_token(tok, t, l.map(|l| l.logprob), l.map(|l| l.top.as_slice()));
+                        self.choices[c].add_token(tok, t, false, l.map(|l| l.logprob), l.map(|l| l.top.as_slice()));
                     }
                 }
                 self.choices[c].text.push_str(&new);

@@ -102,19 +102,21 @@ chunk_stream!(
     CompletionChunk
 );
 
-/// A token's text (invalid UTF-8 replaced) and its bytes.
-pub(crate) fn piece(tok: &Tokenizer, id: u32) -> (String, Vec<u8>) {
-    let bytes = tok.token_to_piece(id, true).map(<[u8]>::to_vec).unwrap_or_default();
+/// A token's text (invalid UTF-8 replaced) and its bytes. With `special` false, control tokens
+/// (`<|im_end|>`) give the empty text they add to a generated answer; alternatives and echoed
+/// prompt tokens name them (`special` true).
+pub(crate) fn piece(tok: &Tokenizer, id: u32, special: bool) -> (String, Vec<u8>) {
+    let bytes = tok.token_to_piece(id, special).map(<[u8]>::to_vec).unwrap_or_default();
     (String::from_utf8_lossy(&bytes).into_owned(), bytes)
 }
 
 pub(crate) fn chat_logprob(tok: &Tokenizer, lp: &TokenLogprob) -> ChatTokenLogprob {
-    let (token, bytes) = piece(tok, lp.token);
+    let (token, bytes) = piece(tok, lp.token, false);
     let top_logprobs = lp
         .top
         .iter()
         .map(|&(id, logprob)| {
-            let (token, bytes) = piece(tok, id);
+            let (token, bytes) = piece(tok, id, true);
             TopLogprob { token, logprob, bytes: Some(bytes) }
         })
         .collect();

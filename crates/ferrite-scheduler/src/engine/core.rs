@@ -275,7 +275,7 @@ impl EngineCore {
         let mut plan = plan;
         let batch = self.build_batch(&mut plan);
         let rows = batch.logits_rows.len();
-        let logits = match self.model.forward(&batch) {
+        let mut logits = match self.model.forward(&batch) {
             Ok(l) if l.len() == rows * self.limits.vocab => l,
             Ok(l) => {
                 self.fail_scheduled(&plan, &format!("the model returned {} logits for {rows} rows", l.len()));
@@ -293,7 +293,7 @@ impl EngineCore {
         let mut cancelled = HashSet::new();
         let mut finished = Vec::new();
         for sc in &plan {
-            self.after_forward(sc, &logits, &mut cancelled, &mut finished);
+            self.after_forward(sc, &mut logits, &mut cancelled, &mut finished);
         }
         finished.sort_unstable();
         for &i in finished.iter().rev() {
@@ -433,7 +433,7 @@ impl EngineCore {
     fn after_forward(
         &mut self,
         sc: &Scheduled,
-        logits: &[f32],
+        logits: &mut [f32],
         cancelled: &mut HashSet<RequestId>,
         finished: &mut Vec<usize>,
     ) {
@@ -473,7 +473,8 @@ impl EngineCore {
             return;
         }
         let last = first_row + sc.rows - 1;
-        let row = &mut logits[last * vocab..(last + 1) * vocab].to_vec();
+        // Each row is sampled once: penalties and the processor edit it in place.
+        let row = &mut logits[last * vocab..(last + 1) * vocab];
         if let Some(p) = s.processor.as_mut() {
             p.process(&s.tokens[s.prompt_len..], row);
         }

@@ -39,19 +39,8 @@ pub(crate) fn start(inner: &Arc<Inner>, req: &ChatCompletionRequest, options: Re
 
 /// The prompt tokens of the conversation, as the model's chat template lays it out.
 fn render_prompt(inner: &Inner, req: &ChatCompletionRequest) -> Result<Vec<u32>, Error> {
-    let messages: Vec<Value> = req
-        .messages
-        .iter()
-        .map(|m| {
-            let mut v = serde_json::to_value(m).unwrap_or(Value::Null);
-            if let Some(obj) = v.as_object_mut() {
-                // Templates expect a string; content parts are joined.
-                let content = if m.content.is_some() { Value::String(m.text()) } else { Value::Null };
-                obj.insert("content".into(), content);
-            }
-            v
-        })
-        .collect();
+    // The template joins content parts itself (`ferrite_chat::template::normalize_message`).
+    let messages: Vec<Value> = req.messages.iter().map(|m| serde_json::to_value(m).unwrap_or(Value::Null)).collect();
     let text = inner.template.render(&messages, None, true).map_err(|e| Error::invalid("messages", e.to_string()))?;
     inner.tokenizer.encode(&text, false).map_err(|e| Error::invalid("messages", e.to_string()))
 }

@@ -122,7 +122,7 @@ fn main() -> ExitCode {
 
 /// `cargo xtask fetch-models`: [`ferrite_fetch::fetch_all`] with its progress on stderr.
 fn fetch_models(dir: &std::path::Path, only: &[String]) -> Result<Vec<ferrite_fetch::Report>> {
-    ferrite_fetch::fetch_all(dir, only, &mut |line| eprintln!("{line}")).map_err(|e| match e {
+    ferrite_fetch::fetch_all(dir, only, &mut ferrite_fetch::StderrProgress::new("")).map_err(|e| match e {
         e @ ferrite_fetch::FetchError::SomeFailed { .. } => anyhow::anyhow!("fetch-models: {e}"),
         e => e.into(),
     })

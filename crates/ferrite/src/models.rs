@@ -9,7 +9,8 @@ use crate::Error;
 pub(crate) fn ensure_builtin(name: &str) -> Result<Option<PathBuf>, Error> {
     let Some(spec) = ferrite_fetch::find_model(name) else { return Ok(None) };
     let dir = ferrite_fetch::default_models_dir();
-    let mut progress = |line: &str| eprintln!("ferrite: {line}");
+    // Lines for each step and a download bar, on stderr.
+    let mut progress = ferrite_fetch::StderrProgress::new("ferrite: ");
     ferrite_fetch::ensure_model(spec, &dir, &mut progress).map(Some).map_err(|e| Error::Load(e.to_string()))
 }
 

@@ -171,6 +171,8 @@ unsafe fn legacy_pair<const KIND: u8, const R: usize>(
     let mut summs = [[0f32; 2]; R];
     // `dd[r][i][j]`: `d_w · d_x` of block `b + j` for weight row `i` and activation row `r`.
     let mut dd = [[[0f32; 8]; 2]; R];
+    // Q4_1: the weight blocks' mins `m`, per weight row, for the 8 blocks at hand.
+    let mut mins = [[0f32; 8]; 2];
     // SAFETY: both rows of `rb` bytes lie inside `w` and blocks `b..b + n` inside each row;
     // activation rows are padded to whole groups of 8 blocks (checked by `Kernels::quant_dot`),
     // so the 8-block loads of their scales fit.
@@ -189,12 +191,18 @@ unsafe fn legacy_pair<const KIND: u8, const R: usize>(
                     );
                 }
                 if KIND == Q4_1 {
-                    // ggml's scalar `summs = fma(m, s, summs)`, block by block.
-                    let mut m = [0f32; 8];
-                    _mm256_storeu_ps(m.as_mut_ptr(), f16x8(q[i], ts, 2, n));
+                    _mm256_storeu_ps(mins[i].as_mut_ptr(), f16x8(q[i], ts, 2, n));
+                }
+            }
+            if KIND == Q4_1 {
+                // ggml's scalar `summs = fma(m, s, summs)`, block by block, for each of the
+                // 2·R outputs; block-major so that the 2·R independent chains overlap instead
+                // of each waiting on its own previous step.
+                for j in 0..n {
                     for r in 0..R {
-                        for (j, &mj) in m.iter().enumerate().take(n) {
-                            summs[r][i] = mj.mul_add(xs[r].s32[b + j], summs[r][i]);
+                        let s = *xs[r].s32.get_unchecked(b + j);
+                        for i in 0..2 {
+                            summs[r][i] = mins[i][j].mul_add(s, summs[r][i]);
                         }
                     }
                 }

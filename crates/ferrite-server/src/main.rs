@@ -2,7 +2,6 @@
 //! Output goes to stdout; logs go to stderr.
 
 mod cli;
-mod serve;
 
 use clap::{Parser, Subcommand};
 
@@ -32,7 +31,7 @@ fn main() -> std::process::ExitCode {
     let result = match args.command {
         Command::Serve(a) => cli::serve::run(a),
         Command::Openapi => {
-            print!("{}", serve::openapi::document_text());
+            print!("{}", ferrite::server::openapi::document_text());
             Ok(())
         }
         Command::Generate(a) => cli::generate::run(a),

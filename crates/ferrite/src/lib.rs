@@ -26,7 +26,8 @@
 //! * [`RequestOptions`]: per-request extras such as a custom [`LogitsProcessor`].
 //!
 //! The default build is CPU-only and pulls in no HTTP stack and no async runtime (tokio's
-//! channels only).
+//! channels only). The `server` feature adds [`server`]: the OpenAI-compatible HTTP server
+//! that `ferrite serve` runs, to serve from your own program or mount in your axum app.
 
 #![deny(missing_docs)]
 
@@ -34,6 +35,8 @@ pub mod blocking;
 mod engine;
 mod error;
 mod models;
+#[cfg(feature = "server")]
+pub mod server;
 pub mod types;
 
 pub use engine::{

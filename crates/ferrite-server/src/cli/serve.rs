@@ -5,8 +5,8 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::Args;
 
-use crate::serve::registry::{ConfigFile, DeploymentSpec, EngineSettings};
-use crate::serve::{self, ServeConfig};
+use ferrite::server::registry::{ConfigFile, DeploymentSpec, EngineSettings};
+use ferrite::server::{self, ServeConfig};
 
 #[derive(Args, Debug)]
 pub struct ServeArgs {
@@ -86,5 +86,5 @@ pub fn run(a: ServeArgs) -> Result<()> {
             (models, flags)
         }
     };
-    serve::run(ServeConfig { host: a.host, port: a.port, models, engine, api_keys: a.api_keys })
+    Ok(server::run(ServeConfig { host: a.host, port: a.port, models, engine, api_keys: a.api_keys })?)
 }

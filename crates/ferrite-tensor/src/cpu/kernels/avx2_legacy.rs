@@ -198,6 +198,7 @@ unsafe fn legacy_pair<const KIND: u8, const R: usize>(
                 // ggml's scalar `summs = fma(m, s, summs)`, block by block, for each of the
                 // 2·R outputs; block-major so that the 2·R independent chains overlap instead
                 // of each waiting on its own previous step.
+                #[allow(clippy::needless_range_loop)]
                 for j in 0..n {
                     for r in 0..R {
                         let s = *xs[r].s32.get_unchecked(b + j);

@@ -1,15 +1,15 @@
 //! The route table: every path the server answers, its handler, and what the OpenAPI document
 //! says about it. `router` and `openapi::document` both read this table, so they cannot drift.
 
+use crate::{
+    ChatCompletionChunk, ChatCompletionRequest, ChatCompletionResponse, CompletionChunk, CompletionRequest,
+    CompletionResponse, EmbeddingRequest, EmbeddingResponse, ErrorBody, ModelInfo, ModelList,
+};
 use axum::extract::DefaultBodyLimit;
 use axum::http::{header, Method, Uri};
 use axum::response::IntoResponse;
 use axum::routing::{get, post, MethodRouter};
 use axum::{middleware, Router};
-use ferrite::{
-    ChatCompletionChunk, ChatCompletionRequest, ChatCompletionResponse, CompletionChunk, CompletionRequest,
-    CompletionResponse, EmbeddingRequest, EmbeddingResponse, ErrorBody, ModelInfo, ModelList,
-};
 use schemars::{json_schema, Schema, SchemaGenerator};
 
 use super::errors::ApiError;

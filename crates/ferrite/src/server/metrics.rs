@@ -134,7 +134,7 @@ fn render_engines(out: &mut String, registry: &ModelRegistry) {
         seen.push(&d.spec.path);
         rows.push((escape(&d.id), d.engine.stats()));
     }
-    type Field = fn(&ferrite::EngineStats) -> u64;
+    type Field = fn(&crate::EngineStats) -> u64;
     let series: [(&str, &str, &str, Field); 7] = [
         ("ferrite_requests_waiting", "gauge", "Requests queued for admission.", |s| s.waiting as u64),
         ("ferrite_requests_running", "gauge", "Sequences being generated.", |s| s.running as u64),

@@ -1,9 +1,9 @@
 //! `POST /v1/embeddings`.
 
+use crate::EmbeddingRequest;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use ferrite::EmbeddingRequest;
 
 use super::errors::{ApiError, OpenAiJson};
 use super::AppState;

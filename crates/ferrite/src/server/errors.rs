@@ -1,11 +1,11 @@
 //! The one place errors become HTTP answers: a status and an OpenAI error body.
 
+use crate::ErrorBody;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{FromRequest, Request};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use ferrite::ErrorBody;
 use serde::de::DeserializeOwned;
 
 /// An error answer: status plus OpenAI body.
@@ -58,16 +58,16 @@ impl ApiError {
     }
 }
 
-impl From<ferrite::Error> for ApiError {
-    fn from(e: ferrite::Error) -> Self {
+impl From<crate::Error> for ApiError {
+    fn from(e: crate::Error) -> Self {
         match e {
-            ferrite::Error::InvalidRequest { message, param, code } => {
+            crate::Error::InvalidRequest { message, param, code } => {
                 let mut body = ErrorBody::new("invalid_request_error", message);
                 body.error.param = param;
                 body.error.code = code;
                 ApiError { status: StatusCode::BAD_REQUEST, body }
             }
-            ferrite::Error::Overloaded(_) => ApiError {
+            crate::Error::Overloaded(_) => ApiError {
                 status: StatusCode::SERVICE_UNAVAILABLE,
                 body: ErrorBody::new("server_error", e.to_string()).code("overloaded"),
             },
@@ -139,8 +139,8 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
+    use crate::ChatCompletionRequest;
     use axum::body::Body;
-    use ferrite::ChatCompletionRequest;
 
     async fn parse(content_type: Option<&str>, body: &str) -> Result<ChatCompletionRequest, ApiError> {
         let mut req = axum::http::Request::post("/v1/chat/completions");
@@ -181,7 +181,7 @@ mod tests {
 
     #[test]
     fn facade_errors_map_to_statuses() {
-        let invalid = ferrite::Error::InvalidRequest {
+        let invalid = crate::Error::InvalidRequest {
             message: "too long".into(),
             param: Some("messages".into()),
             code: Some("context_length_exceeded".into()),
@@ -189,8 +189,8 @@ mod tests {
         let e = ApiError::from(invalid);
         assert_eq!(e.status, StatusCode::BAD_REQUEST);
         assert_eq!(e.body.error.code.as_deref(), Some("context_length_exceeded"));
-        let e = ApiError::from(ferrite::Error::Overloaded("queue full".into()));
+        let e = ApiError::from(crate::Error::Overloaded("queue full".into()));
         assert_eq!((e.status, e.body.error.code.as_deref()), (StatusCode::SERVICE_UNAVAILABLE, Some("overloaded")));
-        assert_eq!(ApiError::from(ferrite::Error::Internal("x".into())).status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(ApiError::from(crate::Error::Internal("x".into())).status, StatusCode::INTERNAL_SERVER_ERROR);
     }
 }

@@ -25,8 +25,8 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use anyhow::{bail, Context, Result};
-use ferrite::{Engine, ModelInfo};
+use super::ServerError;
+use crate::{Engine, ModelInfo};
 use serde::Deserialize;
 
 /// The contents of `ferrite serve --config FILE`.
@@ -44,9 +44,11 @@ pub struct ConfigFile {
 impl ConfigFile {
     /// Reads and checks a config file; relative model paths are taken from the file's folder
     /// when a file is there.
-    pub fn load(path: &Path) -> Result<ConfigFile> {
-        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        let mut config: ConfigFile = toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+    pub fn load(path: &Path) -> Result<ConfigFile, ServerError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ServerError::Config(format!("reading {}: {e}", path.display())))?;
+        let mut config: ConfigFile =
+            toml::from_str(&text).map_err(|e| ServerError::Config(format!("parsing {}: {e}", path.display())))?;
         let dir = path.parent().unwrap_or(Path::new("."));
         for m in &mut config.models {
             let joined = dir.join(&m.path);
@@ -86,7 +88,7 @@ impl EngineSettings {
         }
     }
 
-    fn build(&self, model: &str) -> Result<Engine, ferrite::Error> {
+    fn build(&self, model: &str) -> Result<Engine, crate::Error> {
         let mut b = Engine::builder().model(model);
         if let Some(d) = &self.device {
             b = b.device(d.clone());
@@ -125,7 +127,12 @@ pub struct DeploymentSpec {
 }
 
 /// Fails on empty names and on names, versions, ids or aliases that two deployments share.
-pub fn check_specs(specs: &[DeploymentSpec]) -> Result<()> {
+pub fn check_specs(specs: &[DeploymentSpec]) -> Result<(), ServerError> {
+    macro_rules! bail {
+        ($($arg:tt)*) => {
+            return Err(ServerError::Config(format!($($arg)*)))
+        };
+    }
     if specs.is_empty() {
         bail!("no model to serve: give --model PATH or a --config file with [[model]] tables");
     }
@@ -191,7 +198,7 @@ pub struct ModelRegistry {
 impl ModelRegistry {
     /// Loads every deployment's engine (once per distinct path); slow, call off the async
     /// threads.
-    pub fn load(specs: Vec<DeploymentSpec>, settings: &EngineSettings) -> Result<ModelRegistry> {
+    pub fn load(specs: Vec<DeploymentSpec>, settings: &EngineSettings) -> Result<ModelRegistry, ServerError> {
         check_specs(&specs)?;
         let created = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
         let mut engines: HashMap<String, Engine> = HashMap::new();
@@ -201,7 +208,9 @@ impl ModelRegistry {
                 Some(e) => e.clone(),
                 None => {
                     eprintln!("ferrite: loading {} from {}", spec.name, spec.path);
-                    let e = settings.build(&spec.path).with_context(|| format!("loading model {:?}", spec.name))?;
+                    let e = settings
+                        .build(&spec.path)
+                        .map_err(|source| ServerError::Load { name: spec.name.clone(), source })?;
                     engines.insert(spec.path.clone(), e.clone());
                     e
                 }

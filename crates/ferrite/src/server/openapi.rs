@@ -1,9 +1,9 @@
 //! The OpenAPI 3.1 document of the served API: paths from the route table, body schemas from
 //! the `ferrite` types (schemars, JSON Schema 2020-12 as OpenAPI 3.1 uses). Served at
 //! `GET /openapi.json`, printed by `ferrite openapi`, and committed as
-//! `crates/ferrite-server/openapi.json` (a test fails when that file is stale).
+//! `crates/ferrite/openapi.json` (a test fails when that file is stale).
 
-use ferrite::ErrorBody;
+use crate::ErrorBody;
 use schemars::generate::SchemaSettings;
 use schemars::SchemaGenerator;
 use serde_json::{json, Map, Value};
@@ -116,7 +116,7 @@ mod tests {
     use super::*;
 
     /// The command that rewrites the committed document.
-    const REGENERATE: &str = "cargo run -p ferrite-server -- openapi > crates/ferrite-server/openapi.json";
+    const REGENERATE: &str = "cargo run -p ferrite-server -- openapi > crates/ferrite/openapi.json";
 
     /// The committed document must be what the code generates.
     #[test]
@@ -124,7 +124,7 @@ mod tests {
         let committed = include_str!("../../openapi.json");
         assert!(
             committed == document_text(),
-            "crates/ferrite-server/openapi.json is stale; regenerate it with\n    {REGENERATE}"
+            "crates/ferrite/openapi.json is stale; regenerate it with\n    {REGENERATE}"
         );
     }
 

@@ -1,8 +1,8 @@
 //! `GET /v1/models` and `GET /v1/models/{id}`.
 
+use crate::{ModelInfo, ModelList};
 use axum::extract::{Path, State};
 use axum::Json;
-use ferrite::{ModelInfo, ModelList};
 
 use super::errors::ApiError;
 use super::AppState;

@@ -40,7 +40,7 @@ pub struct FirstChunkTimer {
 /// The SSE response for a stream of chunks.
 pub fn response<S, T>(chunks: S, mut timer: Option<FirstChunkTimer>) -> Response
 where
-    S: Stream<Item = Result<T, ferrite::Error>> + Send + Unpin + 'static,
+    S: Stream<Item = Result<T, crate::Error>> + Send + Unpin + 'static,
     T: Serialize,
 {
     let events = stream::unfold(Phase::Chunks(chunks), move |phase| {
@@ -85,9 +85,9 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
-    use ferrite::{ChatCompletionChunk, ChatCompletionRequest, ChatMessage};
+    use crate::{ChatCompletionChunk, ChatCompletionRequest, ChatMessage};
 
-    async fn body_of(items: Vec<Result<ChatCompletionChunk, ferrite::Error>>) -> String {
+    async fn body_of(items: Vec<Result<ChatCompletionChunk, crate::Error>>) -> String {
         let resp = response(stream::iter(items), None);
         assert_eq!(resp.headers()["content-type"], "text/event-stream");
         let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20).await.unwrap();
@@ -107,7 +107,7 @@ mod tests {
     async fn an_error_ends_the_stream_with_an_error_event() {
         let chunk = ChatCompletionChunk::new("chatcmpl-1", 7, "m", vec![]);
         let invalid = ChatCompletionRequest::new("m", [ChatMessage::user("x")]).n(0).validate().unwrap_err();
-        let items = vec![Ok(chunk.clone()), Err(ferrite::Error::Internal("boom".into())), Ok(chunk)];
+        let items = vec![Ok(chunk.clone()), Err(crate::Error::Internal("boom".into())), Ok(chunk)];
         let body = body_of(items).await;
         let events: Vec<&str> = body.split("\n\n").filter(|e| !e.is_empty()).collect();
         assert_eq!(events.len(), 3, "{body}");
@@ -115,7 +115,7 @@ mod tests {
         assert_eq!(error["error"]["type"], "server_error");
         assert!(error["error"]["message"].as_str().unwrap().contains("boom"));
         assert_eq!(events[2], "data: [DONE]");
-        let body = body_of(vec![Err(ferrite::Error::from(invalid))]).await;
+        let body = body_of(vec![Err(crate::Error::from(invalid))]).await;
         assert!(body.starts_with(r#"data: {"error":{"message":"n must be"#), "{body}");
     }
 }

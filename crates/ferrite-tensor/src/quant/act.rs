@@ -261,6 +261,24 @@ mod tests {
             assert_eq!(kern.quantize_block(&x, &mut q), w, "{:?}", kern.isa());
             assert_eq!(q, want, "{:?}", kern.isa());
         }
+        // Many blocks, with exact ties (x · 127/amax = n + 0.5) and mixed magnitudes.
+        for seed in 0..300u32 {
+            let x: [f32; 32] = std::array::from_fn(|i| {
+                let h = (seed.wrapping_mul(2_654_435_761) ^ (i as u32).wrapping_mul(40_503)) % 1_000;
+                if seed % 3 == 0 {
+                    (h as f32 - 500.0) * 0.5
+                } else {
+                    (h as f32 - 500.0) * 1e-3 * (1 + seed % 7) as f32
+                }
+            });
+            let mut want = [0i8; 32];
+            let w = quantize_block_scalar(&x, &mut want);
+            for kern in Isa::ALL.into_iter().filter_map(Kernels::for_isa) {
+                let mut q = [0i8; 32];
+                assert_eq!(kern.quantize_block(&x, &mut q), w, "{:?} seed {seed}", kern.isa());
+                assert_eq!(q, want, "{:?} seed {seed}", kern.isa());
+            }
+        }
         let mut q = [1i8; 32];
         assert_eq!(quantize_block_scalar(&[0.0; 32], &mut q), (0.0, 0, 0));
         assert_eq!(q, [0; 32]);

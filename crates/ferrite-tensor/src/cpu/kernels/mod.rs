@@ -119,7 +119,7 @@ impl Kernels {
                 f32: float_simd::f32_avx2,
                 f16: float_simd::f16_avx2,
                 bf16: float_simd::bf16_avx2,
-                quantize: quantize_block_scalar,
+                quantize: quantize::block_avx2,
             }),
             #[cfg(target_arch = "x86_64")]
             Isa::Avx512Vnni => Some(Kernels {

@@ -2,7 +2,9 @@
 //! `apply_chat_template` does, byte for byte.
 //!
 //! `tests/golden/templates.json` comes from `scripts/golden_templates.py`: the chat templates of
-//! SmolLM2 and Qwen2.5-Coder read from their GGUF files, the ChatML fallback, and a synthetic
+//! SmolLM2 and Qwen2.5-Coder read from their GGUF files, those of Gemma 3 (instruction-tuned),
+//! Llama 3.1, Llama 3.2 and Mistral (v3: `[AVAILABLE_TOOLS]`, `[TOOL_CALLS]`) from
+//! `scripts/chat_templates/`, the ChatML fallback, and a synthetic
 //! template exercising `raise_exception`, `strftime_now` (pinned), `tojson` arguments, loop
 //! controls and `{% generation %}`, each rendered over the same conversations (stored as an
 //! OpenAI client sends them; the script applies ferrite's normalization before Jinja2 sees
@@ -156,6 +158,26 @@ fn smollm2_matches_jinja2() {
 #[test]
 fn qwen25_matches_jinja2() {
     check_template("qwen25");
+}
+
+#[test]
+fn gemma3_matches_jinja2() {
+    check_template("gemma3");
+}
+
+#[test]
+fn llama31_matches_jinja2() {
+    check_template("llama31");
+}
+
+#[test]
+fn llama32_matches_jinja2() {
+    check_template("llama32");
+}
+
+#[test]
+fn mistral_matches_jinja2() {
+    check_template("mistral");
 }
 
 #[test]

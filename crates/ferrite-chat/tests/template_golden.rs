@@ -196,3 +196,22 @@ fn golden_covers_raise_exception() {
     let raised = golden.outputs.values().flat_map(|o| o.values()).filter(|o| matches!(o, Outcome::Raised(_))).count();
     assert!(raised >= 3, "the golden file should hold raise_exception cases");
 }
+
+#[test]
+fn tool_call_formats_of_golden_templates() {
+    use ferrite_chat::ToolCallFormat::{Hermes, Llama3Json, MistralJson};
+    let golden = golden();
+    let want = [
+        ("qwen25", Some(Hermes)),
+        ("llama31", Some(Llama3Json)),
+        ("llama32", Some(Llama3Json)),
+        ("mistral", Some(MistralJson)),
+        ("gemma3", None),
+        ("smollm2", None),
+        ("chatml", None),
+    ];
+    for (name, format) in want {
+        let source = &golden.templates.get(name).expect("template in golden file").source;
+        assert_eq!(ferrite_chat::ToolCallFormat::detect(source), format, "{name}");
+    }
+}

@@ -5,7 +5,7 @@
 //! what its next piece is (content, one or more calls, or "wait for more text"):
 //!
 //! * [`hermes`]: Qwen2.5 / Hermes, `<tool_call>\n{"name": ..., "arguments": {...}}\n</tool_call>`,
-//!   one block per call;
+//!   one block per call (or, as small models write it, the bare call object);
 //! * [`llama3`]: Llama 3.x JSON, `{"name": ..., "parameters": {...}}` as the whole answer,
 //!   possibly after `<|python_tag|>`, several calls separated by `;`;
 //! * [`mistral`]: `[TOOL_CALLS] [{"name": ..., "arguments": {...}}, ...]` (v3 tokenizers) and
@@ -73,7 +73,7 @@ impl ToolCallFormat {
 
     fn scanner(self) -> Box<dyn Scanner + Send> {
         match self {
-            ToolCallFormat::Hermes => Box::new(hermes::HermesScanner),
+            ToolCallFormat::Hermes => Box::new(hermes::HermesScanner::default()),
             ToolCallFormat::Llama3Json => Box::new(llama3::Llama3Scanner::default()),
             ToolCallFormat::MistralJson | ToolCallFormat::MistralArgs => Box::new(mistral::MistralScanner),
         }

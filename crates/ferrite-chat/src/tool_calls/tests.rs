@@ -58,6 +58,23 @@ fn hermes_content_then_several_calls() {
 }
 
 #[test]
+fn hermes_bare_call_objects() {
+    let f = ToolCallFormat::Hermes;
+    let text = format!("{{\"name\": \"get_current_weather\", \"arguments\": {WEATHER}}}");
+    check_splits(f, &text, &parsed("", vec![call("get_current_weather", WEATHER_COMPACT)]));
+    let text = "\n{\"name\": \"a\", \"arguments\": {}}\n{\"name\": \"b\", \"arguments\": {}}\nDone.";
+    check_splits(f, text, &parsed("Done.", vec![call("a", "{}"), call("b", "{}")]));
+    let text = "{\"name\": \"a\"}\n<tool_call>{\"name\": \"b\"}</tool_call>";
+    check_splits(f, text, &parsed("", vec![call("a", "{}"), call("b", "{}")]));
+    // Only where a call may start, and only call objects.
+    for text in
+        ["Here: {\"name\": \"a\", \"arguments\": {}}", "{\"answer\": 42}", "{\"name\": 3}", "{oops", "{\"name\""]
+    {
+        check_splits(f, text, &parsed(text, vec![]));
+    }
+}
+
+#[test]
 fn hermes_argument_shapes() {
     let f = ToolCallFormat::Hermes;
     // Arguments as a JSON string holding an object, missing, or under Llama's key.

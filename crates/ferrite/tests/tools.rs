@@ -103,8 +103,12 @@ fn streamed_call_matches_the_whole_one() {
     let req = weather_request(vec![question()]);
     let whole = block_on(e.chat(req.clone())).unwrap();
     let want = whole.choices[0].message.tool_calls.clone().expect("tool_calls");
-    let chunks: Vec<_> = block_on(e.chat_stream(req).unwrap().collect::<Vec<_>>());
+    // With log-probabilities too: they ride on the chunks even while text is held back.
+    let chunks: Vec<_> = block_on(e.chat_stream(req.logprobs(1)).unwrap().collect::<Vec<_>>());
     let chunks: Vec<_> = chunks.into_iter().map(Result::unwrap).collect();
+    let logprobs: usize =
+        chunks.iter().filter_map(|c| c.choices.first()?.logprobs.as_ref()?.content.as_ref().map(Vec::len)).sum();
+    assert_eq!(logprobs as u32, whole.usage.completion_tokens);
     let content: String = chunks.iter().filter_map(|c| c.choices.first()?.delta.content.clone()).collect();
     assert_eq!(content, "", "no content around the call");
     // Accumulate the fragments as clients do: by index, id/name once, arguments appended.

@@ -71,6 +71,11 @@ impl ToolCallFormat {
         }
     }
 
+    /// Whether this is one of Mistral's formats (whose templates want 9-character call ids).
+    pub fn is_mistral(self) -> bool {
+        matches!(self, ToolCallFormat::MistralJson | ToolCallFormat::MistralArgs)
+    }
+
     fn scanner(self) -> Box<dyn Scanner + Send> {
         match self {
             ToolCallFormat::Hermes => Box::new(hermes::HermesScanner::default()),

@@ -260,6 +260,8 @@ fn detect_from_markers() {
     assert_eq!(ToolCallFormat::detect("[TOOL_CALLS]{{ name }}[ARGS]"), Some(ToolCallFormat::MistralArgs));
     assert_eq!(ToolCallFormat::detect("{{ '<|python_tag|>' }}"), Some(ToolCallFormat::Llama3Json));
     assert_eq!(ToolCallFormat::detect("{{ '<|im_start|>' }}"), None);
+    assert!(ToolCallFormat::MistralJson.is_mistral() && ToolCallFormat::MistralArgs.is_mistral());
+    assert!(!ToolCallFormat::Hermes.is_mistral() && !ToolCallFormat::Llama3Json.is_mistral());
 }
 
 fn weather_tool() -> serde_json::Value {

@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use super::events::{chat_logprob, finish_reason, usage, Chunker};
 use super::request::{max_tokens, sampling_view, Run};
-use super::tools::{call_id, template_tools, ToolSetup};
+use super::tools::{call_id, fit_call_ids, template_tools, ToolSetup};
 use super::{Inner, RequestOptions};
 use crate::types::{
     ChatChoice, ChatChunkChoice, ChatCompletionChunk, ChatCompletionMessage, ChatCompletionRequest,
@@ -38,7 +38,9 @@ pub(crate) fn start(inner: &Arc<Inner>, req: &ChatCompletionRequest, options: Re
 /// The prompt tokens of the conversation, as the model's chat template lays it out.
 fn render_prompt(inner: &Inner, req: &ChatCompletionRequest) -> Result<Vec<u32>, Error> {
     // The template joins content parts itself (`ferrite_chat::template::normalize_message`).
-    let messages: Vec<Value> = req.messages.iter().map(|m| serde_json::to_value(m).unwrap_or(Value::Null)).collect();
+    let mut messages: Vec<Value> =
+        req.messages.iter().map(|m| serde_json::to_value(m).unwrap_or(Value::Null)).collect();
+    fit_call_ids(inner, &mut messages);
     let tools = template_tools(req);
     let text = inner
         .template

@@ -12,7 +12,8 @@
 //! format, the most common one. `tool_choice: "none"` renders the tools all the same (as vLLM
 //! does by default, so the prompt and its cached prefix do not change with the choice) but
 //! parses nothing: the output is plain content. `parallel_tool_calls: false` keeps the first
-//! call only.
+//! call only. For Mistral templates, call ids are cut to the 9 characters they accept
+//! ([`shorten_call_ids`]).
 
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
@@ -56,6 +57,40 @@ pub(crate) fn template_tools(req: &ChatCompletionRequest) -> Option<Vec<Value>> 
     Some(tools.iter().map(|t| serde_json::to_value(t).unwrap_or(Value::Null)).collect())
 }
 
+/// The messages' call ids as the model's template accepts them: Mistral's templates reject ids
+/// that are not 9 alphanumerics, and ours are `call_` and 24, so for them (as vLLM does for
+/// Mistral models) [`shorten_call_ids`]; other templates take ids as they are.
+pub(crate) fn fit_call_ids(inner: &Inner, messages: &mut [Value]) {
+    if ToolCallFormat::detect(inner.template.source()).is_some_and(ToolCallFormat::is_mistral) {
+        shorten_call_ids(messages);
+    }
+}
+
+/// Cuts the ids of assistant `tool_calls` and of `tool` messages to their last 9 characters
+/// (the pairs still match).
+fn shorten_call_ids(messages: &mut [Value]) {
+    fn shorten(id: &mut Value) {
+        if let Some(s) = id.as_str() {
+            if s.chars().count() > 9 {
+                let tail: String = s.chars().skip(s.chars().count() - 9).collect();
+                *id = Value::String(tail);
+            }
+        }
+    }
+    for m in messages {
+        if let Some(id) = m.get_mut("tool_call_id") {
+            shorten(id);
+        }
+        if let Some(Value::Array(calls)) = m.get_mut("tool_calls") {
+            for call in calls {
+                if let Some(id) = call.get_mut("id") {
+                    shorten(id);
+                }
+            }
+        }
+    }
+}
+
 const ALPHANUMERIC: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
 
 /// A new call id: `call_` and 24 random alphanumerics.
@@ -83,6 +118,22 @@ pub(crate) fn call_id() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mistral_ids_are_the_last_nine_characters() {
+        let mut messages = vec![
+            serde_json::json!({"role": "assistant", "content": null, "tool_calls": [
+                {"id": "call_abcdefghijklmnop0123456789", "type": "function", "function": {"name": "f", "arguments": "{}"}},
+                {"id": "a1B2c3D4e", "type": "function", "function": {"name": "g", "arguments": "{}"}}]}),
+            serde_json::json!({"role": "tool", "tool_call_id": "call_abcdefghijklmnop0123456789", "content": "x"}),
+            serde_json::json!({"role": "user", "content": "hi"}),
+        ];
+        shorten_call_ids(&mut messages);
+        assert_eq!(messages[0]["tool_calls"][0]["id"], "123456789");
+        assert_eq!(messages[0]["tool_calls"][1]["id"], "a1B2c3D4e");
+        assert_eq!(messages[1]["tool_call_id"], "123456789");
+        assert_eq!(messages[2], serde_json::json!({"role": "user", "content": "hi"}));
+    }
 
     #[test]
     fn call_ids_are_call_and_24_alphanumerics_and_differ() {

@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
 """Golden chat-template renderings from Python Jinja2 for ferrite-chat's template tests.
 
-Reads the chat templates straight from the GGUF files of SmolLM2 and Qwen2.5-Coder (with the
-BOS/EOS token texts their metadata names), adds the ChatML fallback (`CHATML_SOURCE` in
+Reads the chat templates straight from the GGUF files of SmolLM2 and Qwen2.5-Coder (with the BOS/EOS
+token texts their metadata names), takes Gemma 3 (instruction-tuned), Llama 3.1, Llama 3.2 and Mistral (v3
+tokenizer: `[AVAILABLE_TOOLS]`, `[TOOL_CALLS]`, 9-character call ids) from
+`scripts/chat_templates/`, adds the ChatML fallback (`CHATML_SOURCE` in
 `crates/ferrite-chat/src/template/mod.rs`; the Rust test checks the two copies agree) and a
 synthetic Mistral-style template that exercises `raise_exception`, `strftime_now` (pinned to
 `FIXED_TIME`), `tojson` arguments, loop controls, `namespace` and `{% generation %}`. Each is
@@ -61,6 +63,18 @@ GGUF_TEMPLATES = {
     "smollm2": "SmolLM2-135M-Instruct.Q4_1.gguf",
     "qwen25": "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf",
 }
+
+# Templates of models whose GGUF we do not have (our Gemma 3 270M is the base model, without a
+# template), as their Hugging Face `tokenizer_config.json` holds them, with their BOS/EOS texts:
+# Llama and Mistral copied from llama.cpp's `models/templates/` (commit c392e5094), Gemma 3 from
+# transformers' `models/gemma3/convert_gemma3_weights.py` (`_CHAT_TEMPLATE`).
+FILE_TEMPLATES = {
+    "gemma3": ("google-gemma-3-it.jinja", "<bos>", "<eos>"),
+    "llama31": ("meta-llama-Llama-3.1-8B-Instruct.jinja", "<|begin_of_text|>", "<|eot_id|>"),
+    "llama32": ("meta-llama-Llama-3.2-3B-Instruct.jinja", "<|begin_of_text|>", "<|eot_id|>"),
+    "mistral": ("mistralai-Mistral-Nemo-Instruct-2407.jinja", "<s>", "</s>"),
+}
+TEMPLATE_DIR = ROOT / "scripts" / "chat_templates"
 
 
 class AssistantTracker(jinja2.ext.Extension):
@@ -184,6 +198,9 @@ def main():
             sys.exit(f"missing model {path}")
         source, bos, eos = gguf_template(path)
         templates[name] = {"gguf": file, "source": source, "bos_token": bos, "eos_token": eos}
+    for name, (file, bos, eos) in FILE_TEMPLATES.items():
+        source = (TEMPLATE_DIR / file).read_text()
+        templates[name] = {"file": file, "source": source, "bos_token": bos, "eos_token": eos}
     templates["chatml"] = {"source": chatml_source(), "bos_token": "", "eos_token": ""}
     templates["synthetic"] = {"source": SYNTHETIC_SOURCE, "bos_token": "<s>", "eos_token": "</s>"}
 

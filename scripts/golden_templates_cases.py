@@ -74,6 +74,13 @@ WEATHER_TURNS = [
     tool_result("call_1", '{"temperature": 18, "sky": "clear"}'),
 ]
 
+M_CALL = call("a1B2c3D4e", "get_weather", {"city": "Paris", "unit": "celsius"})
+M_TURNS = [
+    user("What's the weather in Paris?"),
+    {"role": "assistant", "content": None, "tool_calls": [M_CALL]},
+    tool_result("a1B2c3D4e", '{"temperature": 18, "sky": "clear"}'),
+]
+
 LONG = []
 for i in range(6):
     LONG += [user(f"Question {i}: what is {i} squared?"), assistant(f"{i} squared is {i * i}.")]
@@ -155,6 +162,23 @@ CASES = [
     case("tools_declared_no_params", [user("Time?")], tools=[NO_PARAMS_TOOL]),
     case("tools_empty_list", [user("Hi")], tools=[]),
     case("tools_declared_no_gen", [SYS, user("Hi"), assistant("Hello.")], gen=False, tools=[SEARCH_TOOL]),
+    # Mistral's template wants 9-character alphanumeric call ids; these flows use them.
+    case("tools_flow_9char_ids", [SYS] + M_TURNS, tools=[WEATHER_TOOL]),
+    case("tools_flow_9char_ids_no_system", M_TURNS, tools=[WEATHER_TOOL, SEARCH_TOOL]),
+    case("tools_flow_9char_ids_multi_turn", [SYS] + M_TURNS + [assistant("18 °C and clear."), user("Thanks! Rome?")], tools=[WEATHER_TOOL]),
+    case("tools_flow_9char_ids_answered", M_TURNS + [assistant("18 °C and clear.")], gen=False, tools=[WEATHER_TOOL]),
+    case(
+        "tools_parallel_9char_ids",
+        [
+            user("Weather in Paris and Rome?"),
+            {"role": "assistant", "content": None, "tool_calls": [M_CALL, call("Zy9Xw8Vu7", "get_weather", {"city": "Rome"})]},
+            tool_result("a1B2c3D4e", "18C"),
+            tool_result("Zy9Xw8Vu7", "24C"),
+        ],
+        tools=[WEATHER_TOOL],
+    ),
+    case("tools_call_with_content_9char_ids", [user("Weather?"), {"role": "assistant", "content": "Let me check.", "tool_calls": [M_CALL]}, tool_result("a1B2c3D4e", "18C")], tools=[WEATHER_TOOL]),
+    case("tool_result_object_content", [user("Weather?"), {"role": "assistant", "content": None, "tool_calls": [M_CALL]}, tool_result("a1B2c3D4e", '{"temperature": 18}')]),
 ]
 
 # A Mistral-style template using what the models' templates do not: raise_exception (roles

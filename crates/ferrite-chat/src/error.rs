@@ -49,6 +49,10 @@ pub enum Error {
     /// description of the problem, with the template line.
     #[error("chat template: {0}")]
     Template(String),
+    /// Tool definitions a tool-call grammar cannot be built from (no tools, a named function
+    /// that is not among them, a tool without a name).
+    #[error("tool calls: {0}")]
+    ToolCalls(String),
     /// An error from the GGUF reader.
     #[error(transparent)]
     Tensor(#[from] ferrite_tensor::error::Error),

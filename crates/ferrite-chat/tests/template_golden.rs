@@ -2,7 +2,9 @@
 //! `apply_chat_template` does, byte for byte.
 //!
 //! `tests/golden/templates.json` comes from `scripts/golden_templates.py`: the chat templates of
-//! SmolLM2 and Qwen2.5-Coder read from their GGUF files, the ChatML fallback, and a synthetic
+//! SmolLM2 and Qwen2.5-Coder read from their GGUF files, those of Gemma 3 (instruction-tuned),
+//! Llama 3.1, Llama 3.2 and Mistral (v3: `[AVAILABLE_TOOLS]`, `[TOOL_CALLS]`) from
+//! `scripts/chat_templates/`, the ChatML fallback, and a synthetic
 //! template exercising `raise_exception`, `strftime_now` (pinned), `tojson` arguments, loop
 //! controls and `{% generation %}`, each rendered over the same conversations (stored as an
 //! OpenAI client sends them; the script applies ferrite's normalization before Jinja2 sees
@@ -159,6 +161,26 @@ fn qwen25_matches_jinja2() {
 }
 
 #[test]
+fn gemma3_matches_jinja2() {
+    check_template("gemma3");
+}
+
+#[test]
+fn llama31_matches_jinja2() {
+    check_template("llama31");
+}
+
+#[test]
+fn llama32_matches_jinja2() {
+    check_template("llama32");
+}
+
+#[test]
+fn mistral_matches_jinja2() {
+    check_template("mistral");
+}
+
+#[test]
 fn chatml_matches_jinja2() {
     check_template("chatml");
 }
@@ -173,4 +195,23 @@ fn golden_covers_raise_exception() {
     let golden = golden();
     let raised = golden.outputs.values().flat_map(|o| o.values()).filter(|o| matches!(o, Outcome::Raised(_))).count();
     assert!(raised >= 3, "the golden file should hold raise_exception cases");
+}
+
+#[test]
+fn tool_call_formats_of_golden_templates() {
+    use ferrite_chat::ToolCallFormat::{Hermes, Llama3Json, MistralJson};
+    let golden = golden();
+    let want = [
+        ("qwen25", Some(Hermes)),
+        ("llama31", Some(Llama3Json)),
+        ("llama32", Some(Llama3Json)),
+        ("mistral", Some(MistralJson)),
+        ("gemma3", None),
+        ("smollm2", None),
+        ("chatml", None),
+    ];
+    for (name, format) in want {
+        let source = &golden.templates.get(name).expect("template in golden file").source;
+        assert_eq!(ferrite_chat::ToolCallFormat::detect(source), format, "{name}");
+    }
 }

@@ -249,3 +249,13 @@ fn python_embeddings_both_encodings() {
     let s = Server::start(&["--model", model.to_str().unwrap(), "--name", "BAAI/bge-large-en-v1.5"], &[]);
     check_done(Lang::Python, "embeddings", &client.run("embeddings", &s, None));
 }
+
+/// OpenAI's weather tool example on Qwen2.5-Coder-0.5B-Instruct (Hermes tool calls), whole and
+/// streamed, with the result sent back (`tests/clients/tools.py`).
+#[test]
+fn python_tool_calls() {
+    let Some(client) = client(Lang::Python) else { return };
+    let Some(model) = ferrite_tensor::model_files::test_model(ferrite_tensor::model_files::QWEN25) else { return };
+    let s = Server::start(&["--model", model.to_str().unwrap(), "--name", "qwen2.5-coder"], &[]);
+    check_done(Lang::Python, "tools", &client.run("tools", &s, None));
+}

@@ -68,6 +68,9 @@ pub fn environment(clock: Clock) -> Environment<'static> {
         strftime::strftime(format, now)
     });
     env.add_filter("tojson", tojson);
+    // Jinja2's `iterable` is "`iter(x)` works": not for `None` (MiniJinja iterates it as empty).
+    // Gemma 3's template relies on it to reject an assistant message with `null` content.
+    env.add_test("iterable", |v: &Value| !v.is_none() && v.try_iter().is_ok());
     env
 }
 

@@ -12,7 +12,8 @@
 //! tool-call `arguments` sent as JSON strings become objects (see `render`).
 //!
 //! The golden tests (`tests/template_golden.rs`) hold the output to Python Jinja2's, byte for
-//! byte, for the templates of SmolLM2 and Qwen2.5-Coder and for the ChatML fallback.
+//! byte, for the templates of SmolLM2, Qwen2.5-Coder, Gemma 3, Llama 3.1/3.2 and Mistral (v3),
+//! and for the ChatML fallback.
 
 mod builtins;
 mod pyjson;

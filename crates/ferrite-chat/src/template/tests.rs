@@ -106,6 +106,15 @@ fn python_printing_and_methods() {
 }
 
 #[test]
+fn iterable_test_is_python_iter() {
+    // Jinja2 checks `iter(x)`: strings, lists and mappings are iterable, `None` and numbers not;
+    // an undefined value iterates as empty.
+    let src = "{{ none is iterable }}{{ 3 is iterable }}{{ 'ab' is iterable }}{{ [1] is iterable }}\
+               {{ messages[0] is iterable }}{{ missing is iterable }}";
+    assert_eq!(render(src, json!([{"role": "user"}])).unwrap(), "FalseFalseTrueTrueTrueTrue");
+}
+
+#[test]
 fn tojson_is_python_json_dumps() {
     let tools =
         [json!({"type": "function", "function": {"name": "f", "parameters": {"type": "object", "b": "é<&>'"}}})];

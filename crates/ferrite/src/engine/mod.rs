@@ -8,6 +8,7 @@ mod embed;
 mod events;
 mod options;
 mod request;
+mod tools;
 
 use std::sync::Arc;
 
@@ -152,7 +153,7 @@ impl Engine {
     ) -> Result<ChatCompletionResponse, Error> {
         let inner = self.generator("chat completions", &req.model)?;
         let mut run = chat::start(inner, &req, options)?;
-        let mut acc = chat::ChatCollector::new(&req, run.n);
+        let mut acc = chat::ChatCollector::new(inner, &req, run.n);
         while let Some(ev) = run.next().await {
             acc.push(&inner.tokenizer, ev)?;
         }
@@ -174,7 +175,7 @@ impl Engine {
     ) -> Result<ChatCompletionStream, Error> {
         let inner = self.generator("chat completions", &req.model)?;
         let run = chat::start(inner, &req, options)?;
-        let chunker = chat::ChatChunker::new(&req, &run);
+        let chunker = chat::ChatChunker::new(inner, &req, &run);
         Ok(ChatCompletionStream::new(run, chunker, inner.clone()))
     }
 

@@ -11,7 +11,7 @@
 //! Work is split over rayon as (panel, block of weight rows) tasks; each writes its own
 //! `[rows][16]` block of a scratch buffer, transposed into `out` at the end (an `m·n` pass,
 //! small next to the `m·n·k` products). The microkernel is AVX2 + FMA
-//! ([`super::kernels::gemm_avx2`]) when the CPU has it (run-time detection, capped by
+//! (`kernels/gemm_avx2.rs`) when the CPU has it (run-time detection, capped by
 //! `FERRITE_ISA`), else a portable loop. Each output is one FMA chain over `k` in order, so
 //! results differ from the dot-product kernels only by f32 reassociation.
 

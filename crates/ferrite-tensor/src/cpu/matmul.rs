@@ -1,6 +1,6 @@
 //! Matrix multiplication `x [m, k] · w[n, k]ᵀ` with weights of any dtype, read in place.
 //!
-//! f32 weights with [`GEMM_MIN_ROWS`] or more activation rows go to the packed GEMM of
+//! f32 weights with `GEMM_MIN_ROWS` (8) or more activation rows go to the packed GEMM of
 //! [`gemm_f32`]; everything else runs the dot-product kernels below.
 //!
 //! Quantized weights: each activation row is quantized once to the 8-bit blocks ggml pairs with

@@ -1,7 +1,7 @@
 //! BERT-style encoders for sentence embeddings, one definition for the family: BERT itself
-//! (all-MiniLM, bge, gte, e5 v2), RoBERTa and XLM-RoBERTa (multilingual e5), which differ only in
-//! config values ([`EncoderConfig`]: position offset, activation, sizes) and pooling
-//! ([`Pooling`], from the sentence-transformers folder).
+//! (all-MiniLM, bge, gte, e5 v2), RoBERTa and XLM-RoBERTa (multilingual e5), and nomic-bert
+//! (nomic-embed-text: rotary positions, SwiGLU MLP, no biases), which differ only in config
+//! values ([`EncoderConfig`]) and pooling ([`Pooling`], from the sentence-transformers folder).
 //!
 //! Sequences run packed, without padding: the tokens of a batch are concatenated and
 //! [`Tensor::attention_full`] keeps each sequence's attention within itself, so no mask exists
@@ -10,93 +10,40 @@
 
 use std::path::Path;
 
-use ferrite_tensor::{Activation, Device, Tensor};
+use ferrite_tensor::{Device, Tensor};
 use serde_json::Value;
 
+pub use crate::encoder_config::EncoderConfig;
 use crate::weights::{f32_vector, HfWeights};
 use crate::{Error, Pooling, Result, WeightSource};
 
-/// Sizes and variant switches of an encoder, from a Hugging Face `config.json`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct EncoderConfig {
-    /// `model_type` as written (`bert`, `roberta`, `xlm-roberta`).
-    pub model_type: String,
-    pub n_layer: usize,
-    pub hidden: usize,
-    pub n_head: usize,
-    pub intermediate: usize,
-    pub vocab: usize,
-    /// Rows of the position table.
-    pub max_positions: usize,
-    pub type_vocab: usize,
-    pub layer_norm_eps: f32,
-    pub activation: Activation,
-    /// The position of a sequence's first token: 0 for BERT; RoBERTa counts from
-    /// `pad_token_id + 1`, so its table holds `max_positions - offset` usable positions.
-    pub position_offset: usize,
-}
-
-impl EncoderConfig {
-    /// Reads a Hugging Face `config.json` of a supported encoder.
-    pub fn from_hf_json(v: &Value) -> Result<EncoderConfig> {
-        let model_type = v["model_type"].as_str().unwrap_or("").to_string();
-        let roberta = match model_type.as_str() {
-            "bert" => false,
-            "roberta" | "xlm-roberta" | "camembert" => true,
-            other => return Err(Error::UnsupportedArch(format!("{other} (encoders: bert, roberta, xlm-roberta)"))),
-        };
-        let uint = |k: &str| {
-            v[k].as_u64().map(|x| x as usize).ok_or_else(|| Error::Config(format!("config.json: missing {k}")))
-        };
-        if v["position_embedding_type"].as_str().is_some_and(|p| p != "absolute") {
-            return Err(Error::Config(format!(
-                "position_embedding_type {} is not supported (absolute)",
-                v["position_embedding_type"]
-            )));
-        }
-        let activation = match v["hidden_act"].as_str().unwrap_or("gelu") {
-            "gelu" => Activation::Gelu,
-            "gelu_new" | "gelu_pytorch_tanh" => Activation::GeluTanh,
-            other => return Err(Error::Config(format!("hidden_act `{other}` is not supported (gelu, gelu_new)"))),
-        };
-        let cfg = EncoderConfig {
-            n_layer: uint("num_hidden_layers")?,
-            hidden: uint("hidden_size")?,
-            n_head: uint("num_attention_heads")?,
-            intermediate: uint("intermediate_size")?,
-            vocab: uint("vocab_size")?,
-            max_positions: uint("max_position_embeddings")?,
-            type_vocab: v["type_vocab_size"].as_u64().unwrap_or(0) as usize,
-            layer_norm_eps: v["layer_norm_eps"].as_f64().unwrap_or(1e-12) as f32,
-            activation,
-            position_offset: if roberta { v["pad_token_id"].as_u64().unwrap_or(1) as usize + 1 } else { 0 },
-            model_type,
-        };
-        if cfg.n_head == 0 || cfg.hidden == 0 || !cfg.hidden.is_multiple_of(cfg.n_head) {
-            return Err(Error::Config(format!("hidden {} is not a multiple of {} heads", cfg.hidden, cfg.n_head)));
-        }
-        if cfg.max_positions <= cfg.position_offset {
-            return Err(Error::Config(format!("{} positions, offset {}", cfg.max_positions, cfg.position_offset)));
-        }
-        Ok(cfg)
-    }
-
-    /// The longest sequence the position table allows, special tokens included.
-    pub fn max_tokens(&self) -> usize {
-        self.max_positions - self.position_offset
-    }
-}
-
-/// Weight and bias of one linear layer or norm.
+/// Weight and bias of one linear layer or norm (linear layers may have no bias).
 struct Affine {
     w: Tensor,
-    b: Tensor,
+    b: Option<Tensor>,
+}
+
+impl Affine {
+    /// `x + b`, or `x` without a bias.
+    fn bias(&self, x: Tensor) -> Result<Tensor> {
+        Ok(match &self.b {
+            Some(b) => x.add(b)?,
+            None => x,
+        })
+    }
+
+    fn norm(&self, x: &Tensor, eps: f32) -> Result<Tensor> {
+        let b = self.b.as_ref().ok_or_else(|| Error::MissingWeight("layer norm bias".into()))?;
+        Ok(x.layer_norm(&self.w, b, eps)?)
+    }
 }
 
 struct Layer {
     qkv: [Affine; 3],
     out: Affine,
     attn_norm: Affine,
+    /// The gate projection of a gated MLP.
+    gate: Option<Affine>,
     up: Affine,
     down: Affine,
     out_norm: Affine,
@@ -108,7 +55,8 @@ pub struct Encoder {
     pooling: Pooling,
     device: Device,
     word: Tensor,
-    position: Tensor,
+    /// The learned position table (absent with rotary positions).
+    position: Option<Tensor>,
     token_type: Option<Tensor>,
     embed_norm: Affine,
     layers: Vec<Layer>,
@@ -128,35 +76,65 @@ impl Encoder {
         Encoder::load(&HfWeights::encoder(dir)?, cfg, pooling, device)
     }
 
-    /// Builds the encoder from `src` (GGUF tensor names) on `device`.
+    /// Builds the encoder from `src` (GGUF tensor names) on `device`. Q, K and V come as three
+    /// matrices (`attn_q`, `attn_k`, `attn_v`) or one fused `attn_qkv`, split here by rows.
     pub fn load(src: &dyn WeightSource, cfg: EncoderConfig, pooling: Pooling, device: &Device) -> Result<Encoder> {
         let w = |name: &str| -> Result<Tensor> { Ok(src.tensor(name)?.to_device(device)?) };
         let v = |name: &str| -> Result<Tensor> { Ok(f32_vector(src, name)?.to_device(device)?) };
-        let lin = |name: &str| -> Result<Affine> {
-            Ok(Affine { w: w(&format!("{name}.weight"))?, b: v(&format!("{name}.bias"))? })
+        let lin = |name: &str, bias: bool| -> Result<Affine> {
+            let b = if bias { Some(v(&format!("{name}.bias"))?) } else { None };
+            Ok(Affine { w: w(&format!("{name}.weight"))?, b })
         };
         let norm = |name: &str| -> Result<Affine> {
-            Ok(Affine { w: v(&format!("{name}.weight"))?, b: v(&format!("{name}.bias"))? })
+            Ok(Affine { w: v(&format!("{name}.weight"))?, b: Some(v(&format!("{name}.bias"))?) })
         };
+        let d = cfg.hidden;
         let mut layers = Vec::with_capacity(cfg.n_layer);
         for il in 0..cfg.n_layer {
             let p = |n: &str| format!("blk.{il}.{n}");
+            let qkv = if src.contains(&p("attn_qkv.weight")) {
+                let fused = lin(&p("attn_qkv"), cfg.attn_bias)?;
+                if fused.w.dims() != [3 * d, d] {
+                    return Err(Error::Config(format!(
+                        "{} is {:?}, not [{}, {d}]",
+                        p("attn_qkv"),
+                        fused.w.dims(),
+                        3 * d
+                    )));
+                }
+                let part = |i: usize| -> Result<Affine> {
+                    let b = match &fused.b {
+                        Some(b) => Some(Tensor::from_f32(&b.to_vec_f32()?[i * d..(i + 1) * d], vec![d], device)?),
+                        None => None,
+                    };
+                    Ok(Affine { w: fused.w.narrow_rows(i * d, d)?, b })
+                };
+                [part(0)?, part(1)?, part(2)?]
+            } else {
+                [
+                    lin(&p("attn_q"), cfg.attn_bias)?,
+                    lin(&p("attn_k"), cfg.attn_bias)?,
+                    lin(&p("attn_v"), cfg.attn_bias)?,
+                ]
+            };
             layers.push(Layer {
-                qkv: [lin(&p("attn_q"))?, lin(&p("attn_k"))?, lin(&p("attn_v"))?],
-                out: lin(&p("attn_output"))?,
+                qkv,
+                out: lin(&p("attn_output"), cfg.attn_bias)?,
                 attn_norm: norm(&p("attn_output_norm"))?,
-                up: lin(&p("ffn_up"))?,
-                down: lin(&p("ffn_down"))?,
+                gate: if cfg.gated_mlp { Some(lin(&p("ffn_gate"), cfg.mlp_up_bias)?) } else { None },
+                up: lin(&p("ffn_up"), cfg.mlp_up_bias)?,
+                down: lin(&p("ffn_down"), cfg.mlp_down_bias)?,
                 out_norm: norm(&p("layer_output_norm"))?,
             });
         }
         let word = w("token_embd.weight")?;
-        let position = w("position_embd.weight")?;
-        if word.dims() != [cfg.vocab, cfg.hidden] || position.dims() != [cfg.max_positions, cfg.hidden] {
+        let position = if cfg.rotary.is_none() { Some(w("position_embd.weight")?) } else { None };
+        let table_ok = position.as_ref().is_none_or(|p| p.dims() == [cfg.max_positions, cfg.hidden]);
+        if word.dims() != [cfg.vocab, cfg.hidden] || !table_ok {
             return Err(Error::Config(format!(
                 "embeddings {:?} / positions {:?} do not match vocab {}, {} positions, hidden {}",
                 word.dims(),
-                position.dims(),
+                position.as_ref().map(|p| p.dims().to_vec()),
                 cfg.vocab,
                 cfg.max_positions,
                 cfg.hidden
@@ -229,13 +207,16 @@ impl Encoder {
             seqs.iter().flat_map(|s| (0..s.len()).map(|p| (p + c.position_offset) as u32)).collect();
         let lens: Vec<usize> = seqs.iter().map(|s| s.len()).collect();
         let n = ids.len();
-        let mut x = self.word.embedding(&ids)?.add(&self.position.embedding(&positions)?)?;
+        let mut x = self.word.embedding(&ids)?;
+        if let Some(table) = &self.position {
+            x = x.add(&table.embedding(&positions)?)?;
+        }
         if let Some(tt) = &self.token_type {
             // One segment: every token has type 0, so its row is a bias.
             x = x.add(&tt.embedding(&[0])?)?;
         }
         let eps = c.layer_norm_eps;
-        x = x.layer_norm(&self.embed_norm.w, &self.embed_norm.b, eps)?;
+        x = self.embed_norm.norm(&x, eps)?;
         let hd = c.hidden / c.n_head;
         let scale = 1.0 / (hd as f32).sqrt();
         for l in &self.layers {
@@ -245,13 +226,27 @@ impl Encoder {
                 .try_into()
                 .map_err(|_| Error::Batch("matmul_many returned the wrong count".into()))?;
             let [q, k, v] = [(q, &l.qkv[0]), (k, &l.qkv[1]), (v, &l.qkv[2])]
-                .map(|(t, a)| t.add(&a.b).and_then(|t| t.reshape([n, c.n_head, hd])));
-            let a = q?.attention_full(&k?, &v?, &lens, scale)?.reshape([n, c.hidden])?;
-            let a = a.matmul(&l.out.w)?.add(&l.out.b)?;
-            x = x.add(&a)?.layer_norm(&l.attn_norm.w, &l.attn_norm.b, eps)?;
-            let h = x.matmul(&l.up.w)?.add(&l.up.b)?.activation(c.activation)?;
-            let f = h.matmul(&l.down.w)?.add(&l.down.b)?;
-            x = x.add(&f)?.layer_norm(&l.out_norm.w, &l.out_norm.b, eps)?;
+                .map(|(t, a)| a.bias(t).and_then(|t| Ok(t.reshape([n, c.n_head, hd])?)));
+            let (mut q, mut k) = (q?, k?);
+            if let Some(rope) = &c.rotary {
+                q = q.rope(&positions, rope)?;
+                k = k.rope(&positions, rope)?;
+            }
+            let a = q.attention_full(&k, &v?, &lens, scale)?.reshape([n, c.hidden])?;
+            let a = l.out.bias(a.matmul(&l.out.w)?)?;
+            x = l.attn_norm.norm(&x.add(&a)?, eps)?;
+            let h = match &l.gate {
+                Some(gate) => {
+                    let [g, u]: [Tensor; 2] = x
+                        .matmul_many(&[&gate.w, &l.up.w])?
+                        .try_into()
+                        .map_err(|_| Error::Batch("matmul_many returned the wrong count".into()))?;
+                    gate.bias(g)?.gated_activation(&l.up.bias(u)?, c.activation)?
+                }
+                None => l.up.bias(x.matmul(&l.up.w)?)?.activation(c.activation)?,
+            };
+            let f = l.down.bias(h.matmul(&l.down.w)?)?;
+            x = l.out_norm.norm(&x.add(&f)?, eps)?;
         }
         Ok(x)
     }

@@ -7,14 +7,16 @@
 //!   safetensors folders. Models ask for tensors by their GGUF names (unambiguous across the
 //!   family, unlike Hugging Face's `post_attention_layernorm`, which is the pre-FFN norm in
 //!   llama but a real post-attention norm in gemma); the Hugging Face source maps them.
-//! * [`bert`]: BERT-style encoders (bert, roberta, xlm-roberta) for sentence embeddings, with
-//!   the sentence-transformers [`pooling`] (cls / mean / last token, L2 normalisation).
+//! * [`bert`]: BERT-style encoders (bert, roberta, xlm-roberta, nomic-bert) for sentence
+//!   embeddings, configured by [`encoder_config`], with the sentence-transformers [`pooling`]
+//!   (cls / mean / last token, L2 normalisation).
 //! * [`batch`] and [`kv_cache`]: what one forward step reads (tokens, positions, the sequences
 //!   and their KV-cache block tables) and the paged KV cache it writes.
 
 pub mod batch;
 pub mod bert;
 pub mod config;
+pub mod encoder_config;
 pub mod error;
 pub mod kv_cache;
 pub mod llama;

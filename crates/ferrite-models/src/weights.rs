@@ -52,9 +52,11 @@ pub struct HfWeights {
 enum Naming {
     /// The llama family ([`gguf_to_hf`]).
     Decoder(Arch),
-    /// BERT-style encoders ([`encoder_gguf_to_hf`]), under `prefix` (`""`, `"bert."`,
-    /// `"roberta."`: sentence-transformers folders save the bare model, others the whole one).
-    Encoder { prefix: &'static str },
+    /// BERT-style encoders ([`encoder_gguf_to_hf`], or [`nomic_gguf_to_hf`] when `nomic` says
+    /// whether its MLP is gated),
+    /// under `prefix` (`""`, `"bert."`, `"roberta."`: sentence-transformers folders save the
+    /// bare model, others the whole one).
+    Encoder { prefix: &'static str, nomic: Option<bool> },
 }
 
 impl HfWeights {
@@ -65,13 +67,18 @@ impl HfWeights {
             .into_iter()
             .find(|p| st.tensor_info(&format!("{p}embeddings.word_embeddings.weight")).is_some())
             .ok_or_else(|| Error::MissingWeight("embeddings.word_embeddings.weight".into()))?;
-        Ok(HfWeights { st, naming: Naming::Encoder { prefix } })
+        let has = |n: &str| st.tensor_info(&format!("{prefix}encoder.layers.0.{n}")).is_some();
+        let nomic = has("attn.Wqkv.weight").then(|| has("mlp.fc12.weight"));
+        Ok(HfWeights { st, naming: Naming::Encoder { prefix, nomic } })
     }
 
     fn hf_name(&self, name: &str) -> Option<String> {
         match self.naming {
             Naming::Decoder(arch) => gguf_to_hf(name, arch),
-            Naming::Encoder { prefix } => encoder_gguf_to_hf(name).map(|n| format!("{prefix}{n}")),
+            Naming::Encoder { prefix, nomic: None } => encoder_gguf_to_hf(name).map(|n| format!("{prefix}{n}")),
+            Naming::Encoder { prefix, nomic: Some(gated) } => {
+                nomic_gguf_to_hf(name, gated).map(|n| format!("{prefix}{n}"))
+            }
         }
     }
 }
@@ -107,6 +114,40 @@ pub fn encoder_gguf_to_hf(name: &str) -> Option<String> {
         _ => return None,
     };
     Some(format!("encoder.layer.{layer}.{hf}.{kind}"))
+}
+
+/// The Hugging Face name of a GGUF tensor name of a nomic-bert encoder (llama.cpp's names for
+/// it: `blk.N.attn_qkv` is the fused `Wqkv`, `ffn_up` / `ffn_gate` are `fc11` / `fc12` of the
+/// gated MLP, `fc1` without a gate).
+pub fn nomic_gguf_to_hf(name: &str, gated: bool) -> Option<String> {
+    let (stem, kind) = name.rsplit_once('.')?;
+    if kind != "weight" && kind != "bias" {
+        return None;
+    }
+    let top = match stem {
+        "token_embd" => Some("embeddings.word_embeddings"),
+        "position_embd" => Some("embeddings.position_embeddings"),
+        "token_types" => Some("embeddings.token_type_embeddings"),
+        "token_embd_norm" => Some("emb_ln"),
+        _ => None,
+    };
+    if let Some(top) = top {
+        return Some(format!("{top}.{kind}"));
+    }
+    let (layer, tail) = stem.strip_prefix("blk.")?.split_once('.')?;
+    let layer: usize = layer.parse().ok()?;
+    let hf = match tail {
+        "attn_qkv" => "attn.Wqkv",
+        "attn_output" => "attn.out_proj",
+        "attn_output_norm" => "norm1",
+        "ffn_up" if gated => "mlp.fc11",
+        "ffn_up" => "mlp.fc1",
+        "ffn_gate" => "mlp.fc12",
+        "ffn_down" => "mlp.fc2",
+        "layer_output_norm" => "norm2",
+        _ => return None,
+    };
+    Some(format!("encoder.layers.{layer}.{hf}.{kind}"))
 }
 
 /// The Hugging Face name of a GGUF tensor name, for `arch`.

@@ -5,10 +5,15 @@
 //! are waiting when the worker wakes are taken together, their inputs sorted by length and
 //! packed into batches under a token budget ([`plan_batches`]), each batch one forward pass. Many
 //! small concurrent requests thus share forward passes; a large request is split.
+//!
+//! The queue is bounded: a request arriving while `max_queue` requests wait (submitted, not yet
+//! taken by the worker) is refused with [`EmbedSubmitError::Overloaded`], as the chat engine's
+//! `max_queue` refuses generation requests.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use ferrite_models::Encoder;
@@ -29,6 +34,17 @@ impl EmbedModel for Encoder {
 pub type EmbedResult = Result<Vec<Vec<f32>>, String>;
 /// Receives a request's answer (called once, on the worker thread).
 pub type EmbedReply = Box<dyn FnOnce(EmbedResult) + Send>;
+
+/// Why a request was not queued.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EmbedSubmitError {
+    /// `max_queue` requests are already waiting.
+    #[error("the embedding queue is full: {0} requests are waiting")]
+    Overloaded(usize),
+    /// The worker thread has stopped.
+    #[error("the embedding worker stopped")]
+    Stopped,
+}
 
 struct Job {
     inputs: Vec<Vec<u32>>,
@@ -59,24 +75,49 @@ pub fn plan_batches(lens: &[usize], max_batch_tokens: usize) -> Vec<Vec<usize>> 
 /// A running embedding worker. Dropping it stops the thread once the work in hand is done.
 pub struct EmbedHandle {
     tx: Mutex<Option<Sender<Job>>>,
+    /// Requests submitted and not yet taken by the worker.
+    waiting: Arc<AtomicUsize>,
+    max_queue: usize,
     thread: Mutex<Option<JoinHandle<()>>>,
 }
 
 impl EmbedHandle {
-    /// Starts the worker thread over `model`, with batches of at most `max_batch_tokens` tokens.
-    pub fn spawn(model: Box<dyn EmbedModel>, max_batch_tokens: usize) -> std::io::Result<EmbedHandle> {
+    /// Starts the worker thread over `model`, with batches of at most `max_batch_tokens` tokens
+    /// and at most `max_queue` requests waiting.
+    pub fn spawn(
+        model: Box<dyn EmbedModel>,
+        max_batch_tokens: usize,
+        max_queue: usize,
+    ) -> std::io::Result<EmbedHandle> {
         let (tx, rx) = mpsc::channel();
         let budget = max_batch_tokens.max(1);
-        let thread = std::thread::Builder::new().name("ferrite-embed".into()).spawn(move || run(model, rx, budget))?;
-        Ok(EmbedHandle { tx: Mutex::new(Some(tx)), thread: Mutex::new(Some(thread)) })
+        let waiting = Arc::new(AtomicUsize::new(0));
+        let counter = waiting.clone();
+        let thread =
+            std::thread::Builder::new().name("ferrite-embed".into()).spawn(move || run(model, rx, budget, &counter))?;
+        Ok(EmbedHandle { tx: Mutex::new(Some(tx)), waiting, max_queue, thread: Mutex::new(Some(thread)) })
+    }
+
+    /// Requests submitted and not yet taken by the worker.
+    pub fn waiting(&self) -> usize {
+        self.waiting.load(Ordering::Acquire)
     }
 
     /// Queues `inputs` (token sequences, checked by the caller); `reply` gets the vectors.
-    /// Fails when the worker has stopped (`reply` is then dropped uncalled).
-    pub fn submit(&self, inputs: Vec<Vec<u32>>, reply: EmbedReply) -> Result<(), String> {
-        let tx = self.tx.lock().map_err(|_| "the embedding worker stopped".to_string())?;
-        let tx = tx.as_ref().ok_or_else(|| "the embedding worker stopped".to_string())?;
-        tx.send(Job { inputs, reply }).map_err(|_| "the embedding worker stopped".to_string())
+    /// Fails when `max_queue` requests are waiting or the worker has stopped (`reply` is then
+    /// dropped uncalled).
+    pub fn submit(&self, inputs: Vec<Vec<u32>>, reply: EmbedReply) -> Result<(), EmbedSubmitError> {
+        let tx = self.tx.lock().map_err(|_| EmbedSubmitError::Stopped)?;
+        let tx = tx.as_ref().ok_or(EmbedSubmitError::Stopped)?;
+        let before = self.waiting.fetch_add(1, Ordering::AcqRel);
+        if before >= self.max_queue {
+            self.waiting.fetch_sub(1, Ordering::AcqRel);
+            return Err(EmbedSubmitError::Overloaded(before));
+        }
+        tx.send(Job { inputs, reply }).map_err(|_| {
+            self.waiting.fetch_sub(1, Ordering::AcqRel);
+            EmbedSubmitError::Stopped
+        })
     }
 }
 
@@ -91,8 +132,9 @@ impl Drop for EmbedHandle {
     }
 }
 
-fn run(model: Box<dyn EmbedModel>, rx: Receiver<Job>, budget: usize) {
+fn run(model: Box<dyn EmbedModel>, rx: Receiver<Job>, budget: usize, waiting: &AtomicUsize) {
     while let Ok(first) = rx.recv() {
+        waiting.fetch_sub(1, Ordering::AcqRel);
         // Take everything that is waiting now, up to a few batches' worth, so that concurrent
         // requests share forward passes without one flood starving later arrivals for long.
         let mut jobs = vec![first];
@@ -100,6 +142,7 @@ fn run(model: Box<dyn EmbedModel>, rx: Receiver<Job>, budget: usize) {
         while tokens < budget * 4 {
             match rx.try_recv() {
                 Ok(j) => {
+                    waiting.fetch_sub(1, Ordering::AcqRel);
                     tokens += j.inputs.iter().map(Vec::len).sum::<usize>();
                     jobs.push(j);
                 }
@@ -156,7 +199,7 @@ fn run_jobs(model: &dyn EmbedModel, jobs: Vec<Job>, budget: usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::{Arc, Mutex};
+    use std::time::{Duration, Instant};
 
     #[test]
     fn batches_respect_the_budget_shortest_first() {
@@ -184,7 +227,7 @@ mod tests {
     #[test]
     fn answers_every_request_in_order() {
         let calls = Arc::new(Mutex::new(Vec::new()));
-        let h = EmbedHandle::spawn(Box::new(Fake(calls.clone())), 8).unwrap();
+        let h = EmbedHandle::spawn(Box::new(Fake(calls.clone())), 8, 64).unwrap();
         let (tx, rx) = mpsc::channel();
         for r in 0..20u32 {
             let tx = tx.clone();
@@ -206,5 +249,61 @@ mod tests {
         }
         assert_eq!(seen, 20);
         assert!(calls.lock().unwrap().iter().all(|&n| n <= 8));
+    }
+
+    /// A model that tells when a batch starts and waits for a release before answering.
+    struct Gate {
+        started: Sender<()>,
+        release: Mutex<Receiver<()>>,
+    }
+
+    impl EmbedModel for Gate {
+        fn embed(&self, seqs: &[&[u32]]) -> Result<Vec<Vec<f32>>, String> {
+            self.started.send(()).map_err(|e| e.to_string())?;
+            self.release.lock().map_err(|e| e.to_string())?.recv().map_err(|e| e.to_string())?;
+            Ok(seqs.iter().map(|s| vec![s[0] as f32]).collect())
+        }
+    }
+
+    /// While the worker is busy, `max_queue` requests wait and the next is refused; once the
+    /// worker drains the queue, requests are accepted again and every accepted one is answered.
+    #[test]
+    fn a_full_queue_refuses_requests_until_it_drains() {
+        let (started_tx, started) = mpsc::channel();
+        let (release, release_rx) = mpsc::channel();
+        let gate = Gate { started: started_tx, release: Mutex::new(release_rx) };
+        let h = EmbedHandle::spawn(Box::new(gate), 64, 2).unwrap();
+        let (tx, rx) = mpsc::channel();
+        let reply = |r: u32| {
+            let tx = tx.clone();
+            Box::new(move |res: EmbedResult| tx.send((r, res)).unwrap()) as EmbedReply
+        };
+        h.submit(vec![vec![1]], reply(1)).unwrap();
+        started.recv_timeout(Duration::from_secs(10)).unwrap(); // the worker holds request 1
+        h.submit(vec![vec![2]], reply(2)).unwrap();
+        h.submit(vec![vec![3]], reply(3)).unwrap();
+        assert_eq!(h.waiting(), 2);
+        assert_eq!(h.submit(vec![vec![4]], reply(4)), Err(EmbedSubmitError::Overloaded(2)));
+        assert_eq!(h.waiting(), 2);
+        release.send(()).unwrap(); // request 1 done; the worker takes 2 and 3 together
+        started.recv_timeout(Duration::from_secs(10)).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while h.waiting() > 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert_eq!(h.waiting(), 0);
+        h.submit(vec![vec![5]], reply(5)).unwrap();
+        for _ in 0..2 {
+            release.send(()).unwrap();
+        }
+        drop(tx);
+        let mut answered: Vec<(u32, Vec<Vec<f32>>)> = Vec::new();
+        for _ in 0..4 {
+            let (r, res) = rx.recv_timeout(Duration::from_secs(10)).unwrap();
+            answered.push((r, res.unwrap()));
+        }
+        answered.sort_by_key(|a| a.0);
+        let want: Vec<(u32, Vec<Vec<f32>>)> = [1u32, 2, 3, 5].iter().map(|&r| (r, vec![vec![r as f32]])).collect();
+        assert_eq!(answered, want);
     }
 }

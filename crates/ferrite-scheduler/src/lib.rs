@@ -17,7 +17,7 @@ pub mod kv_cache_manager;
 pub mod sampler;
 
 pub use block_pool::{BlockHash, BlockId, BlockPool};
-pub use embed::{EmbedHandle, EmbedModel, EmbedReply, EmbedResult};
+pub use embed::{EmbedHandle, EmbedModel, EmbedReply, EmbedResult, EmbedSubmitError};
 pub use engine::{
     EngineConfig, EngineCore, EngineHandle, EngineStats, Event, EventSink, FinishReason, LlamaRunner, LogitsProcessor,
     Request, RequestId, StepModel, SubmitError, TokenLogprob, TokenText, Usage,

@@ -55,6 +55,31 @@ fn embeddings_endpoint() {
     assert!(body["error"]["message"].as_str().unwrap().contains("does not support chat completions"), "{body}");
 }
 
+/// Malformed `input`s get 400 bodies naming `input`; a full embedding queue (here `--max-queue
+/// 0`, so every request finds it full) gets 503 `overloaded`, as the chat path does.
+#[test]
+fn embeddings_input_errors_and_full_queue() {
+    let Some(dir) = test_model(MINILM) else { return };
+    let s = Server::start(&["--model", dir.to_str().unwrap(), "--name", "minilm"], &[]);
+    for (input, says) in [
+        (json!([1, "a"]), "input must be an array of token ids"),
+        (json!([{"text": "a"}]), "input must be a string, an array of strings"),
+        (json!({"text": "a"}), "invalid type: map"),
+    ] {
+        let (status, body) = s.post("/v1/embeddings", &json!({"model": "minilm", "input": input}), None);
+        assert_eq!(status, 400, "{body}");
+        assert_error(&body, "invalid_request_error", Some("input"), None);
+        let msg = body["error"]["message"].as_str().unwrap();
+        assert!(msg.contains(says) && !msg.contains("prompt"), "{body}");
+    }
+    drop(s);
+    let full = Server::start(&["--model", dir.to_str().unwrap(), "--name", "minilm", "--max-queue", "0"], &[]);
+    let (status, body) = full.post("/v1/embeddings", &json!({"model": "minilm", "input": "hi"}), None);
+    assert_eq!(status, 503, "{body}");
+    assert_error(&body, "server_error", None, Some("overloaded"));
+    assert!(body["error"]["message"].as_str().unwrap().contains("embedding queue is full"), "{body}");
+}
+
 #[test]
 fn embed_command() {
     let Some(dir) = test_model(MINILM) else { return };

@@ -1,5 +1,8 @@
 //! Matrix multiplication `x [m, k] · w[n, k]ᵀ` with weights of any dtype, read in place.
 //!
+//! f32 weights with `GEMM_MIN_ROWS` (8) or more activation rows go to the packed GEMM of
+//! [`gemm_f32`]; everything else runs the dot-product kernels below.
+//!
 //! Quantized weights: each activation row is quantized once to the 8-bit blocks ggml pairs with
 //! the weight type ([`crate::quant::act::ActFormat`]) and the integer kernels ([`super::kernels`]) run on the raw GGUF
 //! blocks. Float weights (f32/f16/bf16) are widened on the fly against f32 activations.
@@ -13,6 +16,7 @@
 
 use rayon::prelude::*;
 
+use crate::cpu::gemm_f32;
 use crate::cpu::kernels::{Kernels, MAX_ROWS};
 use crate::cpu::{expect_f32, f32_tensor, TensorRead};
 use crate::quant::act::{ActFormat, ActRow, QuantizedActs};
@@ -20,6 +24,9 @@ use crate::{DType, Error, Result, Tensor};
 
 /// Bytes of weights in one prefill tile (kept in L2 while all activation rows pass over it).
 const TILE_BYTES: usize = 96 * 1024;
+/// Activation rows from which f32 weights go through the packed GEMM ([`gemm_f32`]) instead
+/// of the dot-product kernels (a panel holds 16 rows; fewer waste its lanes).
+const GEMM_MIN_ROWS: usize = 8;
 /// Chunks per thread for work splitting (a little slack for uneven thread speed).
 const CHUNKS_PER_THREAD: usize = 4;
 
@@ -40,6 +47,9 @@ pub fn matmul(x: &[f32], m: usize, k: usize, w: &[u8], w_dtype: DType, n: usize,
     if k == 0 {
         out.fill(0.0);
         return Ok(());
+    }
+    if w_dtype == DType::F32 && m >= GEMM_MIN_ROWS {
+        return gemm_f32::gemm(x, m, k, w, n, out);
     }
     let kern = Kernels::best();
     if let Some(format) = ActFormat::for_weights(w_dtype) {

@@ -81,7 +81,7 @@ impl EngineBuilder {
     }
 
     /// Waiting requests beyond which new ones are refused with [`Error::Overloaded`]
-    /// (default 1024).
+    /// (default 1024). An embedding model's worker bounds its queue the same way.
     pub fn max_queue(mut self, n: usize) -> Self {
         self.config.max_queue = n;
         self
@@ -120,7 +120,8 @@ impl EngineBuilder {
         };
         let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or(spec.clone());
         if super::embed::is_embedding_model(&path) {
-            let e = super::embed::Embedder::load(&path, name, &device, self.embedding_batch_tokens)?;
+            let e =
+                super::embed::Embedder::load(&path, name, &device, self.embedding_batch_tokens, self.config.max_queue)?;
             return Ok(Engine { model: super::Model::Embedder(Arc::new(e)) });
         }
         let load = |e: &dyn std::fmt::Display| Error::Load(format!("{}: {e}", path.display()));

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use ferrite_chat::Tokenizer;
 use ferrite_models::Encoder;
-use ferrite_scheduler::EmbedHandle;
+use ferrite_scheduler::{EmbedHandle, EmbedSubmitError};
 use ferrite_tensor::Device;
 
 use crate::types::{Embedding, EmbeddingRequest, EmbeddingResponse, EmbeddingUsage, EmbeddingVector, Prompt};
@@ -36,16 +36,26 @@ pub(crate) fn is_embedding_model(path: &Path) -> bool {
     }
     let Ok(text) = std::fs::read_to_string(path.join("config.json")) else { return false };
     let Ok(cfg) = serde_json::from_str::<serde_json::Value>(&text) else { return false };
-    let encoder_type = matches!(cfg["model_type"].as_str(), Some("bert" | "roberta" | "xlm-roberta" | "camembert"));
+    let encoder_type =
+        matches!(cfg["model_type"].as_str(), Some("bert" | "roberta" | "xlm-roberta" | "camembert" | "nomic_bert"));
     let encoder_arch = cfg["architectures"].as_array().is_some_and(|a| {
-        a.iter().filter_map(|x| x.as_str()).any(|x| matches!(x, "BertModel" | "RobertaModel" | "XLMRobertaModel"))
+        a.iter()
+            .filter_map(|x| x.as_str())
+            .any(|x| matches!(x, "BertModel" | "RobertaModel" | "XLMRobertaModel" | "NomicBertModel"))
     });
     encoder_type || encoder_arch
 }
 
 impl Embedder {
-    /// Loads the folder and starts the worker thread.
-    pub(crate) fn load(path: &Path, name: String, device: &Device, batch_tokens: usize) -> Result<Embedder, Error> {
+    /// Loads the folder and starts the worker thread (batches of `batch_tokens`, at most
+    /// `max_queue` requests waiting).
+    pub(crate) fn load(
+        path: &Path,
+        name: String,
+        device: &Device,
+        batch_tokens: usize,
+        max_queue: usize,
+    ) -> Result<Embedder, Error> {
         let load = |e: &dyn std::fmt::Display| Error::Load(format!("{}: {e}", path.display()));
         let encoder = Encoder::load_folder(path, device).map_err(|e| load(&e))?;
         let config = path.join("tokenizer_config.json");
@@ -53,7 +63,7 @@ impl Embedder {
         let tokenizer = Tokenizer::from_file(&path.join("tokenizer.json"), config.as_deref()).map_err(|e| load(&e))?;
         let (dim, max_tokens, vocab) = (encoder.dim(), encoder.config().max_tokens(), encoder.config().vocab);
         let normalize = encoder.pooling().normalize;
-        let handle = EmbedHandle::spawn(Box::new(encoder), batch_tokens)
+        let handle = EmbedHandle::spawn(Box::new(encoder), batch_tokens, max_queue)
             .map_err(|e| Error::Load(format!("starting the embedding thread: {e}")))?;
         Ok(Embedder { handle, tokenizer: Arc::new(tokenizer), name, dim, max_tokens, vocab, normalize })
     }
@@ -104,7 +114,10 @@ impl Embedder {
                     let _ = tx.send(r);
                 }),
             )
-            .map_err(Error::Internal)?;
+            .map_err(|e| match e {
+                EmbedSubmitError::Overloaded(_) => Error::Overloaded(e.to_string()),
+                EmbedSubmitError::Stopped => Error::Internal(e.to_string()),
+            })?;
         let vectors = rx
             .await
             .map_err(|_| Error::Internal("the embedding worker dropped the request".into()))?

@@ -13,6 +13,8 @@ pub struct EmbeddingRequest {
     pub model: String,
     /// What to embed: a text, a list of texts, token ids, or a list of token-id lists (the same
     /// four shapes as a completion's `prompt`). Each input gets one vector.
+    #[serde(deserialize_with = "super::wire::input_prompt")]
+    #[schemars(with = "Prompt")]
     pub input: Prompt,
     /// `float` (the default: a JSON array of numbers) or `base64` (the little-endian f32 bytes
     /// of the vector, base64-encoded, as the OpenAI Python client requests and decodes).
@@ -180,6 +182,32 @@ fn base64_decode(s: &str) -> Option<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Malformed `input`s are refused with messages naming `input` (not a completion's
+    /// `prompt`), while every valid form still parses.
+    #[test]
+    fn input_errors_name_input() {
+        let parse = |input: serde_json::Value| {
+            serde_json::from_value::<EmbeddingRequest>(serde_json::json!({"model": "m", "input": input}))
+        };
+        for (bad, says) in [
+            (serde_json::json!([1, "a"]), "input must be an array of token ids"),
+            (serde_json::json!(["a", 1]), "input must be an array of strings"),
+            (serde_json::json!([[1], "a"]), "input must be an array of arrays of token ids"),
+            (serde_json::json!([{"a": 1}]), "input must be a string, an array of strings"),
+            (serde_json::json!([-1]), "input must be an array of token ids"),
+        ] {
+            let msg = parse(bad.clone()).expect_err("bad input").to_string();
+            assert!(msg.contains(says) && !msg.contains("prompt"), "{bad}: {msg}");
+        }
+        assert_eq!(parse(serde_json::json!("a")).map(|r| r.input).ok(), Some(Prompt::Text("a".into())));
+        assert_eq!(
+            parse(serde_json::json!([[1, 2]])).map(|r| r.input).ok(),
+            Some(Prompt::TokenBatches(vec![vec![1, 2]]))
+        );
+        let completion = serde_json::from_value::<Prompt>(serde_json::json!([1, "a"])).expect_err("bad prompt");
+        assert!(completion.to_string().contains("prompt must be"), "{completion}");
+    }
 
     #[test]
     fn base64_matches_rfc4648() {

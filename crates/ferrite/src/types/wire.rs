@@ -100,25 +100,39 @@ impl<'de> Deserialize<'de> for ToolChoice {
 impl<'de> Deserialize<'de> for Prompt {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         d.deserialize_any(OneOf {
-            expecting: "a string, an array of strings, an array of token ids or an array of arrays of token ids",
+            expecting: PROMPT_FORMS,
             from_str: |s| Ok(Prompt::Text(s.to_string())),
-            from_seq: Some(prompt_from_array),
+            from_seq: Some(|items| prompt_from_array(items, "prompt")),
             from_map: None,
         })
     }
 }
 
-/// The array forms of `prompt`, told apart by the first element.
-fn prompt_from_array(items: Vec<Value>) -> Result<Prompt, String> {
+/// A [`Prompt`] in a field called `input` (embeddings): the same forms, errors naming `input`.
+pub(crate) fn input_prompt<'de, D: Deserializer<'de>>(d: D) -> Result<Prompt, D::Error> {
+    d.deserialize_any(OneOf {
+        expecting: PROMPT_FORMS,
+        from_str: |s| Ok(Prompt::Text(s.to_string())),
+        from_seq: Some(|items| prompt_from_array(items, "input")),
+        from_map: None,
+    })
+}
+
+const PROMPT_FORMS: &str = "a string, an array of strings, an array of token ids or an array of arrays of token ids";
+
+/// The array forms of a prompt in the field `field`, told apart by the first element.
+fn prompt_from_array(items: Vec<Value>, field: &str) -> Result<Prompt, String> {
     let array = Value::Array(items);
     match array.get(0) {
-        None | Some(Value::String(_)) => typed("prompt must be an array of strings", array).map(Prompt::Texts),
-        Some(Value::Number(_)) => typed("prompt must be an array of token ids (u32)", array).map(Prompt::Tokens),
-        Some(Value::Array(_)) => {
-            typed("prompt must be an array of arrays of token ids (u32)", array).map(Prompt::TokenBatches)
+        None | Some(Value::String(_)) => {
+            typed(&format!("{field} must be an array of strings"), array).map(Prompt::Texts)
         }
-        Some(_) => Err("prompt must be a string, an array of strings, an array of token ids or an array of arrays of \
-                        token ids"
-            .to_string()),
+        Some(Value::Number(_)) => {
+            typed(&format!("{field} must be an array of token ids (u32)"), array).map(Prompt::Tokens)
+        }
+        Some(Value::Array(_)) => {
+            typed(&format!("{field} must be an array of arrays of token ids (u32)"), array).map(Prompt::TokenBatches)
+        }
+        Some(_) => Err(format!("{field} must be {PROMPT_FORMS}")),
     }
 }

@@ -40,6 +40,8 @@ pub mod detect;
 #[cfg(target_arch = "x86_64")]
 mod float_simd;
 #[cfg(target_arch = "x86_64")]
+pub(crate) mod gemm_avx2;
+#[cfg(target_arch = "x86_64")]
 mod quantize;
 mod scalar;
 #[cfg(test)]

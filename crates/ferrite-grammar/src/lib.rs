@@ -24,4 +24,4 @@ mod tests;
 pub use constraint::Constraint;
 pub use error::GrammarError;
 pub use processor::GrammarProcessor;
-pub use vocabulary::GrammarVocabulary;
+pub use vocabulary::{CompiledGrammar, GrammarVocabulary};

@@ -79,25 +79,50 @@ impl GrammarVocabulary {
         &self.eog
     }
 
-    /// Compiles `constraint` and returns `n` processors at its start, one per choice.
+    /// Compiles `constraint` once; its processors (one per choice) all start from it.
     ///
     /// An invalid schema or grammar is a [`GrammarError::Invalid`] naming what is wrong.
-    pub fn processors(&self, constraint: &Constraint, n: usize) -> Result<Vec<GrammarProcessor>, GrammarError> {
+    pub fn compile(&self, constraint: &Constraint) -> Result<CompiledGrammar, GrammarError> {
         let grammar = constraint.grammar();
         let parser = catch_unwind(AssertUnwindSafe(|| self.factory.create_parser(grammar)))
             .map_err(|_| GrammarError::Invalid("the grammar compiler panicked".into()))?
             .map_err(|e| GrammarError::Invalid(e.to_string()))?;
-        let matcher = Matcher::new(Ok(parser));
-        if let Some(e) = matcher.get_error() {
+        let start = Matcher::new(Ok(parser));
+        if let Some(e) = start.get_error() {
             return Err(GrammarError::Invalid(e));
         }
-        Ok((0..n).map(|_| GrammarProcessor::new(matcher.deep_clone(), self.eog.clone(), self.vocab_size)).collect())
+        Ok(CompiledGrammar { start, eog: self.eog.clone(), vocab_size: self.vocab_size })
     }
 
-    /// One processor for `constraint` (see [`GrammarVocabulary::processors`]).
+    /// Compiles `constraint` and returns `n` processors at its start, one per choice.
+    pub fn processors(&self, constraint: &Constraint, n: usize) -> Result<Vec<GrammarProcessor>, GrammarError> {
+        let compiled = self.compile(constraint)?;
+        Ok((0..n).map(|_| compiled.processor()).collect())
+    }
+
+    /// One processor for `constraint` (see [`GrammarVocabulary::compile`]).
     pub fn processor(&self, constraint: &Constraint) -> Result<GrammarProcessor, GrammarError> {
-        let mut v = self.processors(constraint, 1)?;
-        v.pop().ok_or_else(|| GrammarError::Invalid("no processor".into()))
+        Ok(self.compile(constraint)?.processor())
+    }
+}
+
+/// A constraint compiled against a vocabulary: hands out processors at the grammar's start.
+pub struct CompiledGrammar {
+    start: Matcher,
+    eog: Arc<[u32]>,
+    vocab_size: usize,
+}
+
+impl std::fmt::Debug for CompiledGrammar {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CompiledGrammar").field("vocab_size", &self.vocab_size).finish_non_exhaustive()
+    }
+}
+
+impl CompiledGrammar {
+    /// A fresh processor at the start of the grammar (independent of every other one).
+    pub fn processor(&self) -> GrammarProcessor {
+        GrammarProcessor::new(self.start.deep_clone(), self.eog.clone(), self.vocab_size)
     }
 }
 

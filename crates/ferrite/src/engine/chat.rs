@@ -7,21 +7,23 @@ use ferrite_scheduler::Event;
 use serde_json::Value;
 
 use super::events::{chat_logprob, finish_reason, usage, Chunker};
+use super::grammar::{constrained_options, response_format_constraint};
 use super::request::{max_tokens, sampling_view, Run};
 use super::{Inner, RequestOptions};
 use crate::types::{
     ChatChoice, ChatChunkChoice, ChatCompletionChunk, ChatCompletionMessage, ChatCompletionRequest,
-    ChatCompletionResponse, ChatDelta, ChatLogprobs, ChatTokenLogprob, FinishReason, ResponseFormat, Role, ToolChoice,
-    ToolChoiceMode, Usage,
+    ChatCompletionResponse, ChatDelta, ChatLogprobs, ChatTokenLogprob, FinishReason, Role, ToolChoice, ToolChoiceMode,
+    Usage,
 };
 use crate::Error;
 
 /// Validates, renders the chat template, tokenizes and submits.
 pub(crate) fn start(inner: &Arc<Inner>, req: &ChatCompletionRequest, options: RequestOptions) -> Result<Run, Error> {
     req.validate()?;
-    if matches!(req.response_format, Some(ResponseFormat::JsonObject | ResponseFormat::JsonSchema { .. })) {
-        return Err(Error::invalid("response_format", "JSON response formats are not supported yet"));
-    }
+    let options = match req.response_format.as_ref().and_then(response_format_constraint) {
+        Some(c) => constrained_options(inner, &c, "response_format", options)?,
+        None => options,
+    };
     let tools_off = matches!(req.tool_choice, Some(ToolChoice::Mode(ToolChoiceMode::None)));
     if req.tools.as_ref().is_some_and(|t| !t.is_empty()) && !tools_off {
         return Err(Error::invalid("tools", "tool calling is not supported yet"));

@@ -21,7 +21,7 @@ mod vocabulary;
 #[cfg(test)]
 mod tests;
 
-pub use constraint::Constraint;
+pub use constraint::{Constraint, MAX_WHITESPACE};
 pub use error::GrammarError;
 pub use processor::GrammarProcessor;
 pub use vocabulary::{CompiledGrammar, GrammarVocabulary};

@@ -93,6 +93,22 @@ fn json_object_follows_a_document_and_then_allows_only_end_of_generation() {
 }
 
 #[test]
+fn json_allows_pretty_printing_but_not_endless_whitespace() {
+    let Some((tok, vocab)) = qwen() else { return };
+    let mut p = vocab.processor(&Constraint::JsonObject).unwrap();
+    let ids = walk(tok, &mut p, "{\n  \"a\": [\n    1,\n    2\n  ]\n}");
+    masked(&mut p, &ids, tok.vocab_size());
+    assert!(p.is_complete());
+    let mut p = vocab.processor(&Constraint::JsonObject).unwrap();
+    let ids = walk(tok, &mut p, &format!("{{{}", " ".repeat(crate::MAX_WHITESPACE)));
+    let row = masked(&mut p, &ids, tok.vocab_size());
+    for t in finite(&row) {
+        let piece = tok.token_to_piece(t, true).unwrap();
+        assert!(!piece.first().is_some_and(u8::is_ascii_whitespace), "{:?} allowed", tok.token_str(t));
+    }
+}
+
+#[test]
 fn json_object_rejects_what_json_forbids() {
     let Some((tok, vocab)) = qwen() else { return };
     let mut p = vocab.processor(&Constraint::JsonObject).unwrap();

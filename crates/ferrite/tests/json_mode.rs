@@ -53,7 +53,7 @@ fn json_request(prompt: &str, i: usize) -> ChatCompletionRequest {
     // Half greedy, half sampled with a fixed seed. A 0.5B model left greedy loops on list items
     // ("And the wind blows through the trees," until max_tokens) with or without a grammar; a
     // mild repetition penalty, as usual for small models, lets every answer end.
-    let temperature = if i % 2 == 0 { 0.0 } else { 0.8 };
+    let temperature = [0.0, 0.8][i % 2];
     ChatCompletionRequest::new("qwen", [ChatMessage::system("You answer in JSON only."), ChatMessage::user(prompt)])
         .response_format(format)
         .temperature(temperature)

@@ -259,3 +259,13 @@ fn python_tool_calls() {
     let s = Server::start(&["--model", model.to_str().unwrap(), "--name", "qwen2.5-coder"], &[]);
     check_done(Lang::Python, "tools", &client.run("tools", &s, None));
 }
+
+/// `response_format` json_schema (also through `chat.completions.parse` with a pydantic model)
+/// and json_object with the Python client, on Qwen2.5-Coder.
+#[test]
+fn python_json_response_formats() {
+    let Some(client) = client(Lang::Python) else { return };
+    let Some(model) = ferrite_tensor::model_files::test_model(ferrite_tensor::model_files::QWEN25) else { return };
+    let s = Server::start(&["--model", model.to_str().unwrap(), "--name", "qwen2.5-coder"], &[]);
+    check_done(Lang::Python, "json_mode", &client.run("json_mode", &s, None));
+}

@@ -151,3 +151,65 @@ fn tool_choice_none_parses_nothing() {
     let text = choice.message.content.clone().unwrap();
     assert!(text.contains("\"get_current_weather\""), "{text}");
 }
+
+fn time_tool() -> Tool {
+    Tool::function(
+        "get_time",
+        "Get the current time in a time zone",
+        json!({
+            "type": "object",
+            "properties": {"timezone": {"type": "string"}, "format": {"type": "string", "enum": ["12h", "24h"]}},
+            "required": ["timezone", "format"]
+        }),
+    )
+}
+
+/// `tool_choice: "required"` and a named function are grammar-constrained: even for a message
+/// that asks for no tool, and at a temperature that lets the model wander, the answer is a call
+/// (of the named function when one is named) whose arguments parse and follow its schema.
+#[test]
+fn required_and_named_calls_are_constrained() {
+    let Some(e) = engine() else { return };
+    let chat = |choice: ToolChoice, seed: i64| {
+        let req = ChatCompletionRequest::new("qwen", vec![ChatMessage::user("Write a haiku about autumn leaves.")])
+            .tools([weather_tool(), time_tool()])
+            .tool_choice(choice)
+            .max_tokens(160)
+            .temperature(0.9)
+            .seed(seed);
+        block_on(e.chat(req)).unwrap()
+    };
+    let named = ToolChoice::function;
+    for seed in 0..3 {
+        for (choice, want) in [
+            (ToolChoice::Mode(ToolChoiceMode::Required), None),
+            (named("get_time"), Some("get_time")),
+            (named("get_current_weather"), Some("get_current_weather")),
+        ] {
+            let resp = chat(choice.clone(), seed);
+            let c = &resp.choices[0];
+            assert_eq!(c.finish_reason, Some(FinishReason::ToolCalls), "{choice:?} seed {seed}: {:?}", c.message);
+            let calls = c.message.tool_calls.clone().expect("a call");
+            assert!(!calls.is_empty());
+            for call in &calls {
+                if let Some(w) = want {
+                    assert_eq!(call.function.name, w);
+                }
+                let args: Value = serde_json::from_str(&call.function.arguments).expect("arguments parse");
+                match call.function.name.as_str() {
+                    "get_time" => {
+                        assert!(args["timezone"].is_string(), "{args}");
+                        assert!(args["format"] == "12h" || args["format"] == "24h", "{args}");
+                    }
+                    "get_current_weather" => {
+                        assert!(args["location"].is_string(), "{args}");
+                        if let Some(unit) = args.get("unit") {
+                            assert!(unit == "celsius" || unit == "fahrenheit", "{args}");
+                        }
+                    }
+                    other => panic!("called an undeclared function {other}"),
+                }
+            }
+        }
+    }
+}

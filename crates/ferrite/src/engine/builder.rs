@@ -163,6 +163,7 @@ impl EngineBuilder {
                 name,
                 limits,
                 kv_cache_bytes,
+                grammar: std::sync::OnceLock::new(),
             })),
         })
     }

@@ -2,28 +2,36 @@
 
 use std::sync::Arc;
 
-use ferrite_chat::tool_calls::ToolOutput;
+use ferrite_chat::tool_calls::{lark_grammar, ForcedChoice, ToolOutput};
+use ferrite_grammar::Constraint;
 use ferrite_chat::{Tokenizer, ToolCallParser};
 use ferrite_scheduler::Event;
 use serde_json::Value;
 
 use super::events::{chat_logprob, finish_reason, usage, Chunker};
+use super::grammar::{constrained_options, response_format_constraint};
 use super::request::{max_tokens, sampling_view, Run};
 use super::tools::{call_id, fit_call_ids, template_tools, ToolSetup};
 use super::{Inner, RequestOptions};
 use crate::types::{
     ChatChoice, ChatChunkChoice, ChatCompletionChunk, ChatCompletionMessage, ChatCompletionRequest,
     ChatCompletionResponse, ChatDelta, ChatLogprobs, ChatTokenLogprob, FinishReason, FunctionCall, FunctionCallDelta,
-    ResponseFormat, Role, ToolCall, ToolCallDelta, ToolType, Usage,
+    Role, ToolCall, ToolCallDelta, ToolChoice, ToolChoiceMode, ToolType, Usage,
 };
 use crate::Error;
 
 /// Validates, renders the chat template, tokenizes and submits.
 pub(crate) fn start(inner: &Arc<Inner>, req: &ChatCompletionRequest, options: RequestOptions) -> Result<Run, Error> {
     req.validate()?;
-    if matches!(req.response_format, Some(ResponseFormat::JsonObject | ResponseFormat::JsonSchema { .. })) {
-        return Err(Error::invalid("response_format", "JSON response formats are not supported yet"));
-    }
+    // A forced tool call (`tool_choice` "required" or named) is grammar-constrained in the
+    // model's call format, and wins over `response_format`; otherwise a JSON response format is.
+    let options = match forced_tool_constraint(inner, req)? {
+        Some(c) => constrained_options(inner, &c, "tool_choice", options)?,
+        None => match req.response_format.as_ref().and_then(response_format_constraint) {
+            Some(c) => constrained_options(inner, &c, "response_format", options)?,
+            None => options,
+        },
+    };
     let prompt = render_prompt(inner, req)?;
     let view = sampling_view!(req);
     let max = max_tokens(inner, req.max_new_tokens(), prompt.len());
@@ -33,6 +41,23 @@ pub(crate) fn start(inner: &Arc<Inner>, req: &ChatCompletionRequest, options: Re
         r.logprobs = logprobs;
         r
     })
+}
+
+/// The Lark grammar of a forced tool call (`tool_choice` "required" or a named function) in the
+/// format the request's output will be parsed in; `None` when the model may choose.
+fn forced_tool_constraint(inner: &Inner, req: &ChatCompletionRequest) -> Result<Option<Constraint>, Error> {
+    let choice = match &req.tool_choice {
+        Some(ToolChoice::Mode(ToolChoiceMode::Required)) => ForcedChoice::Required,
+        Some(ToolChoice::Named(named)) => ForcedChoice::Named(&named.function.name),
+        _ => return Ok(None),
+    };
+    let (Some(setup), Some(tools)) = (ToolSetup::for_request(inner, req), template_tools(req)) else {
+        return Ok(None);
+    };
+    let parallel = req.parallel_tool_calls != Some(false);
+    let grammar = lark_grammar(setup.format(), &tools, choice, parallel)
+        .map_err(|e| Error::invalid("tool_choice", e.to_string()))?;
+    Ok(Some(Constraint::Lark(grammar)))
 }
 
 /// The prompt tokens of the conversation, as the model's chat template lays it out.

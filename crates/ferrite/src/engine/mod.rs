@@ -6,6 +6,7 @@ mod chat;
 mod completion;
 mod embed;
 mod events;
+mod grammar;
 mod options;
 mod request;
 mod tools;
@@ -51,6 +52,8 @@ pub(crate) struct Inner {
     name: String,
     limits: Limits,
     kv_cache_bytes: usize,
+    /// The vocabulary compiled for constrained decoding, built at the first request that needs it.
+    grammar: std::sync::OnceLock<Result<ferrite_grammar::GrammarVocabulary, String>>,
 }
 
 impl std::fmt::Debug for Engine {

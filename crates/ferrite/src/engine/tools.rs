@@ -45,6 +45,11 @@ impl ToolSetup {
         Some(ToolSetup { format, max_calls })
     }
 
+    /// The format calls are parsed (and, when forced, constrained) in.
+    pub fn format(&self) -> ToolCallFormat {
+        self.format
+    }
+
     /// A fresh parser for one choice.
     pub fn parser(&self) -> ToolCallParser {
         ToolCallParser::new(self.format).with_max_calls(self.max_calls)

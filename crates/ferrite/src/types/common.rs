@@ -119,7 +119,8 @@ pub struct StreamOptions {
 pub enum ResponseFormat {
     /// Free text (the default).
     Text,
-    /// Any valid JSON object.
+    /// Any valid JSON object (`{"type":"json"}` is read as this too).
+    #[serde(alias = "json")]
     JsonObject,
     /// JSON valid under `json_schema.schema`.
     JsonSchema {

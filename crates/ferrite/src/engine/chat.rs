@@ -3,8 +3,8 @@
 use std::sync::Arc;
 
 use ferrite_chat::tool_calls::{lark_grammar, ForcedChoice, ToolOutput};
-use ferrite_grammar::Constraint;
 use ferrite_chat::{Tokenizer, ToolCallParser};
+use ferrite_grammar::Constraint;
 use ferrite_scheduler::Event;
 use serde_json::Value;
 

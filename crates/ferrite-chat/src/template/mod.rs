@@ -48,11 +48,18 @@ pub const CHATML_SOURCE: &str = "{%- for message in messages %}
 {%- endif %}";
 
 const NAME: &str = "chat_template";
+/// The name of the template used instead when tools are declared, where a model has one.
+const TOOL_USE: &str = "tool_use";
+/// GGUF key of the `tool_use` template (llama.cpp's `tokenizer.chat_template.<name>`).
+const GGUF_TOOL_USE_KEY: &str = "tokenizer.chat_template.tool_use";
 
-/// A compiled chat template with the BOS/EOS texts it sees as `bos_token` / `eos_token`.
+/// A compiled chat template with the BOS/EOS texts it sees as `bos_token` / `eos_token`; for
+/// models that have one, also the named `tool_use` template, which renders requests that
+/// declare tools (as transformers picks it).
 pub struct ChatTemplate {
     env: Environment<'static>,
     source: String,
+    tool_use_source: Option<String>,
     bos_token: String,
     eos_token: String,
     clock: builtins::Clock,
@@ -99,27 +106,50 @@ impl ChatTemplate {
         Ok(ChatTemplate {
             env,
             source: source.to_owned(),
+            tool_use_source: None,
             bos_token: bos_token.to_owned(),
             eos_token: eos_token.to_owned(),
             clock,
         })
     }
 
-    /// The template in GGUF metadata `tokenizer.chat_template`, with the BOS/EOS texts of
-    /// `tokenizer` (`""` where it has none); `Ok(None)` if the file has no template.
+    /// Adds `source` as the `tool_use` template: requests that declare tools render with it.
+    /// A template that does not parse is an [`Error::Template`].
+    pub fn with_tool_use(mut self, source: &str) -> Result<ChatTemplate> {
+        self.env
+            .add_template_owned(TOOL_USE, builtins::rewrite_generation_tags(source))
+            .map_err(|e| template_error(&e))?;
+        self.tool_use_source = Some(source.to_owned());
+        Ok(self)
+    }
+
+    /// The template in GGUF metadata `tokenizer.chat_template` (and the `tool_use` one in
+    /// `tokenizer.chat_template.tool_use` when present), with the BOS/EOS texts of `tokenizer`
+    /// (`""` where it has none); `Ok(None)` if the file has no template.
     pub fn from_gguf(gguf: &GgufFile, tokenizer: &Tokenizer) -> Result<Option<ChatTemplate>> {
-        let Some(value) = gguf.get(GGUF_KEY) else { return Ok(None) };
-        let source = value
-            .as_str()
-            .ok_or_else(|| Error::Metadata { key: GGUF_KEY.to_owned(), problem: "not a string".to_owned() })?;
+        let text = |key: &str| -> Result<Option<&str>> {
+            match gguf.get(key) {
+                None => Ok(None),
+                Some(v) => v
+                    .as_str()
+                    .map(Some)
+                    .ok_or_else(|| Error::Metadata { key: key.to_owned(), problem: "not a string".to_owned() }),
+            }
+        };
+        let Some(source) = text(GGUF_KEY)? else { return Ok(None) };
         let bos = token_text(tokenizer, tokenizer.bos_id());
         let eos = token_text(tokenizer, tokenizer.eos_id());
-        ChatTemplate::new(source, &bos, &eos).map(Some)
+        let template = ChatTemplate::new(source, &bos, &eos)?;
+        match text(GGUF_TOOL_USE_KEY)? {
+            Some(tool_use) => template.with_tool_use(tool_use).map(Some),
+            None => Ok(Some(template)),
+        }
     }
 
     /// The `chat_template` of a Hugging Face `tokenizer_config.json`: a string, or a list of
     /// `{"name", "template"}` of which the one named `default` is taken (a list without one is
-    /// an error, as in transformers). Without the key, a `chat_template.jinja` beside the
+    /// an error, as in transformers) and the one named `tool_use`, if any, renders requests
+    /// that declare tools. Without the key, a `chat_template.jinja` beside the
     /// config (where recent transformers saves it) is used. `Ok(None)` if there is neither.
     /// `bos_token` / `eos_token` are the config's, else `tokenizer`'s.
     pub fn from_tokenizer_config(path: &Path, tokenizer: &Tokenizer) -> Result<Option<ChatTemplate>> {
@@ -127,6 +157,7 @@ impl ChatTemplate {
             |p: &Path| std::fs::read_to_string(p).map_err(|source| Error::Io { path: p.display().to_string(), source });
         let config: Value = serde_json::from_str(&read(path)?)
             .map_err(|source| Error::Json { path: path.display().to_string(), source })?;
+        let mut tool_use = None;
         let source = match config.get("chat_template") {
             None | Some(Value::Null) => {
                 let sibling = path.with_file_name("chat_template.jinja");
@@ -137,8 +168,15 @@ impl ChatTemplate {
             }
             Some(Value::String(s)) => s.clone(),
             Some(Value::Array(named)) => {
-                let default = named.iter().find(|t| t.get("name").and_then(Value::as_str) == Some("default"));
-                match default.and_then(|t| t.get("template")).and_then(Value::as_str) {
+                let find = |name: &str| {
+                    named
+                        .iter()
+                        .find(|t| t.get("name").and_then(Value::as_str) == Some(name))
+                        .and_then(|t| t.get("template"))
+                        .and_then(Value::as_str)
+                };
+                tool_use = find(TOOL_USE).map(str::to_owned);
+                match find("default") {
                     Some(s) => s.to_owned(),
                     None => {
                         return Err(Error::Template(format!(
@@ -157,7 +195,11 @@ impl ChatTemplate {
         };
         let bos = config_token(&config, "bos_token").unwrap_or_else(|| token_text(tokenizer, tokenizer.bos_id()));
         let eos = config_token(&config, "eos_token").unwrap_or_else(|| token_text(tokenizer, tokenizer.eos_id()));
-        ChatTemplate::new(&source, &bos, &eos).map(Some)
+        let template = ChatTemplate::new(&source, &bos, &eos)?;
+        match tool_use {
+            Some(t) => template.with_tool_use(&t).map(Some),
+            None => Ok(Some(template)),
+        }
     }
 
     /// A plain ChatML template ([`CHATML_SOURCE`]), the fallback for models without one.
@@ -196,13 +238,21 @@ impl ChatTemplate {
         extra: Option<&Map<String, Value>>,
     ) -> Result<String> {
         let ctx = render::context(messages, tools, add_generation_prompt, &self.bos_token, &self.eos_token, extra)?;
-        let template = self.env.get_template(NAME).map_err(|e| template_error(&e))?;
+        // transformers: the `tool_use` template whenever tools are passed and the model has one.
+        let name = if tools.is_some() && self.tool_use_source.is_some() { TOOL_USE } else { NAME };
+        let template = self.env.get_template(name).map_err(|e| template_error(&e))?;
         template.render(minijinja::Value::from_serialize(&ctx)).map_err(|e| template_error(&e))
     }
 
     /// The template source as given.
     pub fn source(&self) -> &str {
         &self.source
+    }
+
+    /// The source of the template that renders requests declaring tools: the `tool_use` one
+    /// where the model has it, else [`source`](Self::source). Tool-call formats are read from it.
+    pub fn tools_source(&self) -> &str {
+        self.tool_use_source.as_deref().unwrap_or(&self.source)
     }
 
     /// The text the template sees as `bos_token`.

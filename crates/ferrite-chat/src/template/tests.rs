@@ -182,6 +182,10 @@ fn from_tokenizer_config_forms() {
     .unwrap()
     .unwrap();
     assert_eq!(t.render(&[], None, false).unwrap(), "[B][E]");
+    // Declared tools pick the `tool_use` template, as transformers does.
+    assert_eq!(t.render(&[], Some(&[json!({"type": "function"})]), false).unwrap(), "tools");
+    assert_eq!(t.tools_source(), "tools");
+    assert_eq!(t.source(), "{{ bos_token }}{{ eos_token }}");
     assert!(load(json!({"chat_template": [{"name": "rag", "template": "x"}]})).is_err());
     assert!(load(json!({"chat_template": 3})).is_err());
     assert!(load(json!({"bos_token": "<s>"})).unwrap().is_none());

@@ -40,7 +40,7 @@ impl ToolSetup {
         if !declared || off {
             return None;
         }
-        let format = ToolCallFormat::detect(inner.template.source()).unwrap_or(ToolCallFormat::Hermes);
+        let format = ToolCallFormat::detect(inner.template.tools_source()).unwrap_or(ToolCallFormat::Hermes);
         let max_calls = if req.parallel_tool_calls == Some(false) { 1 } else { usize::MAX };
         Some(ToolSetup { format, max_calls })
     }
@@ -66,7 +66,7 @@ pub(crate) fn template_tools(req: &ChatCompletionRequest) -> Option<Vec<Value>> 
 /// that are not 9 alphanumerics, and ours are `call_` and 24, so for them (as vLLM does for
 /// Mistral models) [`shorten_call_ids`]; other templates take ids as they are.
 pub(crate) fn fit_call_ids(inner: &Inner, messages: &mut [Value]) {
-    if ToolCallFormat::detect(inner.template.source()).is_some_and(ToolCallFormat::is_mistral) {
+    if ToolCallFormat::detect(inner.template.tools_source()).is_some_and(ToolCallFormat::is_mistral) {
         shorten_call_ids(messages);
     }
 }

@@ -83,71 +83,82 @@ impl HfWeights {
     }
 }
 
-/// The Hugging Face name of a GGUF tensor name of a BERT-style encoder (llama.cpp's names:
-/// `token_types.weight`, `blk.N.attn_output_norm.weight`, `blk.N.layer_output_norm.bias`, ...).
-pub fn encoder_gguf_to_hf(name: &str) -> Option<String> {
+/// A GGUF encoder tensor name split as llama.cpp writes them: `STEM.KIND` (`KIND` is `weight`
+/// or `bias`), where `STEM` is a top-level name (`token_embd`, ...) or `blk.N.TAIL`.
+enum EncoderName<'a> {
+    Top(&'a str, &'a str),
+    Layer(usize, &'a str, &'a str),
+}
+
+fn split_encoder_name(name: &str) -> Option<EncoderName<'_>> {
     let (stem, kind) = name.rsplit_once('.')?;
     if kind != "weight" && kind != "bias" {
         return None;
     }
-    let top = match stem {
-        "token_embd" => Some("embeddings.word_embeddings"),
-        "position_embd" => Some("embeddings.position_embeddings"),
-        "token_types" => Some("embeddings.token_type_embeddings"),
-        "token_embd_norm" => Some("embeddings.LayerNorm"),
-        _ => None,
-    };
-    if let Some(top) = top {
-        return Some(format!("{top}.{kind}"));
+    match stem.strip_prefix("blk.") {
+        Some(rest) => {
+            let (layer, tail) = rest.split_once('.')?;
+            Some(EncoderName::Layer(layer.parse().ok()?, tail, kind))
+        }
+        None => Some(EncoderName::Top(stem, kind)),
     }
-    let (layer, tail) = stem.strip_prefix("blk.")?.split_once('.')?;
-    let layer: usize = layer.parse().ok()?;
-    let hf = match tail {
-        "attn_q" => "attention.self.query",
-        "attn_k" => "attention.self.key",
-        "attn_v" => "attention.self.value",
-        "attn_output" => "attention.output.dense",
-        "attn_output_norm" => "attention.output.LayerNorm",
-        "ffn_up" => "intermediate.dense",
-        "ffn_down" => "output.dense",
-        "layer_output_norm" => "output.LayerNorm",
+}
+
+/// The top-level embedding tensors every encoder family names alike (`token_embd_norm` is the
+/// family's own).
+fn encoder_embedding(stem: &str, embd_norm: &'static str) -> Option<&'static str> {
+    Some(match stem {
+        "token_embd" => "embeddings.word_embeddings",
+        "position_embd" => "embeddings.position_embeddings",
+        "token_types" => "embeddings.token_type_embeddings",
+        "token_embd_norm" => embd_norm,
         _ => return None,
-    };
-    Some(format!("encoder.layer.{layer}.{hf}.{kind}"))
+    })
+}
+
+/// The Hugging Face name of a GGUF tensor name of a BERT-style encoder (llama.cpp's names:
+/// `token_types.weight`, `blk.N.attn_output_norm.weight`, `blk.N.layer_output_norm.bias`, ...).
+pub fn encoder_gguf_to_hf(name: &str) -> Option<String> {
+    match split_encoder_name(name)? {
+        EncoderName::Top(stem, kind) => Some(format!("{}.{kind}", encoder_embedding(stem, "embeddings.LayerNorm")?)),
+        EncoderName::Layer(layer, tail, kind) => {
+            let hf = match tail {
+                "attn_q" => "attention.self.query",
+                "attn_k" => "attention.self.key",
+                "attn_v" => "attention.self.value",
+                "attn_output" => "attention.output.dense",
+                "attn_output_norm" => "attention.output.LayerNorm",
+                "ffn_up" => "intermediate.dense",
+                "ffn_down" => "output.dense",
+                "layer_output_norm" => "output.LayerNorm",
+                _ => return None,
+            };
+            Some(format!("encoder.layer.{layer}.{hf}.{kind}"))
+        }
+    }
 }
 
 /// The Hugging Face name of a GGUF tensor name of a nomic-bert encoder (llama.cpp's names for
 /// it: `blk.N.attn_qkv` is the fused `Wqkv`, `ffn_up` / `ffn_gate` are `fc11` / `fc12` of the
 /// gated MLP, `fc1` without a gate).
 pub fn nomic_gguf_to_hf(name: &str, gated: bool) -> Option<String> {
-    let (stem, kind) = name.rsplit_once('.')?;
-    if kind != "weight" && kind != "bias" {
-        return None;
+    match split_encoder_name(name)? {
+        EncoderName::Top(stem, kind) => Some(format!("{}.{kind}", encoder_embedding(stem, "emb_ln")?)),
+        EncoderName::Layer(layer, tail, kind) => {
+            let hf = match tail {
+                "attn_qkv" => "attn.Wqkv",
+                "attn_output" => "attn.out_proj",
+                "attn_output_norm" => "norm1",
+                "ffn_up" if gated => "mlp.fc11",
+                "ffn_up" => "mlp.fc1",
+                "ffn_gate" => "mlp.fc12",
+                "ffn_down" => "mlp.fc2",
+                "layer_output_norm" => "norm2",
+                _ => return None,
+            };
+            Some(format!("encoder.layers.{layer}.{hf}.{kind}"))
+        }
     }
-    let top = match stem {
-        "token_embd" => Some("embeddings.word_embeddings"),
-        "position_embd" => Some("embeddings.position_embeddings"),
-        "token_types" => Some("embeddings.token_type_embeddings"),
-        "token_embd_norm" => Some("emb_ln"),
-        _ => None,
-    };
-    if let Some(top) = top {
-        return Some(format!("{top}.{kind}"));
-    }
-    let (layer, tail) = stem.strip_prefix("blk.")?.split_once('.')?;
-    let layer: usize = layer.parse().ok()?;
-    let hf = match tail {
-        "attn_qkv" => "attn.Wqkv",
-        "attn_output" => "attn.out_proj",
-        "attn_output_norm" => "norm1",
-        "ffn_up" if gated => "mlp.fc11",
-        "ffn_up" => "mlp.fc1",
-        "ffn_gate" => "mlp.fc12",
-        "ffn_down" => "mlp.fc2",
-        "layer_output_norm" => "norm2",
-        _ => return None,
-    };
-    Some(format!("encoder.layers.{layer}.{hf}.{kind}"))
 }
 
 /// The Hugging Face name of a GGUF tensor name, for `arch`.
@@ -243,4 +254,38 @@ impl WeightSource for F32Weights {
 /// A 1-D weight (norm, bias) as f32.
 pub(crate) fn f32_vector(src: &dyn WeightSource, name: &str) -> Result<Tensor> {
     Ok(src.tensor(name)?.cast(DType::F32)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encoder_names_map_to_each_familys_hugging_face_names() {
+        let bert = |n: &str| encoder_gguf_to_hf(n);
+        assert_eq!(bert("token_embd.weight").as_deref(), Some("embeddings.word_embeddings.weight"));
+        assert_eq!(bert("token_embd_norm.bias").as_deref(), Some("embeddings.LayerNorm.bias"));
+        assert_eq!(bert("blk.3.attn_q.weight").as_deref(), Some("encoder.layer.3.attention.self.query.weight"));
+        assert_eq!(bert("blk.0.layer_output_norm.bias").as_deref(), Some("encoder.layer.0.output.LayerNorm.bias"));
+        assert_eq!(bert("blk.0.attn_qkv.weight"), None);
+        assert_eq!(nomic_gguf_to_hf("token_embd_norm.weight", true).as_deref(), Some("emb_ln.weight"));
+        assert_eq!(
+            nomic_gguf_to_hf("token_types.weight", true).as_deref(),
+            Some("embeddings.token_type_embeddings.weight")
+        );
+        assert_eq!(
+            nomic_gguf_to_hf("blk.11.attn_qkv.weight", true).as_deref(),
+            Some("encoder.layers.11.attn.Wqkv.weight")
+        );
+        assert_eq!(nomic_gguf_to_hf("blk.1.ffn_up.weight", true).as_deref(), Some("encoder.layers.1.mlp.fc11.weight"));
+        assert_eq!(nomic_gguf_to_hf("blk.1.ffn_up.weight", false).as_deref(), Some("encoder.layers.1.mlp.fc1.weight"));
+        assert_eq!(
+            nomic_gguf_to_hf("blk.1.ffn_gate.weight", true).as_deref(),
+            Some("encoder.layers.1.mlp.fc12.weight")
+        );
+        for bad in ["blk.x.attn_q.weight", "blk.1.attn_q.scale", "output.weight", "blk.2"] {
+            assert_eq!(encoder_gguf_to_hf(bad), None, "{bad}");
+            assert_eq!(nomic_gguf_to_hf(bad, true), None, "{bad}");
+        }
+    }
 }

@@ -18,6 +18,7 @@
 use rayon::prelude::*;
 
 use crate::cpu::kernels::detect::Isa;
+use crate::cpu::matmul::check_sizes;
 use crate::{Error, Result};
 
 /// Activation rows in one packed panel.
@@ -37,13 +38,8 @@ pub fn gemm(x: &[f32], m: usize, k: usize, w: &[u8], n: usize, out: &mut [f32]) 
 
 /// [`gemm`] with the microkernel chosen: AVX2 (when `simd` and the CPU has it) or portable.
 pub(crate) fn gemm_with(x: &[f32], m: usize, k: usize, w: &[u8], n: usize, out: &mut [f32], simd: bool) -> Result<()> {
-    let sizes = (m.checked_mul(k), m.checked_mul(n), n.checked_mul(k).and_then(|e| e.checked_mul(4)));
-    if sizes != (Some(x.len()), Some(out.len()), Some(w.len())) {
-        return Err(Error::shape(
-            "gemm_f32",
-            format!("x {} (m={m}, k={k}), w {} bytes (n={n}), out {}", x.len(), w.len(), out.len()),
-        ));
-    }
+    let row_bytes = k.checked_mul(4).ok_or_else(|| Error::shape("gemm_f32", format!("k={k} overflows")))?;
+    check_sizes("gemm_f32", x.len(), m, k, w.len(), row_bytes, n, out.len())?;
     if m == 0 || n == 0 {
         return Ok(());
     }

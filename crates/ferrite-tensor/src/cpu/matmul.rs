@@ -30,17 +30,31 @@ const GEMM_MIN_ROWS: usize = 8;
 /// Chunks per thread for work splitting (a little slack for uneven thread speed).
 const CHUNKS_PER_THREAD: usize = 4;
 
+/// Fails unless `x` holds `m·k` values, `w` `n` rows of `row_bytes` bytes and `out` `m·n`
+/// values (`op` names the caller in the error).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn check_sizes(
+    op: &'static str,
+    x_len: usize,
+    m: usize,
+    k: usize,
+    w_len: usize,
+    row_bytes: usize,
+    n: usize,
+    out_len: usize,
+) -> Result<()> {
+    let sizes = (m.checked_mul(k), m.checked_mul(n), n.checked_mul(row_bytes));
+    if sizes != (Some(x_len), Some(out_len), Some(w_len)) {
+        return Err(Error::shape(op, format!("x {x_len} (m={m}, k={k}), w {w_len} bytes (n={n}), out {out_len}")));
+    }
+    Ok(())
+}
+
 /// `out [m, n] = x [m, k] · w [n, k]ᵀ`, where `w` holds `n` rows of `k` elements of `w_dtype`.
 pub fn matmul(x: &[f32], m: usize, k: usize, w: &[u8], w_dtype: DType, n: usize, out: &mut [f32]) -> Result<()> {
     let row_bytes =
         w_dtype.bytes_for(k).ok_or(Error::NotBlockAligned { dtype: w_dtype, numel: k, block: w_dtype.block_size() })?;
-    let sizes = (m.checked_mul(k), m.checked_mul(n), n.checked_mul(row_bytes));
-    if sizes != (Some(x.len()), Some(out.len()), Some(w.len())) {
-        return Err(Error::shape(
-            "matmul",
-            format!("x {} (m={m}, k={k}), w {} bytes (n={n}), out {}", x.len(), w.len(), out.len()),
-        ));
-    }
+    check_sizes("matmul", x.len(), m, k, w.len(), row_bytes, n, out.len())?;
     if m == 0 || n == 0 {
         return Ok(());
     }

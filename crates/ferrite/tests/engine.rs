@@ -6,21 +6,16 @@
 use std::sync::OnceLock;
 
 use ferrite::{ChatCompletionRequest, ChatMessage, CompletionRequest, Engine, Error, FinishReason};
-use ferrite_tensor::model_files::{test_model, SMOLLM2};
+use ferrite_tensor::model_files::SMOLLM2;
 use futures_util::StreamExt;
+
+mod common;
+
+use common::block_on;
 
 fn engine() -> Option<&'static Engine> {
     static ENGINE: OnceLock<Option<Engine>> = OnceLock::new();
-    ENGINE
-        .get_or_init(|| {
-            let path = test_model(SMOLLM2)?;
-            Some(Engine::builder().model(path.to_string_lossy()).threads(2).kv_cache_mb(64).build().unwrap())
-        })
-        .as_ref()
-}
-
-fn block_on<F: std::future::Future>(f: F) -> F::Output {
-    tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(f)
+    common::shared_engine(&ENGINE, SMOLLM2, 64)
 }
 
 fn greedy_chat(text: &str, max: u32) -> ChatCompletionRequest {

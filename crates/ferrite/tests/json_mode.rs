@@ -6,22 +6,17 @@
 use std::sync::OnceLock;
 
 use ferrite::{ChatCompletionRequest, ChatMessage, Engine, Error, FinishReason, ResponseFormat};
-use ferrite_tensor::model_files::{test_model, QWEN25};
+use ferrite_tensor::model_files::QWEN25;
 use futures_util::future::join_all;
 use serde_json::{json, Value};
 
+mod common;
+
+use common::block_on;
+
 fn engine() -> Option<&'static Engine> {
     static ENGINE: OnceLock<Option<Engine>> = OnceLock::new();
-    ENGINE
-        .get_or_init(|| {
-            let path = test_model(QWEN25)?;
-            Some(Engine::builder().model(path.to_string_lossy()).threads(2).kv_cache_mb(128).build().unwrap())
-        })
-        .as_ref()
-}
-
-fn block_on<F: std::future::Future>(f: F) -> F::Output {
-    tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(f)
+    common::shared_engine(&ENGINE, QWEN25, 128)
 }
 
 const PROMPTS: [&str; 20] = [

@@ -11,15 +11,9 @@ use ferrite_models::{Encoder, PoolingMode};
 use ferrite_tensor::{Device, RopeLayout};
 use serde_json::Value;
 
-fn cosine(a: &[f32], b: &[f32]) -> f64 {
-    let dot: f64 = a.iter().zip(b).map(|(&x, &y)| x as f64 * y as f64).sum();
-    let n = |v: &[f32]| v.iter().map(|&x| x as f64 * x as f64).sum::<f64>().sqrt();
-    dot / (n(a) * n(b))
-}
+mod common;
 
-fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
-}
+use common::{cosine, max_abs_diff};
 
 #[test]
 fn nomic_bert_matches_numpy_reference() {

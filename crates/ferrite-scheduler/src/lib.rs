@@ -9,11 +9,13 @@
 //!   block-content hashes, LRU eviction.
 //! * [`Sampler`]: per-sequence sampling (temperature, top-k/p, min-p, penalties, logit bias,
 //!   seeds, logprobs).
+//! * [`RequestLatency`]: time-to-first-token, time-per-output-token and end-to-end histograms.
 
 pub mod block_pool;
 pub mod embed;
 pub mod engine;
 pub mod kv_cache_manager;
+pub mod latency;
 pub mod sampler;
 
 pub use block_pool::{BlockHash, BlockId, BlockPool};
@@ -23,4 +25,5 @@ pub use engine::{
     Request, RequestId, StepModel, SubmitError, TokenLogprob, TokenText, Usage,
 };
 pub use kv_cache_manager::{ComputedBlocks, KvCacheManager, SeqId};
+pub use latency::{Histogram, RequestLatency};
 pub use sampler::{argmax, token_logprobs, Sampled, Sampler, SamplingError, SamplingParams};

@@ -147,18 +147,29 @@ fn metrics_count_requests_and_engine_state() {
     // A stream is counted when its body ends, which may be just after the client read [DONE].
     let chat_done = "ferrite_http_requests_total{route=\"/v1/chat/completions\",status=\"200\"} 1";
     wait_for_metric(&s, chat_done, Duration::from_secs(10)).unwrap();
-    let text = wait_for_metric(&s, "ferrite_requests_running{model=\"smol\"} 0", Duration::from_secs(10)).unwrap();
+    let text =
+        wait_for_metric(&s, "ferrite:num_requests_running{model_name=\"smol\"} 0", Duration::from_secs(10)).unwrap();
     for want in [
         "ferrite_http_requests_total{route=\"/v1/completions\",status=\"200\"} 1",
         "ferrite_http_requests_total{route=\"/v1/completions\",status=\"404\"} 1",
         "ferrite_http_request_duration_seconds_count{route=\"/v1/completions\"} 2",
-        "ferrite_requests_waiting{model=\"smol\"} 0",
-        "ferrite_time_to_first_token_seconds_count{model=\"smol\"} 1",
+        "ferrite:num_requests_waiting{model_name=\"smol\"} 0",
+        "ferrite:kv_cache_usage_perc{model_name=\"smol\"} 0",
+        // Both generations, the whole one and the stream, are timed by the engine.
+        "ferrite:time_to_first_token_seconds_count{model_name=\"smol\"} 2",
+        "ferrite:e2e_request_latency_seconds_count{model_name=\"smol\"} 2",
+        "# TYPE ferrite:time_per_output_token_seconds histogram",
     ] {
         assert!(text.lines().any(|l| l == want), "missing {want:?} in\n{text}");
     }
-    for prefix in ["ferrite_kv_blocks_total{model=\"smol\"} ", "ferrite_generation_tokens_total{model=\"smol\"} "] {
+    for prefix in
+        ["ferrite:prompt_tokens_total{model_name=\"smol\"} ", "ferrite:generation_tokens_total{model_name=\"smol\"} "]
+    {
         let v: u64 = text.lines().find_map(|l| l.strip_prefix(prefix)).unwrap().parse().unwrap();
         assert!(v > 0, "{prefix}{v}");
     }
+    // The KV layout, as labels of an info gauge: 16-token blocks, a positive block count.
+    let info = text.lines().find(|l| l.starts_with("ferrite:cache_config_info{")).unwrap();
+    let blocks: u64 = info.split("num_gpu_blocks=\"").nth(1).unwrap().split('"').next().unwrap().parse().unwrap();
+    assert!(info.contains("block_size=\"16\"") && blocks > 0 && info.ends_with("} 1"), "{info}");
 }

@@ -38,9 +38,9 @@ fn disconnect_mid_stream_cancels_the_generation() {
     let mut reader = BufReader::new(conn);
     let first: Value = serde_json::from_str(&first_event(&mut reader)).unwrap();
     assert_eq!(first["object"], "text_completion");
-    wait_for_metric(&s, "ferrite_requests_running{model=\"smol\"} 1", Duration::from_secs(30)).unwrap();
+    wait_for_metric(&s, "ferrite:num_requests_running{model_name=\"smol\"} 1", Duration::from_secs(30)).unwrap();
     drop(reader);
-    let metrics = wait_for_metric(&s, "ferrite_requests_running{model=\"smol\"} 0", Duration::from_secs(30));
+    let metrics = wait_for_metric(&s, "ferrite:num_requests_running{model_name=\"smol\"} 0", Duration::from_secs(30));
     assert!(metrics.is_ok(), "the generation kept running after the client left:\n{}", metrics.unwrap_err());
     wait_for_metric(&s, "ferrite_http_requests_in_flight 1", Duration::from_secs(10)).unwrap();
     // The server still answers.
@@ -70,11 +70,11 @@ fn a_full_queue_answers_503_overloaded() {
     let mut running = BufReader::new(running);
     first_event(&mut running);
     let waiting = raw(&s.addr, &raw_post("/v1/completions", &long_stream(2000), Some("application/json")));
-    wait_for_metric(&s, "ferrite_requests_waiting{model=\"smol\"} 1", Duration::from_secs(30)).unwrap();
+    wait_for_metric(&s, "ferrite:num_requests_waiting{model_name=\"smol\"} 1", Duration::from_secs(30)).unwrap();
     let (status, body) = s.post("/v1/completions", &json!({"model": "smol", "prompt": "Hi", "max_tokens": 2}), None);
     assert_eq!(status, 503, "{body}");
     common::assert_error(&body, "server_error", None, Some("overloaded"));
     drop((running, waiting));
-    wait_for_metric(&s, "ferrite_requests_running{model=\"smol\"} 0", Duration::from_secs(30)).unwrap();
-    wait_for_metric(&s, "ferrite_requests_waiting{model=\"smol\"} 0", Duration::from_secs(30)).unwrap();
+    wait_for_metric(&s, "ferrite:num_requests_running{model_name=\"smol\"} 0", Duration::from_secs(30)).unwrap();
+    wait_for_metric(&s, "ferrite:num_requests_waiting{model_name=\"smol\"} 0", Duration::from_secs(30)).unwrap();
 }

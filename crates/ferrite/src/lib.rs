@@ -40,7 +40,8 @@ pub mod server;
 pub mod types;
 
 pub use engine::{
-    ChatCompletionStream, CompletionStream, Engine, EngineBuilder, EngineStats, LogitsProcessor, RequestOptions,
+    ChatCompletionStream, CompletionStream, Engine, EngineBuilder, EngineStats, Histogram, LogitsProcessor,
+    RequestLatency, RequestOptions,
 };
 pub use error::Error;
 pub use models::{default_chat_model, default_embedding_model};

@@ -1,7 +1,8 @@
 //! [`EngineCore`]: one scheduling step at a time over a [`StepModel`].
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Instant;
 
 use ferrite_models::{Batch, SequenceSlice};
 
@@ -10,7 +11,7 @@ use super::text::TextState;
 use super::{
     Event, EventSink, FinishReason, Request, RequestId, StepModel, SubmitError, TokenLogprob, TokenText, Usage,
 };
-use crate::{token_logprobs, KvCacheManager, Sampler};
+use crate::{token_logprobs, KvCacheManager, RequestLatency, Sampler};
 
 /// Scheduling limits.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,6 +41,8 @@ pub struct EngineStats {
     pub running: usize,
     pub kv_blocks_total: usize,
     pub kv_blocks_used: usize,
+    /// Tokens per KV block.
+    pub kv_block_size: usize,
     /// Prompt tokens of all requests admitted so far.
     pub prompt_tokens: u64,
     pub generated_tokens: u64,
@@ -129,6 +132,11 @@ struct RequestState {
     /// other choices can start from them.
     prompt_ready: bool,
     admitted: bool,
+    /// When it was submitted, and when its first token came.
+    arrived: Instant,
+    first_token: Option<Instant>,
+    /// Tokens of its longest choice so far.
+    longest: usize,
 }
 
 /// One sequence's share of a step.
@@ -152,6 +160,7 @@ pub struct EngineCore {
     running: Vec<Sequence>,
     next_seq: u64,
     stats: EngineStats,
+    latency: Arc<Mutex<RequestLatency>>,
 }
 
 impl EngineCore {
@@ -160,7 +169,7 @@ impl EngineCore {
         let num_blocks = model.num_blocks();
         let limits =
             Limits { vocab: model.vocab(), context_length: model.context_length(), kv_tokens: num_blocks * block_size };
-        let stats = EngineStats { kv_blocks_total: num_blocks, ..Default::default() };
+        let stats = EngineStats { kv_blocks_total: num_blocks, kv_block_size: block_size, ..Default::default() };
         EngineCore {
             kv: KvCacheManager::new(num_blocks, block_size, cfg.prefix_caching),
             model,
@@ -172,6 +181,7 @@ impl EngineCore {
             running: Vec::new(),
             next_seq: 0,
             stats,
+            latency: Arc::default(),
         }
     }
 
@@ -185,6 +195,11 @@ impl EngineCore {
 
     pub fn stats(&self) -> EngineStats {
         self.stats
+    }
+
+    /// The latency histograms of finished requests, shared with whoever reports them.
+    pub fn latency(&self) -> Arc<Mutex<RequestLatency>> {
+        self.latency.clone()
     }
 
     /// The pool's prefix-cache hits so far (blocks).
@@ -235,6 +250,9 @@ impl EngineCore {
                 usage,
                 prompt_ready: false,
                 admitted: false,
+                arrived: Instant::now(),
+                first_token: None,
+                longest: 0,
             },
         );
         self.refresh_stats();
@@ -483,6 +501,13 @@ impl EngineCore {
         s.tokens.push(token);
         self.stats.generated_tokens += 1;
         let generated = s.tokens.len() - s.prompt_len;
+        req.longest = req.longest.max(generated);
+        if req.first_token.is_none() {
+            let now = Instant::now();
+            req.first_token = Some(now);
+            let mut l = self.latency.lock().unwrap_or_else(PoisonError::into_inner);
+            l.time_to_first_token.observe((now - req.arrived).as_secs_f64());
+        }
         let stop_token = (!req.ignore_eos && self.text.is_eog(token)) || req.stop_token_ids.contains(&token);
         let (mut text, mut reason) = if stop_token {
             (s.text.finish(), Some(FinishReason::Stop))
@@ -506,6 +531,7 @@ impl EngineCore {
             let usage = req.usage;
             alive &= (req.sink)(Event::Finished { index: s.index, reason, completion_tokens: generated, usage });
             if req.live == 0 {
+                observe_finished(&self.latency, req);
                 (req.sink)(Event::Done(req.usage));
                 self.requests.remove(&s.request);
                 return;
@@ -521,5 +547,16 @@ impl EngineCore {
         self.stats.waiting = waiting.len();
         self.stats.running = self.running.len();
         self.stats.kv_blocks_used = self.kv.pool().num_blocks() - self.kv.num_free_blocks();
+    }
+}
+
+/// Records a finished request's end-to-end time and its mean time per output token (after the
+/// first, over its longest choice).
+fn observe_finished(latency: &Mutex<RequestLatency>, req: &RequestState) {
+    let now = Instant::now();
+    let mut l = latency.lock().unwrap_or_else(PoisonError::into_inner);
+    l.e2e.observe((now - req.arrived).as_secs_f64());
+    if let (Some(first), true) = (req.first_token, req.longest > 1) {
+        l.time_per_output_token.observe((now - first).as_secs_f64() / (req.longest - 1) as f64);
     }
 }

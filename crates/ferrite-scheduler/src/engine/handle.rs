@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use super::core::Limits;
 use super::{EngineCore, EngineStats, EventSink, Request, RequestId, SubmitError};
+use crate::RequestLatency;
 
 enum Command {
     Submit(RequestId, Box<Request>, EventSink),
@@ -21,6 +22,7 @@ enum Command {
 pub struct EngineHandle {
     tx: Mutex<Option<Sender<Command>>>,
     stats: Arc<Mutex<EngineStats>>,
+    latency: Arc<Mutex<RequestLatency>>,
     limits: Limits,
     max_queue: usize,
     next_id: AtomicU64,
@@ -33,12 +35,14 @@ impl EngineHandle {
         let (tx, rx) = mpsc::channel();
         let stats = Arc::new(Mutex::new(core.stats()));
         let limits = core.limits();
+        let latency = core.latency();
         let max_queue = core.config().max_queue;
         let shared = stats.clone();
         let thread = std::thread::Builder::new().name("ferrite-engine".into()).spawn(move || run(core, rx, shared))?;
         Ok(EngineHandle {
             tx: Mutex::new(Some(tx)),
             stats,
+            latency,
             limits,
             max_queue,
             next_id: AtomicU64::new(1),
@@ -66,6 +70,11 @@ impl EngineHandle {
     /// The engine's counters as of its last step.
     pub fn stats(&self) -> EngineStats {
         self.stats.lock().map(|s| *s).unwrap_or_default()
+    }
+
+    /// The latency histograms of the requests finished so far.
+    pub fn latency(&self) -> RequestLatency {
+        self.latency.lock().map(|l| l.clone()).unwrap_or_default()
     }
 
     pub fn limits(&self) -> Limits {

@@ -485,3 +485,26 @@ fn prompt_logprobs_survive_preemption() {
     assert!(c.stats().preemptions > 0, "the pool was never short");
     assert_eq!(c.stats().kv_blocks_used, 0);
 }
+
+#[test]
+fn latency_histograms_count_finished_requests() {
+    let mut c = core(FakeModel::new(64, 16), EngineConfig::default());
+    let latency = c.latency();
+    let logs: Vec<Log> = (0..3).map(|_| Log::default()).collect();
+    // Two requests of 8 tokens, one of a single token (no time per output token).
+    for (i, max_tokens) in [8, 8, 1].into_iter().enumerate() {
+        let mut req = Request::greedy(prompt(i as u64 + 40, 5), max_tokens);
+        req.ignore_eos = true;
+        c.submit(i as u64, req, sink(&logs[i])).unwrap();
+    }
+    c.step();
+    let first = latency.lock().unwrap().clone();
+    assert_eq!(first.time_to_first_token.count(), 3, "every prompt sampled its first token in step 1");
+    assert_eq!(first.e2e.count(), 1, "only the 1-token request finished");
+    run_to_end(&mut c);
+    let l = latency.lock().unwrap().clone();
+    assert_eq!(l.time_to_first_token.count(), 3);
+    assert_eq!(l.e2e.count(), 3);
+    assert_eq!(l.time_per_output_token.count(), 2);
+    assert!(l.e2e.sum() >= l.time_to_first_token.sum());
+}

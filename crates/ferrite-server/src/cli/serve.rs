@@ -47,6 +47,17 @@ pub struct ServeArgs {
     /// Most requests waiting for admission; more get 503.
     #[arg(long)]
     pub max_queue: Option<usize>,
+    /// Seconds the requests in flight get to finish after SIGTERM; then they are answered with
+    /// an error and the process exits.
+    #[arg(long, default_value_t = 30.0, value_parser = parse_seconds)]
+    pub drain_timeout: f64,
+}
+
+fn parse_seconds(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && v >= 0.0 => Ok(v),
+        _ => Err(format!("expected a number of seconds >= 0, got {s:?}")),
+    }
 }
 
 /// The file name of `path` without its extension (`SmolLM2-135M-Instruct.Q4_1`).
@@ -86,5 +97,8 @@ pub fn run(a: ServeArgs) -> Result<()> {
             (models, flags)
         }
     };
-    Ok(server::run(ServeConfig { host: a.host, port: a.port, models, engine, api_keys: a.api_keys })?)
+    let mut config = ServeConfig::new(&a.host, a.port, models, engine);
+    config.api_keys = a.api_keys;
+    config.drain_timeout = std::time::Duration::from_secs_f64(a.drain_timeout);
+    Ok(server::run(config)?)
 }

@@ -23,6 +23,12 @@ pub fn smollm2() -> Option<PathBuf> {
     test_model(SMOLLM2)
 }
 
+/// The URL of the structured `listening` line, if `line` is one.
+pub fn listening_url(line: &str) -> Option<String> {
+    let v: Value = serde_json::from_str(line).ok()?;
+    (v["event"] == "listening").then(|| v["url"].as_str().map(str::to_string)).flatten()
+}
+
 /// A running `ferrite serve`.
 pub struct Server {
     child: Child,
@@ -61,10 +67,14 @@ impl Server {
             let left = deadline.saturating_duration_since(Instant::now());
             match rx.recv_timeout(left) {
                 Ok(line) => {
-                    if let Some(url) = line.strip_prefix("ferrite: listening on ") {
-                        let base = url.trim().to_string();
+                    if let Some(base) = listening_url(&line) {
                         let addr = base.trim_start_matches("http://").to_string();
-                        return Server { child, base, addr, log: rx };
+                        let mut server = Server { child, base, addr, log: rx };
+                        if let Err(e) = server.wait_ready(deadline) {
+                            let _ = server.child.kill();
+                            panic!("ferrite serve did not turn ready: {e}");
+                        }
+                        return server;
                     }
                     seen.push(line);
                 }
@@ -74,6 +84,25 @@ impl Server {
                     panic!("ferrite serve did not print its listening line; stderr:\n{}", seen.join("\n"));
                 }
             }
+        }
+    }
+
+    /// Polls `GET /ready` until it answers 200 (the models are loaded) or `deadline` passes.
+    pub fn wait_ready(&mut self, deadline: Instant) -> Result<(), String> {
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Err(format!("the server exited with {status} while loading"));
+            }
+            match agent().get(self.url("/ready")).call() {
+                Ok(resp) if resp.status() == 200 => return Ok(()),
+                Ok(resp) if resp.status() == 503 => {}
+                Ok(resp) => return Err(format!("GET /ready answered {}", resp.status())),
+                Err(e) => return Err(format!("GET /ready: {e}")),
+            }
+            if Instant::now() >= deadline {
+                return Err("still loading at the deadline".into());
+            }
+            std::thread::sleep(Duration::from_millis(100));
         }
     }
 

@@ -19,7 +19,7 @@ use ferrite_scheduler::EngineHandle;
 
 pub use builder::EngineBuilder;
 pub use events::{ChatCompletionStream, CompletionStream};
-pub use ferrite_scheduler::EngineStats;
+pub use ferrite_scheduler::{EngineStats, Histogram, RequestLatency};
 pub use options::{LogitsProcessor, RequestOptions};
 
 use crate::types::{
@@ -120,6 +120,15 @@ impl Engine {
         match &self.model {
             Model::Generator(g) => g.handle.stats(),
             Model::Embedder(_) => EngineStats::default(),
+        }
+    }
+
+    /// Latency histograms of the finished generation requests: time to first token, time per
+    /// output token, end to end (empty for an embedding model).
+    pub fn latency(&self) -> RequestLatency {
+        match &self.model {
+            Model::Generator(g) => g.handle.latency(),
+            Model::Embedder(_) => RequestLatency::default(),
         }
     }
 

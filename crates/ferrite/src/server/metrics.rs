@@ -19,41 +19,20 @@ use futures_util::StreamExt;
 
 use super::registry::ModelRegistry;
 use super::AppState;
+use crate::{EngineStats, Histogram, RequestLatency};
 
-/// Upper bounds (seconds) of the latency buckets.
+/// Upper bounds (seconds) of the HTTP latency buckets.
 const LATENCY_BUCKETS: &[f64] = &[0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0];
 
-/// A cumulative histogram in Prometheus' shape.
-#[derive(Debug, Clone, Default)]
-struct Histogram {
-    counts: Vec<u64>,
-    sum: f64,
-    count: u64,
-}
-
-impl Histogram {
-    fn observe(&mut self, secs: f64) {
-        if self.counts.is_empty() {
-            self.counts = vec![0; LATENCY_BUCKETS.len()];
-        }
-        for (c, le) in self.counts.iter_mut().zip(LATENCY_BUCKETS) {
-            if secs <= *le {
-                *c += 1;
-            }
-        }
-        self.sum += secs;
-        self.count += 1;
+/// Writes `h` as the series `name` with one label.
+fn render_histogram(out: &mut String, h: &Histogram, name: &str, label: &str, value: &str) {
+    let l = format!("{label}=\"{}\"", escape(value));
+    for (le, c) in h.buckets() {
+        let _ = writeln!(out, "{name}_bucket{{{l},le=\"{le}\"}} {c}");
     }
-
-    fn render(&self, out: &mut String, name: &str, label: &str, value: &str) {
-        let l = format!("{label}=\"{}\"", escape(value));
-        for (c, le) in self.counts.iter().zip(LATENCY_BUCKETS) {
-            let _ = writeln!(out, "{name}_bucket{{{l},le=\"{le}\"}} {c}");
-        }
-        let _ = writeln!(out, "{name}_bucket{{{l},le=\"+Inf\"}} {}", self.count);
-        let _ = writeln!(out, "{name}_sum{{{l}}} {}", self.sum);
-        let _ = writeln!(out, "{name}_count{{{l}}} {}", self.count);
-    }
+    let _ = writeln!(out, "{name}_bucket{{{l},le=\"+Inf\"}} {}", h.count());
+    let _ = writeln!(out, "{name}_sum{{{l}}} {}", h.sum());
+    let _ = writeln!(out, "{name}_count{{{l}}} {}", h.count());
 }
 
 /// Escapes a label value.
@@ -66,7 +45,6 @@ fn escape(v: &str) -> String {
 pub struct Metrics {
     requests: Mutex<BTreeMap<(String, u16), u64>>,
     latency: Mutex<BTreeMap<String, Histogram>>,
-    first_token: Mutex<BTreeMap<String, Histogram>>,
     in_flight: AtomicI64,
 }
 
@@ -74,17 +52,11 @@ impl Metrics {
     fn finish(&self, route: &str, status: u16, started: Instant) {
         let secs = started.elapsed().as_secs_f64();
         let mut latency = self.latency.lock().unwrap_or_else(PoisonError::into_inner);
-        latency.entry(route.to_string()).or_default().observe(secs);
+        latency.entry(route.to_string()).or_insert_with(|| Histogram::new(LATENCY_BUCKETS)).observe(secs);
         drop(latency);
         let mut requests = self.requests.lock().unwrap_or_else(PoisonError::into_inner);
         *requests.entry((route.to_string(), status)).or_default() += 1;
         self.in_flight.fetch_sub(1, Ordering::Relaxed);
-    }
-
-    /// Records the time from `started` to a stream's first chunk for `model`.
-    pub fn first_token(&self, model: &str, started: Instant) {
-        let mut h = self.first_token.lock().unwrap_or_else(PoisonError::into_inner);
-        h.entry(model.to_string()).or_default().observe(started.elapsed().as_secs_f64());
     }
 
     /// The whole exposition: HTTP series, then each engine's.
@@ -98,58 +70,74 @@ impl Metrics {
         out.push_str("# HELP ferrite_http_requests_in_flight HTTP requests being answered (streams included).\n");
         out.push_str("# TYPE ferrite_http_requests_in_flight gauge\n");
         let _ = writeln!(out, "ferrite_http_requests_in_flight {}", self.in_flight.load(Ordering::Relaxed));
-        let histograms = [
-            (
-                "ferrite_http_request_duration_seconds",
-                "Time to answer a request (to its last byte).",
-                "route",
-                &self.latency,
-            ),
-            (
-                "ferrite_time_to_first_token_seconds",
-                "Time from a streamed request to its first chunk.",
-                "model",
-                &self.first_token,
-            ),
-        ];
-        for (name, help, label, map) in histograms {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
-            for (value, h) in map.lock().unwrap_or_else(PoisonError::into_inner).iter() {
-                h.render(&mut out, name, label, value);
-            }
+        let name = "ferrite_http_request_duration_seconds";
+        let _ = writeln!(out, "# HELP {name} Time to answer a request (to its last byte).\n# TYPE {name} histogram");
+        for (route, h) in self.latency.lock().unwrap_or_else(PoisonError::into_inner).iter() {
+            render_histogram(&mut out, h, name, "route", route);
         }
         render_engines(&mut out, registry);
         out
     }
 }
 
-/// Engine gauges and counters, once per engine (deployments of one file share it).
+/// The engine series, once per engine (deployments of one file share it), named as the
+/// Gateway API Inference Extension's model server protocol asks (vLLM's names under our
+/// prefix): queue depth, running requests and KV-cache use as gauges, the KV block size and
+/// count as labels of an info gauge, token counters, and request latency histograms.
 fn render_engines(out: &mut String, registry: &ModelRegistry) {
     let mut seen: Vec<&str> = Vec::new();
     let mut rows = Vec::new();
     for d in registry.deployments() {
-        if seen.contains(&d.spec.path.as_str()) {
+        if seen.contains(&d.spec.path.as_str()) || d.engine.is_embedding_model() {
             continue;
         }
         seen.push(&d.spec.path);
-        rows.push((escape(&d.id), d.engine.stats()));
+        rows.push((escape(&d.id), d.engine.stats(), d.engine.latency()));
     }
-    type Field = fn(&crate::EngineStats) -> u64;
-    let series: [(&str, &str, &str, Field); 7] = [
-        ("ferrite_requests_waiting", "gauge", "Requests queued for admission.", |s| s.waiting as u64),
-        ("ferrite_requests_running", "gauge", "Sequences being generated.", |s| s.running as u64),
-        ("ferrite_kv_blocks_used", "gauge", "KV-cache blocks in use.", |s| s.kv_blocks_used as u64),
-        ("ferrite_kv_blocks_total", "gauge", "KV-cache blocks in all.", |s| s.kv_blocks_total as u64),
-        ("ferrite_prompt_tokens_total", "counter", "Prompt tokens admitted.", |s| s.prompt_tokens),
-        ("ferrite_generation_tokens_total", "counter", "Tokens generated.", |s| s.generated_tokens),
-        ("ferrite_cached_prompt_tokens_total", "counter", "Prompt tokens served from the prefix cache.", |s| {
-            s.cached_prompt_tokens
+    let header = |out: &mut String, name: &str, kind: &str, help: &str| {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    };
+    type Field = fn(&EngineStats) -> f64;
+    let series: [(&str, &str, &str, Field); 6] = [
+        ("ferrite:num_requests_waiting", "gauge", "Requests waiting for admission.", |s| s.waiting as f64),
+        ("ferrite:num_requests_running", "gauge", "Requests being generated (one per choice).", |s| s.running as f64),
+        ("ferrite:kv_cache_usage_perc", "gauge", "Fraction of the KV-cache blocks in use (0 to 1).", |s| {
+            if s.kv_blocks_total == 0 {
+                0.0
+            } else {
+                s.kv_blocks_used as f64 / s.kv_blocks_total as f64
+            }
+        }),
+        ("ferrite:prompt_tokens_total", "counter", "Prompt tokens admitted.", |s| s.prompt_tokens as f64),
+        ("ferrite:generation_tokens_total", "counter", "Tokens generated.", |s| s.generated_tokens as f64),
+        ("ferrite:prefix_cache_hit_tokens_total", "counter", "Prompt tokens served from the prefix cache.", |s| {
+            s.cached_prompt_tokens as f64
         }),
     ];
     for (name, kind, help, field) in series {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-        for (model, stats) in &rows {
-            let _ = writeln!(out, "{name}{{model=\"{model}\"}} {}", field(stats));
+        header(out, name, kind, help);
+        for (model, stats, _) in &rows {
+            let _ = writeln!(out, "{name}{{model_name=\"{model}\"}} {}", field(stats));
+        }
+    }
+    let name = "ferrite:cache_config_info";
+    header(out, name, "gauge", "KV-cache layout: tokens per block and blocks in all (value 1).");
+    for (model, stats, _) in &rows {
+        let (size, blocks) = (stats.kv_block_size, stats.kv_blocks_total);
+        let _ = writeln!(out, "{name}{{model_name=\"{model}\",block_size=\"{size}\",num_gpu_blocks=\"{blocks}\"}} 1");
+    }
+    type Pick = fn(&RequestLatency) -> &Histogram;
+    let histograms: [(&str, &str, Pick); 3] = [
+        ("ferrite:time_to_first_token_seconds", "Arrival to first generated token.", |l| &l.time_to_first_token),
+        ("ferrite:time_per_output_token_seconds", "Mean time between output tokens, per request.", |l| {
+            &l.time_per_output_token
+        }),
+        ("ferrite:e2e_request_latency_seconds", "Arrival to last token.", |l| &l.e2e),
+    ];
+    for (name, help, pick) in histograms {
+        header(out, name, "histogram", help);
+        for (model, _, latency) in &rows {
+            render_histogram(out, pick(latency), name, "model_name", model);
         }
     }
 }

@@ -15,8 +15,8 @@
 //!
 //! One file per concern: `routes` (the route table), `chat`, `completions`, `embeddings`, `models` and
 //! `unsupported` (handlers), `errors` (errors to status and OpenAI body), `sse` (streaming),
-//! `auth` (API keys), `registry` (deployments and model names), `metrics`, `shutdown` and
-//! `openapi`. The server only parses, routes and frames: validation, templates and generation
+//! `auth` (API keys), `registry` (deployments and model names), `metrics`, `lifecycle`
+//! (readiness and draining), `shutdown` (signals), `log` (structured lines) and `openapi`. The server only parses, routes and frames: validation, templates and generation
 //! are the facade's.
 
 mod auth;
@@ -24,6 +24,8 @@ mod chat;
 mod completions;
 mod embeddings;
 mod errors;
+pub mod lifecycle;
+mod log;
 mod metrics;
 mod models;
 pub mod openapi;
@@ -33,11 +35,17 @@ mod shutdown;
 mod sse;
 mod unsupported;
 
-use std::sync::Arc;
+use std::future::IntoFuture;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
 
 use auth::ApiKeys;
+use axum::extract::Request;
+use axum::response::IntoResponse;
+use lifecycle::{Lifecycle, Phase};
 use metrics::Metrics;
 use registry::{DeploymentSpec, EngineSettings, ModelRegistry};
+use serde_json::json;
 
 /// Why the server could not start or stopped early.
 #[derive(Debug, thiserror::Error)]
@@ -52,6 +60,15 @@ pub enum ServerError {
         name: String,
         /// What the engine said.
         source: crate::Error,
+    },
+    /// The drain after SIGTERM was cut short (drain timeout or a second signal): the requests
+    /// still in flight were answered with an error.
+    #[error("shutdown: {reason}: {requests} request(s) in flight were answered with an error")]
+    DrainCut {
+        /// Why.
+        reason: String,
+        /// Requests cut.
+        requests: usize,
     },
     /// The address could not be bound, or serving failed.
     #[error("{what}: {source}")]
@@ -74,6 +91,7 @@ pub struct AppState {
     registry: Arc<ModelRegistry>,
     metrics: Arc<Metrics>,
     keys: ApiKeys,
+    lifecycle: Arc<Lifecycle>,
 }
 
 /// Everything `ferrite serve` needs, from flags and the config file.
@@ -89,18 +107,31 @@ pub struct ServeConfig {
     pub engine: EngineSettings,
     /// `--api-key` values (`FERRITE_API_KEYS` is read here too).
     pub api_keys: Vec<String>,
+    /// After SIGTERM, how long requests in flight may take to finish before they are cut.
+    pub drain_timeout: Duration,
 }
+
+/// The default [`ServeConfig::drain_timeout`].
+pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl ServeConfig {
     /// Serves `models` on `host:port` with `engine` settings and no API keys.
     pub fn new(host: &str, port: u16, models: Vec<DeploymentSpec>, engine: EngineSettings) -> Self {
-        ServeConfig { host: host.to_string(), port, models, engine, api_keys: Vec::new() }
+        ServeConfig {
+            host: host.to_string(),
+            port,
+            models,
+            engine,
+            api_keys: Vec::new(),
+            drain_timeout: DEFAULT_DRAIN_TIMEOUT,
+        }
     }
 }
 
 impl AppState {
     /// Loads the deployments' engines (slow: call it off the async threads) and takes the API
-    /// keys (`api_keys`, plus `FERRITE_API_KEYS`).
+    /// keys (`api_keys`, plus `FERRITE_API_KEYS`). The state is ready to serve; `/ready`
+    /// answers 200 until [`AppState::lifecycle`] is told to drain.
     pub fn load(
         models: Vec<DeploymentSpec>,
         engine: &EngineSettings,
@@ -112,7 +143,13 @@ impl AppState {
             registry: Arc::new(registry),
             metrics: Arc::new(Metrics::default()),
             keys: ApiKeys::new(api_keys, env_keys.as_deref()),
+            lifecycle: Arc::new(Lifecycle::new(Phase::Ready)),
         })
+    }
+
+    /// The readiness and drain state the routes follow.
+    pub fn lifecycle(&self) -> &Arc<Lifecycle> {
+        &self.lifecycle
     }
 }
 
@@ -122,8 +159,9 @@ pub fn router(state: AppState) -> axum::Router {
     routes::router(state)
 }
 
-/// Loads the models, binds, prints `ferrite: listening on http://HOST:PORT` to stderr, and
-/// serves until SIGTERM or ctrl-c; then lets requests in flight finish and returns.
+/// Binds, logs a structured `listening` line to stderr, loads the models (answering `/health`
+/// with 200 and `/ready` and the API with 503 meanwhile), and serves until SIGTERM or ctrl-c;
+/// then drains (see [`lifecycle`]) and returns.
 pub fn run(config: ServeConfig) -> Result<(), ServerError> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -131,29 +169,128 @@ pub fn run(config: ServeConfig) -> Result<(), ServerError> {
         .enable_all()
         .build()
         .map_err(io("starting the async runtime"))?;
-    runtime.block_on(serve(config))
+    let result = runtime.block_on(serve(config));
+    // A model load still running (a signal during startup) is not waited for.
+    runtime.shutdown_background();
+    result
 }
 
 /// [`run`] inside a running tokio runtime (multi-threaded, with I/O and timers enabled).
 pub async fn serve(config: ServeConfig) -> Result<(), ServerError> {
-    let ServeConfig { host, port, models, engine, api_keys } = config;
-    let state = tokio::task::spawn_blocking(move || AppState::load(models, &engine, &api_keys))
-        .await
-        .map_err(|e| ServerError::Config(format!("loading the models: {e}")))??;
+    let ServeConfig { host, port, models, engine, api_keys, drain_timeout } = config;
+    let started = Instant::now();
+    let names: Vec<String> = models.iter().map(|m| m.name.clone()).collect();
+    log::event(
+        "info",
+        "starting",
+        &[("version", env!("CARGO_PKG_VERSION").into()), ("pid", std::process::id().into()), ("models", json!(names))],
+    );
+    let mut signals = shutdown::Signals::new();
     let listener =
         tokio::net::TcpListener::bind((host.as_str(), port)).await.map_err(io(format!("binding {host}:{port}")))?;
     let addr = listener.local_addr().map_err(io("reading the bound address"))?;
-    let names: Vec<&str> = state.registry.deployments().iter().map(|d| d.id.as_str()).collect();
-    eprintln!(
-        "ferrite: serving {}{}",
-        names.join(", "),
-        if state.keys.is_open() { "" } else { " (API keys required)" }
+    let lifecycle = Arc::new(Lifecycle::new(Phase::Loading));
+    let app = Arc::new(OnceLock::<axum::Router>::new());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = axum::serve(listener, outer_router(app.clone(), lifecycle.clone()))
+        .with_graceful_shutdown(async move {
+            let _ = stopped.await;
+        })
+        .into_future();
+    let mut server = tokio::spawn(server);
+    log::event("info", "listening", &[("url", format!("http://{addr}").into())]);
+
+    let load = tokio::task::spawn_blocking(move || AppState::load(models, &engine, &api_keys));
+    let state = tokio::select! {
+        loaded = load => loaded.map_err(|e| ServerError::Config(format!("loading the models: {e}")))?,
+        signal = signals.next() => {
+            log::event("info", "stopped", &[("signal", signal.into()), ("while", "loading".into())]);
+            return Ok(());
+        }
+    };
+    let mut state = match state {
+        Ok(s) => s,
+        Err(e) => {
+            log::event("error", "load_failed", &[("error", e.to_string().into())]);
+            return Err(e);
+        }
+    };
+    state.lifecycle = lifecycle.clone();
+    let deployments: Vec<&str> = state.registry.deployments().iter().map(|d| d.id.as_str()).collect();
+    log::event(
+        "info",
+        "ready",
+        &[
+            ("models", json!(deployments)),
+            ("api_keys_required", (!state.keys.is_open()).into()),
+            ("load_seconds", json!((started.elapsed().as_secs_f64() * 1000.0).round() / 1000.0)),
+        ],
     );
-    eprintln!("ferrite: listening on http://{addr}");
-    axum::serve(listener, routes::router(state))
-        .with_graceful_shutdown(shutdown::signal())
-        .await
-        .map_err(io("serving HTTP"))?;
-    eprintln!("ferrite: stopped");
-    Ok(())
+    let _ = app.set(routes::router(state));
+    lifecycle.set_ready();
+
+    let signal = tokio::select! {
+        signal = signals.next() => signal,
+        ended = &mut server => {
+            let r = ended.map_err(|e| ServerError::Config(format!("the HTTP server task failed: {e}")))?;
+            return r.map_err(io("serving HTTP"));
+        }
+    };
+    lifecycle.start_draining();
+    log::event(
+        "info",
+        "draining",
+        &[
+            ("signal", signal.into()),
+            ("in_flight", lifecycle.in_flight().into()),
+            ("drain_timeout_seconds", drain_timeout.as_secs_f64().into()),
+        ],
+    );
+    let drain_started = Instant::now();
+    let cut = tokio::select! {
+        () = lifecycle.wait_idle() => None,
+        () = tokio::time::sleep(drain_timeout) => Some("drain timeout expired"),
+        _ = signals.next() => Some("second signal"),
+    };
+    let cut = cut.map(|reason| {
+        let requests = lifecycle.in_flight();
+        log::event("warn", "drain_cut", &[("reason", reason.into()), ("in_flight", requests.into())]);
+        lifecycle.abort_all();
+        (reason, requests)
+    });
+    if cut.is_some() {
+        // Let the error answers reach their clients.
+        let _ = tokio::time::timeout(Duration::from_secs(2), lifecycle.wait_idle()).await;
+    }
+    let _ = stop.send(());
+    // Idle keep-alive connections close at once; a client still sending gets a few seconds.
+    let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
+    log::event(
+        "info",
+        "stopped",
+        &[
+            ("clean", cut.is_none().into()),
+            ("drain_seconds", json!((drain_started.elapsed().as_secs_f64() * 1000.0).round() / 1000.0)),
+        ],
+    );
+    match cut {
+        None => Ok(()),
+        Some((reason, requests)) => Err(ServerError::DrainCut { reason: reason.into(), requests }),
+    }
+}
+
+/// What the listener serves: the application once the models are loaded; before that `/health`
+/// (200), and 503 with `Retry-After` for everything else.
+fn outer_router(app: Arc<OnceLock<axum::Router>>, lifecycle: Arc<Lifecycle>) -> axum::Router {
+    axum::Router::new().fallback(move |req: Request| {
+        let (app, lifecycle) = (app.clone(), lifecycle.clone());
+        async move {
+            use tower::ServiceExt;
+            match app.get() {
+                Some(router) => router.clone().oneshot(req).await.into_response(),
+                None if req.uri().path() == "/health" => "ok".into_response(),
+                None => lifecycle::refusal(lifecycle.phase()),
+            }
+        }
+    })
 }

@@ -5,7 +5,7 @@ use crate::{
     ChatCompletionChunk, ChatCompletionRequest, ChatCompletionResponse, CompletionChunk, CompletionRequest,
     CompletionResponse, EmbeddingRequest, EmbeddingResponse, ErrorBody, ModelInfo, ModelList,
 };
-use axum::extract::DefaultBodyLimit;
+use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{header, Method, Uri};
 use axum::response::IntoResponse;
 use axum::routing::{get, post, MethodRouter};
@@ -13,7 +13,7 @@ use axum::{middleware, Router};
 use schemars::{json_schema, Schema, SchemaGenerator};
 
 use super::errors::ApiError;
-use super::{auth, chat, completions, embeddings, metrics, models, openapi, unsupported, AppState};
+use super::{auth, chat, completions, embeddings, lifecycle, metrics, models, openapi, unsupported, AppState};
 
 /// Largest request body accepted; larger ones get 413.
 pub const BODY_LIMIT: usize = 32 * 1024 * 1024;
@@ -58,6 +58,8 @@ pub enum Endpoint {
     Images,
     /// `GET /health`.
     Health,
+    /// `GET /ready`.
+    Ready,
     /// `GET /metrics`.
     Metrics,
     /// `GET /openapi.json`.
@@ -143,6 +145,11 @@ pub const ROUTES: &[Route] = &[
         ..route(HttpMethod::Get, "/health", false, Endpoint::Health, "health")
     },
     Route {
+        summary:
+            "Readiness: 200 when serving; 503 with Retry-After while the models load and while draining after SIGTERM.",
+        ..route(HttpMethod::Get, "/ready", false, Endpoint::Ready, "ready")
+    },
+    Route {
         summary: "Prometheus metrics (text format).",
         ..route(HttpMethod::Get, "/metrics", false, Endpoint::Metrics, "metrics")
     },
@@ -162,6 +169,7 @@ fn handler(endpoint: Endpoint) -> MethodRouter<AppState> {
         Endpoint::Embeddings => post(embeddings::create),
         Endpoint::Images => post(unsupported::images),
         Endpoint::Health => get(|| async { "ok" }),
+        Endpoint::Ready => get(|State(s): State<AppState>| lifecycle::ready(State(s.lifecycle))),
         Endpoint::Metrics => get(metrics::scrape),
         Endpoint::OpenApi => get(|| async { ([(header::CONTENT_TYPE, "application/json")], openapi::document_text()) }),
     }
@@ -172,7 +180,8 @@ fn axum_path(prefix: &str, path: &str) -> String {
     format!("{prefix}{}", path.replace("{id}", "{*id}"))
 }
 
-/// The application: every route of the table, API keys on the `/v1` routes, metrics on all,
+/// The application: every route of the table, API keys and the drain gate on the `/v1`
+/// routes, metrics on all,
 /// OpenAI error bodies for unknown paths, wrong methods and bodies over [`BODY_LIMIT`].
 pub fn router(state: AppState) -> Router {
     let mut api = Router::new();
@@ -186,7 +195,9 @@ pub fn router(state: AppState) -> Router {
             open = open.route(r.path, handler(r.endpoint));
         }
     }
-    let api = api.route_layer(middleware::from_fn_with_state(state.keys.clone(), auth::require_key));
+    let api = api
+        .route_layer(middleware::from_fn_with_state(state.keys.clone(), auth::require_key))
+        .route_layer(middleware::from_fn_with_state(state.lifecycle.clone(), lifecycle::gate));
     api.merge(open)
         .fallback(|method: Method, uri: Uri| async move { ApiError::unknown_url(method.as_str(), uri.path()) })
         .method_not_allowed_fallback(|method: Method, uri: Uri| async move {

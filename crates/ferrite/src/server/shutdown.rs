@@ -1,37 +1,44 @@
-//! Graceful shutdown: on SIGTERM or ctrl-c the server stops accepting connections and lets the
-//! requests in flight (streams included) finish; a second signal exits at once.
+//! The stop signals: SIGTERM (what Kubernetes and service managers send) and ctrl-c.
 
-/// Resolves on the first SIGTERM or ctrl-c, and arms the second one to exit immediately.
-pub async fn signal() {
-    first_signal().await;
-    eprintln!("ferrite: shutting down: no new connections, waiting for requests in flight (signal again to quit)");
-    tokio::spawn(async {
-        first_signal().await;
-        eprintln!("ferrite: second signal, exiting now");
-        std::process::exit(130);
-    });
+/// SIGTERM and ctrl-c, each delivery seen once.
+pub struct Signals {
+    #[cfg(unix)]
+    term: Option<tokio::signal::unix::Signal>,
 }
 
-async fn first_signal() {
-    let ctrl_c = async {
-        if tokio::signal::ctrl_c().await.is_err() {
-            std::future::pending::<()>().await;
+impl Signals {
+    /// Starts listening (signals that arrive before [`Signals::next`] are kept for it).
+    pub fn new() -> Self {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            Signals { term: signal(SignalKind::terminate()).ok() }
         }
-    };
-    #[cfg(unix)]
-    let term = async {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
+        #[cfg(not(unix))]
+        Signals {}
+    }
+
+    /// Resolves on the next SIGTERM or ctrl-c; returns its name.
+    pub async fn next(&mut self) -> &'static str {
+        let ctrl_c = async {
+            if tokio::signal::ctrl_c().await.is_err() {
+                std::future::pending::<()>().await;
             }
-            Err(_) => std::future::pending::<()>().await,
+        };
+        #[cfg(unix)]
+        let term = async {
+            match self.term.as_mut() {
+                Some(s) => {
+                    s.recv().await;
+                }
+                None => std::future::pending::<()>().await,
+            }
+        };
+        #[cfg(not(unix))]
+        let term = std::future::pending::<()>();
+        tokio::select! {
+            () = ctrl_c => "SIGINT",
+            () = term => "SIGTERM",
         }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {}
-        () = term => {}
     }
 }

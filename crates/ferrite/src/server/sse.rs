@@ -6,8 +6,6 @@
 //! cancels the generation and frees its KV blocks.
 
 use std::convert::Infallible;
-use std::sync::Arc;
-use std::time::Instant;
 
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -15,7 +13,6 @@ use futures_util::{stream, Stream, StreamExt};
 use serde::Serialize;
 
 use super::errors::ApiError;
-use super::metrics::Metrics;
 
 /// Where a stream stands.
 enum Phase<S> {
@@ -27,33 +24,17 @@ enum Phase<S> {
     Closed,
 }
 
-/// Times a stream's first chunk into the metrics.
-pub struct FirstChunkTimer {
-    /// Where to record.
-    pub metrics: Arc<Metrics>,
-    /// The deployment's id.
-    pub model: String,
-    /// When the request arrived.
-    pub started: Instant,
-}
-
 /// The SSE response for a stream of chunks.
-pub fn response<S, T>(chunks: S, mut timer: Option<FirstChunkTimer>) -> Response
+pub fn response<S, T>(chunks: S) -> Response
 where
     S: Stream<Item = Result<T, crate::Error>> + Send + Unpin + 'static,
     T: Serialize,
 {
     let events = stream::unfold(Phase::Chunks(chunks), move |phase| {
-        let first = timer.take();
         async move {
             match phase {
                 Phase::Chunks(mut s) => match s.next().await {
-                    Some(Ok(chunk)) => {
-                        if let Some(t) = first {
-                            t.metrics.first_token(&t.model, t.started);
-                        }
-                        Some((json_event(&chunk), Phase::Chunks(s)))
-                    }
+                    Some(Ok(chunk)) => Some((json_event(&chunk), Phase::Chunks(s))),
                     // Dropping `s` here ends the generation before the client hears of it.
                     Some(Err(e)) => Some((json_event(&ApiError::from(e).body), Phase::Done)),
                     None => Some((done(), Phase::Closed)),
@@ -88,7 +69,7 @@ mod tests {
     use crate::{ChatCompletionChunk, ChatCompletionRequest, ChatMessage};
 
     async fn body_of(items: Vec<Result<ChatCompletionChunk, crate::Error>>) -> String {
-        let resp = response(stream::iter(items), None);
+        let resp = response(stream::iter(items));
         assert_eq!(resp.headers()["content-type"], "text/event-stream");
         let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20).await.unwrap();
         String::from_utf8(bytes.to_vec()).unwrap()

@@ -83,17 +83,24 @@ def load_schemas(crd_dirs):
     return found
 
 
-def documents(paths):
-    """(file, index, document) for every non-empty YAML document under paths."""
+def documents(paths, problems):
+    """(file, index, document) for every non-empty YAML document under paths; a missing path or
+    a file that is not YAML is a problem."""
     files = []
-    for p in paths:
-        p = pathlib.Path(p)
+    for p in map(pathlib.Path, paths):
         if p.is_dir():
             files += sorted(f for f in p.rglob("*.y*ml") if "schemas" not in f.relative_to(p).parts)
-        else:
+        elif p.is_file():
             files.append(p)
+        else:
+            problems.add(str(p), "no such file or folder")
     for f in files:
-        for i, doc in enumerate(yaml.safe_load_all(f.read_text())):
+        try:
+            docs = list(yaml.safe_load_all(f.read_text()))
+        except (OSError, yaml.YAMLError) as e:
+            problems.add(str(f), f"cannot be read as YAML: {e}")
+            continue
+        for i, doc in enumerate(docs):
             if doc is not None:
                 yield f, i, doc
 
@@ -272,15 +279,12 @@ def main():
     schemas = load_schemas(a.crds)
     problems = Problems()
     docs, checked = [], {"kubernetes": 0, "crd": 0}
-    try:
-        for f, i, doc in documents(a.paths):
-            where = f"{f}#{i} {describe(doc) if isinstance(doc, dict) else '?'}"
-            what = check_schema(doc, where, schemas, problems)
-            if what:
-                checked[what] += 1
-                docs.append((where, doc))
-    except yaml.YAMLError as e:
-        problems.add("YAML", str(e))
+    for f, i, doc in documents(a.paths, problems):
+        where = f"{f}#{i} {describe(doc) if isinstance(doc, dict) else '?'}"
+        what = check_schema(doc, where, schemas, problems)
+        if what:
+            checked[what] += 1
+            docs.append((where, doc))
     if not docs and not problems.items:
         problems.add(" ".join(a.paths), "no manifests found")
     check_pods(docs, problems)

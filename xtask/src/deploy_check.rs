@@ -116,6 +116,7 @@ mod tests {
         let Some(python) = python() else { return Ok(()) };
         // (file, text, replacement, what the error must say)
         let breakages = [
+            ("httproute.yaml", "kind: HTTPRoute", "kind: [HTTPRoute", "httproute.yaml: cannot be read as YAML"),
             ("ferrite-deployment.yaml", "replicas: 3", "replicas: three", "spec.replicas: 'three' is not of type"),
             (
                 "ferrite-deployment.yaml",

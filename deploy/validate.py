@@ -110,7 +110,7 @@ def describe(doc):
 
 
 def check_schema(doc, where, schemas, problems):
-    """Returns what it checked against, for the summary."""
+    """Returns the names of the schemas it checked against, or None."""
     if not isinstance(doc, dict) or not doc.get("apiVersion") or not doc.get("kind"):
         problems.add(where, "not a Kubernetes object (no apiVersion or kind)")
         return None
@@ -120,7 +120,7 @@ def check_schema(doc, where, schemas, problems):
             for e in sorted(jsonschema.Draft202012Validator(schema).iter_errors(doc), key=str):
                 path = ".".join(str(p) for p in e.absolute_path) or "(top)"
                 problems.add(where, f"{path}: {e.message} (against {name})")
-        return "crd"
+        return [name for name, _ in schemas[key]]
     for version in KUBERNETES_VERSIONS:
         try:
             kubernetes_validate.validate(doc, version, strict=True)
@@ -131,7 +131,7 @@ def check_schema(doc, where, schemas, problems):
         except kubernetes_validate.ValidationError as e:
             path = ".".join(str(p) for p in e.path) or "(top)"
             problems.add(where, f"{path}: {e.message} (Kubernetes {version})")
-    return "kubernetes"
+    return ["kubernetes"]
 
 
 def by_kind(docs, kind):
@@ -278,12 +278,13 @@ def main():
     a = ap.parse_args()
     schemas = load_schemas(a.crds)
     problems = Problems()
-    docs, checked = [], {"kubernetes": 0, "crd": 0}
+    docs, used, by_kubernetes = [], set(), 0
     for f, i, doc in documents(a.paths, problems):
         where = f"{f}#{i} {describe(doc) if isinstance(doc, dict) else '?'}"
-        what = check_schema(doc, where, schemas, problems)
-        if what:
-            checked[what] += 1
+        against = check_schema(doc, where, schemas, problems)
+        if against:
+            by_kubernetes += against == ["kubernetes"]
+            used.update(a for a in against if a != "kubernetes")
             docs.append((where, doc))
     if not docs and not problems.items:
         problems.add(" ".join(a.paths), "no manifests found")
@@ -293,10 +294,10 @@ def main():
     for p in problems.items:
         print(f"ERROR {p}")
     verdict = "INVALID" if problems.items else "ok"
-    crd_sources = sorted({n for v in schemas.values() for n, _ in v})
-    print(f"{verdict}: {len(docs)} manifests ({checked['kubernetes']} against Kubernetes "
-          f"{' and '.join(KUBERNETES_VERSIONS)}, {checked['crd']} against {', '.join(crd_sources)}), "
-          f"{len(problems.items)} problem(s)")
+    by_crd = len(docs) - by_kubernetes
+    crds = f", {by_crd} against {', '.join(sorted(used))}" if by_crd else ""
+    print(f"{verdict}: {len(docs)} manifests ({by_kubernetes} against Kubernetes "
+          f"{' and '.join(KUBERNETES_VERSIONS)}{crds}), {len(problems.items)} problem(s)")
     return 1 if problems.items else 0
 
 

@@ -103,10 +103,24 @@ mod tests {
                 // Every manifest file was read: the built-in kinds and the three CRD kinds.
                 assert!(text.contains("ok: 12 manifests (9 against Kubernetes"), "{text}");
                 assert!(text.contains("schemas/inferencepool-v1.schema.json"), "{text}");
-                Ok(())
             }
             other => bail!("deploy/ should be valid: {other:?}"),
         }
+        // Each variant as the README applies it holds together on its own.
+        let deploy = workspace_root().join("deploy");
+        let variants: [(&[&str], &str); 2] = [
+            (&["ferrite-deployment.yaml", "ferrite-service.yaml", "plain"], "ok: 3 manifests"),
+            (&["ferrite-deployment.yaml", "inferencepool.yaml", "httproute.yaml"], "ok: 10 manifests"),
+        ];
+        for (files, expected) in variants {
+            let paths: Vec<PathBuf> = files.iter().map(|f| deploy.join(f)).collect();
+            let paths: Vec<&Path> = paths.iter().map(PathBuf::as_path).collect();
+            match validate(&python, &paths)? {
+                Verdict::Valid(text) => assert!(text.contains(expected), "{files:?}: {text}"),
+                other => bail!("{files:?} should be valid: {other:?}"),
+            }
+        }
+        Ok(())
     }
 
     /// Each breakage, made alone in a copy of deploy/, must fail the check with its own message;

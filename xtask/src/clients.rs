@@ -1,8 +1,9 @@
 //! The official OpenAI clients that `crates/ferrite-server/tests/openai_clients.rs` drives: the
 //! `openai` Python package in a virtualenv and the `openai` npm package in a folder, both pinned
 //! and kept outside the repository (`$FERRITE_CLIENTS`, default `<models dir>/../clients`, that
-//! is `~/.cache/ferrite/clients`). Installing is idempotent: an installed pinned version is
-//! left alone, without asking a registry.
+//! is `~/.cache/ferrite/clients`). The same virtualenv holds `kubernetes-validate`, which
+//! `deploy/validate.py` uses (see `deploy_check`). Installing is idempotent: an installed pinned
+//! version is left alone, without asking a registry.
 
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
@@ -10,6 +11,12 @@ use std::process::{Command, Stdio};
 
 /// The pinned `openai` Python package (PyPI; needs Python >= 3.10).
 pub const OPENAI_PY: &str = "3.57.0";
+/// The pinned `kubernetes-validate` Python package: the Kubernetes OpenAPI schemas (1.25 to 1.37)
+/// that `deploy/validate.py` checks the manifests against, offline; it brings `jsonschema` and
+/// `PyYAML`, which the script uses too.
+pub const KUBERNETES_VALIDATE: &str = "1.37.0";
+/// The Python packages of the virtualenv, pinned.
+const PYTHON_PINS: [(&str, &str); 2] = [("openai", OPENAI_PY), ("kubernetes-validate", KUBERNETES_VALIDATE)];
 /// The pinned `openai` npm package: the newest 6.x (7.x needs Node.js 22; this machine has 20).
 pub const OPENAI_NODE: &str = "6.30.1";
 
@@ -50,15 +57,17 @@ pub fn system_packages_needed() -> Vec<&'static str> {
 /// one-line account.
 pub fn ensure_clients(dir: &Path) -> Result<String> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let py = ensure_python(&dir.join("venv")).context("the Python openai client")?;
+    let py = ensure_python(&dir.join("venv")).context("the Python packages (openai, kubernetes-validate)")?;
     let node = ensure_node(&dir.join("node")).context("the Node.js openai client")?;
-    Ok(format!("python openai {OPENAI_PY} {py}, npm openai {OPENAI_NODE} {node} in {}", dir.display()))
+    Ok(format!(
+        "python openai {OPENAI_PY} and kubernetes-validate {KUBERNETES_VALIDATE} {py}, npm openai {OPENAI_NODE} {node} in {}",
+        dir.display()
+    ))
 }
 
 fn ensure_python(venv: &Path) -> Result<&'static str> {
     let python = venv.join("bin/python");
-    let version = ["-c", "import importlib.metadata as m; print(m.version('openai'))"];
-    if python.exists() && output(&python, &version).is_some_and(|v| v == OPENAI_PY) {
+    if python.exists() && missing_pins(&python).is_empty() {
         return Ok("present");
     }
     if !python.exists() {
@@ -74,14 +83,26 @@ fn ensure_python(venv: &Path) -> Result<&'static str> {
             );
         }
     }
-    eprintln!("clients: pip install openai=={OPENAI_PY}");
-    let pin = format!("openai=={OPENAI_PY}");
-    let args = ["-m", "pip", "install", "-q", "--disable-pip-version-check", "--no-input", &pin];
-    run(Command::new(&python).args(args))?;
-    match output(&python, &version) {
-        Some(v) if v == OPENAI_PY => Ok("installed"),
-        other => bail!("after pip install, openai is {other:?}, not {OPENAI_PY}"),
+    let pins: Vec<String> = missing_pins(&python).iter().map(|(name, v)| format!("{name}=={v}")).collect();
+    eprintln!("clients: pip install {}", pins.join(" "));
+    let args = ["-m", "pip", "install", "-q", "--disable-pip-version-check", "--no-input"];
+    run(Command::new(&python).args(args).args(&pins))?;
+    match missing_pins(&python).as_slice() {
+        [] => Ok("installed"),
+        still => bail!("after pip install, these are still not at their pinned versions: {still:?}"),
     }
+}
+
+/// The pins of [`PYTHON_PINS`] that the virtualenv's `python` lacks or has at another version.
+fn missing_pins(python: &Path) -> Vec<(&'static str, &'static str)> {
+    let script = "import importlib.metadata as m, sys; \
+                  v = {d.metadata['Name'].lower(): d.version for d in m.distributions()}; \
+                  print('\\n'.join(v.get(n, '-') for n in sys.argv[1:]))";
+    let mut args = vec!["-c", script];
+    args.extend(PYTHON_PINS.iter().map(|(name, _)| *name));
+    let installed = output(python, &args).unwrap_or_default();
+    let installed: Vec<&str> = installed.lines().collect();
+    PYTHON_PINS.iter().zip(0..).filter(|((_, want), i)| installed.get(*i) != Some(want)).map(|(pin, _)| *pin).collect()
 }
 
 fn ensure_node(prefix: &Path) -> Result<&'static str> {

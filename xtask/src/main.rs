@@ -6,7 +6,9 @@
 //!   system packages, fetches the models and the OpenAI clients, runs `cargo test --workspace`
 //!   and sums up.
 //! * `cargo xtask clients [--dir DIR]` installs the pinned official OpenAI clients (Python and
-//!   Node.js) that the server's end-to-end tests drive.
+//!   Node.js) that the server's end-to-end tests drive, and `kubernetes-validate`.
+//! * `cargo xtask deploy-check [--dir DIR]` validates the Kubernetes manifests in `deploy/`
+//!   offline (`deploy/validate.py`, with the clients virtualenv's Python).
 //!
 //! The fetching itself is the `ferrite-fetch` library (the library facade and `ferrite serve`
 //! fetch missing models with it too); xtask prints its progress on stderr.
@@ -14,6 +16,7 @@
 mod apt;
 mod checks;
 mod clients;
+mod deploy_check;
 mod human;
 mod test;
 
@@ -38,7 +41,12 @@ commands:
   clients [--dir DIR]
       Install the pinned official OpenAI clients into DIR (default: $FERRITE_CLIENTS, else
       ~/.cache/ferrite/clients): the openai Python package in DIR/venv, the openai npm
-      package in DIR/node. Already installed pinned versions are left alone.
+      package in DIR/node, and kubernetes-validate (for deploy-check) in DIR/venv. Already
+      installed pinned versions are left alone.
+  deploy-check [--dir DIR]
+      Validate the Kubernetes manifests in deploy/ offline: deploy/validate.py run by the
+      Python of DIR/venv (DIR as for clients), against the Kubernetes schemas and the CRD
+      schemas in deploy/schemas/, plus the references between the manifests.
   help
       This text.";
 
@@ -47,6 +55,7 @@ enum Cmd {
     FetchModels { dir: Option<PathBuf>, only: Vec<String> },
     Test { dir: Option<PathBuf>, skip_fetch: bool, cargo_args: Vec<String> },
     Clients { dir: Option<PathBuf> },
+    DeployCheck { dir: Option<PathBuf> },
     Help,
 }
 
@@ -86,6 +95,7 @@ fn parse(args: &[String]) -> Result<Cmd> {
         "fetch-models" => Ok(Cmd::FetchModels { dir, only }),
         "test" => Ok(Cmd::Test { dir, skip_fetch, cargo_args }),
         "clients" => Ok(Cmd::Clients { dir }),
+        "deploy-check" => Ok(Cmd::DeployCheck { dir }),
         "help" | "-h" | "--help" => Ok(Cmd::Help),
         other => bail!("unknown command {other:?}\n\n{USAGE}"),
     }
@@ -109,6 +119,10 @@ fn main() -> ExitCode {
         Cmd::Clients { dir } => {
             let dir = dir.unwrap_or_else(|| clients::clients_dir(&ferrite_fetch::default_models_dir()));
             clients::ensure_clients(&dir).map(|line| eprintln!("clients: {line}"))
+        }
+        Cmd::DeployCheck { dir } => {
+            let dir = dir.unwrap_or_else(|| clients::clients_dir(&ferrite_fetch::default_models_dir()));
+            deploy_check::run(&dir)
         }
     });
     match result {
@@ -158,6 +172,8 @@ mod tests {
         assert!(parse(&args("frobnicate")).is_err());
         assert_eq!(parse(&args("clients --dir /c"))?, Cmd::Clients { dir: Some("/c".into()) });
         assert!(parse(&args("clients --only x")).is_err());
+        assert_eq!(parse(&args("deploy-check"))?, Cmd::DeployCheck { dir: None });
+        assert_eq!(parse(&args("deploy-check --dir=/c"))?, Cmd::DeployCheck { dir: Some("/c".into()) });
         assert_eq!(parse(&[])?, Cmd::Help);
         Ok(())
     }

@@ -42,8 +42,19 @@ pub struct Server {
 
 impl Server {
     /// Starts `ferrite serve --host 127.0.0.1 --port 0 ARGS` with extra environment variables,
-    /// and waits for its listening line.
+    /// and waits until it is ready.
     pub fn start(args: &[&str], env: &[(&str, &str)]) -> Server {
+        let mut server = Server::spawn(args, env);
+        if let Err(e) = server.wait_ready(Instant::now() + START_TIMEOUT) {
+            let _ = server.child.kill();
+            panic!("ferrite serve did not turn ready: {e}");
+        }
+        server
+    }
+
+    /// Like [`Server::start`], but returns as soon as the server listens (models maybe still
+    /// loading).
+    pub fn spawn(args: &[&str], env: &[(&str, &str)]) -> Server {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_ferrite"));
         cmd.args(["serve", "--host", "127.0.0.1", "--port", "0", "--threads", "2", "--kv-cache-mb", "64"]);
         cmd.args(args).env_remove("FERRITE_API_KEYS").stdout(Stdio::null()).stderr(Stdio::piped());
@@ -69,12 +80,7 @@ impl Server {
                 Ok(line) => {
                     if let Some(base) = listening_url(&line) {
                         let addr = base.trim_start_matches("http://").to_string();
-                        let mut server = Server { child, base, addr, log: rx };
-                        if let Err(e) = server.wait_ready(deadline) {
-                            let _ = server.child.kill();
-                            panic!("ferrite serve did not turn ready: {e}");
-                        }
-                        return server;
+                        return Server { child, base, addr, log: rx };
                     }
                     seen.push(line);
                 }

@@ -207,10 +207,23 @@ impl ModelRegistry {
             let engine = match engines.get(&spec.path) {
                 Some(e) => e.clone(),
                 None => {
-                    eprintln!("ferrite: loading {} from {}", spec.name, spec.path);
+                    let started = std::time::Instant::now();
+                    super::log::event(
+                        "info",
+                        "loading_model",
+                        &[("model", spec.name.as_str().into()), ("path", spec.path.as_str().into())],
+                    );
                     let e = settings
                         .build(&spec.path)
                         .map_err(|source| ServerError::Load { name: spec.name.clone(), source })?;
+                    super::log::event(
+                        "info",
+                        "model_loaded",
+                        &[
+                            ("model", spec.name.as_str().into()),
+                            ("seconds", ((started.elapsed().as_secs_f64() * 1000.0).round() / 1000.0).into()),
+                        ],
+                    );
                     engines.insert(spec.path.clone(), e.clone());
                     e
                 }

@@ -3,9 +3,9 @@
 use anyhow::{bail, Context, Result};
 use std::process::Command;
 
-/// Debian packages `cargo xtask test` needs. Empty today; the WGPU tests will add
-/// `mesa-vulkan-drivers` (a software Vulkan driver, lavapipe).
-pub const TEST_PACKAGES: &[&str] = &[];
+/// Debian packages `cargo xtask test` needs: `haproxy`, the load balancer of the
+/// rolling-restart test (`crates/ferrite-server/tests/rolling_restart.rs`).
+pub const TEST_PACKAGES: &[&str] = &["haproxy"];
 
 /// Installs those of `packages` that dpkg does not know as installed, with
 /// `apt-get install -y`; only as root (elsewhere it says what to run). Nothing happens, and

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::Server;
+use common::{clients_dir, skip, Server};
 
 /// The name DeepInfra's examples use; ferrite serves SmolLM2 under it.
 const MODEL_NAME: &str = "meta-llama/Meta-Llama-3-8B-Instruct";
@@ -29,26 +29,6 @@ const API_KEY: &str = "sk-ferrite-test-key";
 enum Lang {
     Python,
     Node,
-}
-
-fn ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
-}
-
-/// Under `CI=true` a panic with `reason`; elsewhere `SKIPPED: reason` and `None`.
-fn skip<T>(reason: &str) -> Option<T> {
-    assert!(!ci(), "{reason} (under CI=true this is a failure; `cargo xtask test` installs the clients)");
-    eprintln!("SKIPPED: {reason} (run `cargo xtask clients`)");
-    None
-}
-
-/// `$FERRITE_CLIENTS`, else `clients` beside the models folder (as xtask decides).
-fn clients_dir() -> PathBuf {
-    if let Some(d) = std::env::var_os("FERRITE_CLIENTS") {
-        return PathBuf::from(d);
-    }
-    let models = ferrite_tensor::model_files::models_dir();
-    models.parent().unwrap_or(&models).join("clients")
 }
 
 /// An installed client: the interpreter that runs its scripts, and the clients folder.

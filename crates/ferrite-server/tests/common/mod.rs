@@ -23,6 +23,28 @@ pub fn smollm2() -> Option<PathBuf> {
     test_model(SMOLLM2)
 }
 
+/// Whether this is a CI run (`CI=true`), where a missing model, client or tool is a failure.
+pub fn ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+}
+
+/// Under `CI=true` a panic with `reason`; elsewhere `SKIPPED: reason` and `None`.
+pub fn skip<T>(reason: &str) -> Option<T> {
+    assert!(!ci(), "{reason} (under CI=true this is a failure; `cargo xtask test` installs what the tests need)");
+    eprintln!("SKIPPED: {reason} (run `cargo xtask test`, which installs it)");
+    None
+}
+
+/// `$FERRITE_CLIENTS`, else `clients` beside the models folder (as xtask decides): where the
+/// official OpenAI clients are installed.
+pub fn clients_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("FERRITE_CLIENTS") {
+        return PathBuf::from(d);
+    }
+    let models = ferrite_tensor::model_files::models_dir();
+    models.parent().unwrap_or(&models).join("clients")
+}
+
 /// The URL of the structured `listening` line, if `line` is one.
 pub fn listening_url(line: &str) -> Option<String> {
     let v: Value = serde_json::from_str(line).ok()?;
@@ -55,8 +77,17 @@ impl Server {
     /// Like [`Server::start`], but returns as soon as the server listens (models maybe still
     /// loading).
     pub fn spawn(args: &[&str], env: &[(&str, &str)]) -> Server {
+        Server::spawn_on(0, args, env)
+    }
+
+    /// [`Server::spawn`] on `port` (0: a free one).
+    pub fn spawn_on(port: u16, args: &[&str], env: &[(&str, &str)]) -> Server {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_ferrite"));
-        cmd.args(["serve", "--host", "127.0.0.1", "--port", "0", "--threads", "2", "--kv-cache-mb", "64"]);
+        let port = port.to_string();
+        cmd.args(["serve", "--host", "127.0.0.1", "--port", &port, "--kv-cache-mb", "64"]);
+        if !args.contains(&"--threads") {
+            cmd.args(["--threads", "2"]);
+        }
         cmd.args(args).env_remove("FERRITE_API_KEYS").stdout(Stdio::null()).stderr(Stdio::piped());
         for (k, v) in env {
             cmd.env(k, v);

@@ -4,8 +4,10 @@ use anyhow::{bail, Context, Result};
 use std::process::Command;
 
 /// Debian packages `cargo xtask test` needs: `haproxy`, the load balancer of the
-/// rolling-restart test (`crates/ferrite-server/tests/rolling_restart.rs`).
-pub const TEST_PACKAGES: &[&str] = &["haproxy"];
+/// rolling-restart test (`crates/ferrite-server/tests/rolling_restart.rs`), and
+/// `mesa-vulkan-drivers`, whose lavapipe (a software Vulkan device) runs the WGPU backend's
+/// tests (`crates/ferrite-wgpu`).
+pub const TEST_PACKAGES: &[&str] = &["haproxy", "mesa-vulkan-drivers"];
 
 /// Installs those of `packages` that dpkg does not know as installed, with
 /// `apt-get install -y`; only as root (elsewhere it says what to run). Nothing happens, and

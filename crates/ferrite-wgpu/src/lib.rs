@@ -1,0 +1,172 @@
+//! ferrite-wgpu: the tensor core's [`Backend`] over wgpu (Vulkan, Metal, DX12), with WGSL
+//! kernels in the workspace's `shaders/`.
+//!
+//! * [`context`]: adapter choice (`FERRITE_WGPU_ADAPTER`, index or part of a name) and the
+//!   device, with `shader-f16` and subgroups enabled where offered.
+//! * [`storage`]: one storage buffer per tensor storage.
+//! * [`dispatch`]: compiled pipelines, and one command encoder that collects the kernels of a
+//!   forward pass; it is submitted only when the host reads a result ([`Backend::download`],
+//!   [`Backend::synchronize`]) or after [`dispatch::FLUSH_EVERY`] kernels, so ops never wait
+//!   for each other on the host.
+//! * `ops/*`: one file per op family, each a thin Rust side over its shader.
+//!
+//! Ops not written for the GPU yet answer [`Error::UnsupportedDType`] or
+//! [`Error::Backend`] naming the op, never a wrong result.
+
+pub mod context;
+pub mod dispatch;
+mod ops;
+pub mod storage;
+
+use std::sync::Arc;
+
+use ferrite_tensor::{
+    Activation, AttentionParams, AttentionSeq, Backend, BackendStorage, DType, Device, Error, Result, RopeConfig,
+    Tensor,
+};
+
+pub use context::{describe_adapters, Gpu, ADAPTER_ENV};
+pub use storage::WgpuStorage;
+
+/// Why the WGPU backend could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum WgpuError {
+    /// No adapter, or none matching the choice.
+    #[error("no WGPU adapter: {0}")]
+    NoAdapter(String),
+    /// The adapter refused to open a device.
+    #[error("opening the WGPU device: {0}")]
+    Device(String),
+}
+
+impl From<WgpuError> for Error {
+    fn from(e: WgpuError) -> Self {
+        Error::Backend(e.to_string())
+    }
+}
+
+/// The WGPU backend.
+#[derive(Debug)]
+pub struct WgpuBackend {
+    pub(crate) gpu: Gpu,
+    pub(crate) kernels: dispatch::Kernels,
+}
+
+impl WgpuBackend {
+    /// Opens the adapter `choice` names (see [`context::open`]).
+    pub fn new(choice: Option<&str>) -> std::result::Result<Self, WgpuError> {
+        let gpu = context::open(choice)?;
+        Ok(WgpuBackend { kernels: dispatch::Kernels::default(), gpu })
+    }
+
+    /// What the device is (adapter info).
+    pub fn adapter(&self) -> &wgpu::AdapterInfo {
+        &self.gpu.info
+    }
+
+    /// Whether the adapter is a CPU (software) device such as lavapipe.
+    pub fn is_software(&self) -> bool {
+        self.gpu.info.device_type == wgpu::DeviceType::Cpu
+    }
+}
+
+/// A [`Device`] on the adapter `choice` names (see [`context::open`]).
+pub fn device(choice: Option<&str>) -> Result<Device> {
+    Ok(Device::new(Arc::new(WgpuBackend::new(choice)?)))
+}
+
+/// The WGPU storage of `t`, or an error if `t` lives elsewhere.
+pub(crate) fn buffer_of<'a>(t: &'a Tensor, op: &'static str) -> Result<&'a wgpu::Buffer> {
+    t.storage().as_any().downcast_ref::<WgpuStorage>().map(|s| &s.buffer).ok_or_else(|| Error::DeviceMismatch {
+        op,
+        expected: "wgpu".into(),
+        actual: t.device().name(),
+    })
+}
+
+impl Backend for WgpuBackend {
+    fn name(&self) -> String {
+        format!("wgpu:{}", self.gpu.info.name)
+    }
+
+    fn zeros(&self, bytes: usize) -> Result<Arc<dyn BackendStorage>> {
+        // wgpu hands out zero-initialised buffers.
+        Ok(Arc::new(WgpuStorage::new(&self.gpu.device, bytes, "zeros")))
+    }
+
+    fn upload(&self, bytes: &[u8]) -> Result<Arc<dyn BackendStorage>> {
+        Ok(Arc::new(self.upload_storage(bytes, "upload")))
+    }
+
+    fn download(&self, t: &Tensor) -> Result<Vec<u8>> {
+        self.read_back(buffer_of(t, "download")?, t.offset_bytes(), t.len_bytes())
+    }
+
+    fn synchronize(&self) -> Result<()> {
+        self.flush();
+        self.wait()
+    }
+
+    fn matmul(&self, x: &Tensor, w: &Tensor) -> Result<Tensor> {
+        ops::matmul::matmul(self, x, w)
+    }
+
+    fn rms_norm(&self, x: &Tensor, w: &Tensor, eps: f32) -> Result<Tensor> {
+        ops::norm::rms_norm(self, x, w, eps)
+    }
+
+    fn layer_norm(&self, x: &Tensor, w: &Tensor, b: &Tensor, eps: f32) -> Result<Tensor> {
+        ops::norm::layer_norm(self, x, w, b, eps)
+    }
+
+    fn rope(&self, x: &Tensor, positions: &[u32], cfg: &RopeConfig) -> Result<Tensor> {
+        ops::rope::rope(self, x, positions, cfg)
+    }
+
+    fn softmax(&self, x: &Tensor) -> Result<Tensor> {
+        ops::norm::softmax(self, x)
+    }
+
+    fn activation(&self, x: &Tensor, act: Activation) -> Result<Tensor> {
+        ops::elementwise::activation(self, x, act)
+    }
+
+    fn gated_activation(&self, gate: &Tensor, up: &Tensor, act: Activation) -> Result<Tensor> {
+        ops::elementwise::gated(self, gate, up, act)
+    }
+
+    fn add(&self, a: &Tensor, b: &Tensor) -> Result<Tensor> {
+        ops::elementwise::binary(self, a, b, ops::elementwise::Binary::Add)
+    }
+
+    fn mul(&self, a: &Tensor, b: &Tensor) -> Result<Tensor> {
+        ops::elementwise::binary(self, a, b, ops::elementwise::Binary::Mul)
+    }
+
+    fn scale(&self, x: &Tensor, s: f32) -> Result<Tensor> {
+        ops::elementwise::scale(self, x, s)
+    }
+
+    fn embedding(&self, table: &Tensor, ids: &[u32]) -> Result<Tensor> {
+        ops::embedding::embedding(self, table, ids)
+    }
+
+    fn cast(&self, x: &Tensor, dtype: DType) -> Result<Tensor> {
+        ops::embedding::cast(self, x, dtype)
+    }
+
+    fn write_kv(&self, _cache: &Tensor, _x: &Tensor, _slots: &[u32]) -> Result<()> {
+        Err(Error::Backend("wgpu: write_kv is not implemented yet".into()))
+    }
+
+    fn attention(
+        &self,
+        _q: &Tensor,
+        _k_cache: &Tensor,
+        _v_cache: &Tensor,
+        _seqs: &[AttentionSeq],
+        _params: &AttentionParams,
+    ) -> Result<Tensor> {
+        Err(Error::Backend("wgpu: paged attention is not implemented yet".into()))
+    }
+}

@@ -1,0 +1,33 @@
+// Row-wise x / sqrt(mean(x^2) + eps) * w: one workgroup of 256 threads per row.
+
+struct Params { rows: u32, d: u32, x_off: u32, eps: f32 }
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read> w: array<f32>;
+@group(0) @binding(3) var<storage, read_write> out: array<f32>;
+
+var<workgroup> partial: array<f32, 256>;
+
+@compute @workgroup_size(256)
+fn rms_norm(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+            @builtin(local_invocation_index) li: u32) {
+    let row = wg.x + wg.y * nwg.x;
+    if (row >= p.rows) { return; }
+    let base = p.x_off + row * p.d;
+    var s = 0.0;
+    for (var j = li; j < p.d; j += 256u) {
+        let v = x[base + j];
+        s += v * v;
+    }
+    partial[li] = s;
+    workgroupBarrier();
+    for (var k = 128u; k > 0u; k >>= 1u) {
+        if (li < k) { partial[li] += partial[li + k]; }
+        workgroupBarrier();
+    }
+    let inv = inverseSqrt(partial[0] / f32(p.d) + p.eps);
+    for (var j = li; j < p.d; j += 256u) {
+        out[row * p.d + j] = x[base + j] * inv * w[j];
+    }
+}

@@ -84,24 +84,28 @@ impl Params {
 }
 
 impl WgpuBackend {
-    fn pipeline(&self, shader: Shader, entry: &'static str) -> Arc<wgpu::ComputePipeline> {
+    /// The pipeline of `shader::entry`, compiled on first use; a shader that does not compile
+    /// on this device is an error, not a panic.
+    fn pipeline(&self, shader: Shader, entry: &'static str) -> Result<Arc<wgpu::ComputePipeline>> {
         let mut pipelines = self.kernels.pipelines.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(p) = pipelines.get(&(shader.name, entry)) {
-            return p.clone();
+            return Ok(p.clone());
         }
+        let device = &self.gpu.device;
+        let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
         let module = {
             let mut modules = self.kernels.modules.lock().unwrap_or_else(PoisonError::into_inner);
             modules
                 .entry(shader.name)
                 .or_insert_with(|| {
-                    Arc::new(self.gpu.device.create_shader_module(wgpu::ShaderModuleDescriptor {
+                    Arc::new(device.create_shader_module(wgpu::ShaderModuleDescriptor {
                         label: Some(shader.name),
                         source: wgpu::ShaderSource::Wgsl(shader.source.into()),
                     }))
                 })
                 .clone()
         };
-        let p = Arc::new(self.gpu.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+        let p = Arc::new(device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
             label: Some(entry),
             layout: None,
             module: &module,
@@ -109,8 +113,15 @@ impl WgpuBackend {
             compilation_options: Default::default(),
             cache: None,
         }));
+        if let Some(e) = pollster::block_on(scope.pop()) {
+            self.kernels.modules.lock().unwrap_or_else(PoisonError::into_inner).remove(shader.name);
+            return Err(Error::Backend(format!(
+                "wgpu: shader {}::{entry} does not build on this device: {e}",
+                shader.name
+            )));
+        }
         pipelines.insert((shader.name, entry), p.clone());
-        p
+        Ok(p)
     }
 
     /// Records `shader::entry` over `groups` workgroups (spread over a 2-D grid when more than
@@ -124,7 +135,7 @@ impl WgpuBackend {
         groups: usize,
     ) -> Result<()> {
         let device = &self.gpu.device;
-        let pipeline = self.pipeline(shader, entry);
+        let pipeline = self.pipeline(shader, entry)?;
         let uniform = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
             label: Some("params"),
             contents: &params.bytes(),
@@ -205,6 +216,20 @@ impl WgpuBackend {
             contents: bytemuck::cast_slice(v),
             usage: wgpu::BufferUsages::STORAGE,
         })
+    }
+
+    /// A scratch storage buffer of `bytes` bytes for one kernel.
+    pub(crate) fn scratch(&self, bytes: usize) -> Result<wgpu::Buffer> {
+        let size = WgpuStorage::padded(bytes);
+        if size > self.gpu.device.limits().max_storage_buffer_binding_size as u64 {
+            return Err(Error::Backend(format!("wgpu: a scratch buffer of {bytes} bytes exceeds the device's limit")));
+        }
+        Ok(self.gpu.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("scratch"),
+            size,
+            usage: wgpu::BufferUsages::STORAGE,
+            mapped_at_creation: false,
+        }))
     }
 
     /// New f32 output storage for `shape`, wrapped as a tensor on `like`'s device.

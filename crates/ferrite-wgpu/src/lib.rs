@@ -155,18 +155,18 @@ impl Backend for WgpuBackend {
         ops::embedding::cast(self, x, dtype)
     }
 
-    fn write_kv(&self, _cache: &Tensor, _x: &Tensor, _slots: &[u32]) -> Result<()> {
-        Err(Error::Backend("wgpu: write_kv is not implemented yet".into()))
+    fn write_kv(&self, cache: &Tensor, x: &Tensor, slots: &[u32]) -> Result<()> {
+        ops::attention::write_kv(self, cache, x, slots)
     }
 
     fn attention(
         &self,
-        _q: &Tensor,
-        _k_cache: &Tensor,
-        _v_cache: &Tensor,
-        _seqs: &[AttentionSeq],
-        _params: &AttentionParams,
+        q: &Tensor,
+        k_cache: &Tensor,
+        v_cache: &Tensor,
+        seqs: &[AttentionSeq],
+        params: &AttentionParams,
     ) -> Result<Tensor> {
-        Err(Error::Backend("wgpu: paged attention is not implemented yet".into()))
+        ops::attention::attention(self, q, k_cache, v_cache, seqs, params)
     }
 }

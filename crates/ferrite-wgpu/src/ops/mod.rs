@@ -1,5 +1,6 @@
 //! The ops, one file per family, each over its shader in `shaders/`.
 
+pub mod attention;
 pub mod elementwise;
 pub mod embedding;
 pub mod matmul;

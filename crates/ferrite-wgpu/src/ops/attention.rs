@@ -1,0 +1,119 @@
+//! The KV cache and paged attention (`shaders/write_kv.wgsl`, `shaders/attention.wgsl`).
+
+use ferrite_tensor::{AttentionParams, AttentionSeq, DType, Error, Result, Tensor};
+
+use super::f32_offset;
+use crate::dispatch::{groups, Params};
+use crate::{buffer_of, shader, WgpuBackend};
+
+/// `[slots, kv_heads, head_dim]` of a cache.
+fn cache_dims(cache: &Tensor, op: &'static str) -> Result<(usize, usize, usize)> {
+    match cache.dims() {
+        &[s, h, d] => Ok((s, h, d)),
+        other => Err(Error::shape(op, format!("cache must be [slots, kv_heads, head_dim], got {other:?}"))),
+    }
+}
+
+/// The element offset of a cache (f32 or f16).
+fn cache_offset(cache: &Tensor, op: &'static str) -> Result<usize> {
+    match cache.dtype() {
+        DType::F32 => Ok(cache.offset_bytes() / 4),
+        DType::F16 => Ok(cache.offset_bytes() / 2),
+        other => Err(Error::UnsupportedDType { dtype: other, op }),
+    }
+}
+
+/// Writes rows of `x [tokens, kv_heads, head_dim]` into `cache` at `slots`.
+pub fn write_kv(be: &WgpuBackend, cache: &Tensor, x: &Tensor, slots: &[u32]) -> Result<()> {
+    let x_off = f32_offset(x, "write_kv")?;
+    let (n_slots, h, d) = cache_dims(cache, "write_kv")?;
+    let row = h * d;
+    if x.numel() != slots.len() * row || x.dims().last() != Some(&d) {
+        return Err(Error::shape("write_kv", format!("x {:?} for {} slots of {h}x{d}", x.dims(), slots.len())));
+    }
+    if let Some(&bad) = slots.iter().find(|&&s| s as usize >= n_slots) {
+        return Err(Error::OutOfRange { op: "write_kv", index: bad as usize, len: n_slots });
+    }
+    let cache_off = cache_offset(cache, "write_kv")?;
+    let (entry, threads) = match cache.dtype() {
+        DType::F16 if row % 2 == 0 && cache_off % 2 == 0 => ("write_f16", x.numel() / 2),
+        DType::F32 => ("write_f32", x.numel()),
+        other => return Err(Error::UnsupportedDType { dtype: other, op: "write_kv (wgpu: odd f16 rows)" }),
+    };
+    let params = Params::new().u(threads)?.u(row)?.u(x_off)?.u(cache_off)?;
+    let slot_buf = be.u32_buffer(slots);
+    let bufs = [buffer_of(x, "write_kv")?, &slot_buf, buffer_of(cache, "write_kv")?];
+    be.run(shader!("write_kv"), entry, &params, &bufs, groups(threads, 256))
+}
+
+/// Causal attention of `q [tokens, q_heads, head_dim]` over the paged caches.
+pub fn attention(
+    be: &WgpuBackend,
+    q: &Tensor,
+    k_cache: &Tensor,
+    v_cache: &Tensor,
+    seqs: &[AttentionSeq],
+    params: &AttentionParams,
+) -> Result<Tensor> {
+    let q_off = f32_offset(q, "attention")?;
+    let (tokens, hq, d) = match q.dims() {
+        &[t, h, d] => (t, h, d),
+        other => return Err(Error::shape("attention", format!("q must be [tokens, heads, head_dim], got {other:?}"))),
+    };
+    let (slots, hk, dk) = cache_dims(k_cache, "attention")?;
+    if cache_dims(v_cache, "attention")? != (slots, hk, dk) || dk != d || hk == 0 || hq % hk != 0 {
+        return Err(Error::shape("attention", format!("q {:?}, caches {:?}", q.dims(), k_cache.dims())));
+    }
+    if k_cache.dtype() != v_cache.dtype() {
+        return Err(Error::shape("attention", "k and v caches of different dtypes"));
+    }
+    let bs = params.block_size.max(1);
+    // Per query token: (position, first visible position, block-table offset).
+    let mut info = vec![0u32; tokens * 4];
+    let mut tables = Vec::new();
+    let mut max_kv = 1;
+    for s in seqs {
+        if s.q_len > s.kv_len || s.q_start + s.q_len > tokens || s.block_table.len() * bs < s.kv_len {
+            return Err(Error::shape("attention", format!("sequence {s:?} does not fit {tokens} tokens")));
+        }
+        if let Some(&b) = s.block_table.iter().find(|&&b| (b as usize + 1) * bs > slots) {
+            return Err(Error::OutOfRange { op: "attention", index: b as usize, len: slots / bs });
+        }
+        let table = u32::try_from(tables.len()).map_err(|_| Error::shape("attention", "block tables too long"))?;
+        tables.extend_from_slice(&s.block_table);
+        for i in 0..s.q_len {
+            let pos = s.kv_len - s.q_len + i;
+            let first = params.first_visible(pos);
+            max_kv = max_kv.max(pos + 1 - first);
+            let t = s.q_start + i;
+            info[4 * t..4 * t + 3].copy_from_slice(&[pos as u32, first as u32, table]);
+        }
+    }
+    let entry = if k_cache.dtype() == DType::F16 { "attention_f16" } else { "attention_f32" };
+    let p = Params::new()
+        .u(tokens)?
+        .u(hq)?
+        .u(hk)?
+        .u(d)?
+        .u(q_off)?
+        .u(bs)?
+        .u(max_kv)?
+        .u(cache_offset(k_cache, "attention")?)?
+        .u(cache_offset(v_cache, "attention")?)?
+        .f(params.scale)
+        .f(params.softcap.unwrap_or(0.0));
+    let scratch = be.scratch(tokens * hq * max_kv * 4)?;
+    let (out, storage) = be.output(q, q.shape().clone())?;
+    let (info_buf, table_buf) = (be.u32_buffer(&info), be.u32_buffer(&tables));
+    let bufs = [
+        buffer_of(q, "attention")?,
+        buffer_of(k_cache, "attention")?,
+        buffer_of(v_cache, "attention")?,
+        &info_buf,
+        &table_buf,
+        &scratch,
+        &storage.buffer,
+    ];
+    be.run(shader!("attention"), entry, &p, &bufs, tokens * hq)?;
+    Ok(out)
+}

@@ -12,7 +12,9 @@
 //! * Matmul (`m > 1`, prefill): each thread takes a contiguous range of weight rows and walks it
 //!   in tiles small enough to stay in L2; for each tile, every group of 4 activation rows is
 //!   run against every weight row, so a weight block is fetched from memory once and unpacked
-//!   once per 4 activation rows. Results are gathered `[n, m]` per thread and transposed.
+//!   once per 4 activation rows. Each tile's results for 4 activation rows land in a small
+//!   `[tile, 4]` buffer and are copied straight into their rows of `out` (no `[n, m]` scratch
+//!   and no separate transpose pass).
 
 use rayon::prelude::*;
 
@@ -92,26 +94,57 @@ where
             .try_for_each(|(o, wc)| dot(wc, 0..1, o, 1));
     }
     let tile = (TILE_BYTES / row_bytes).clamp(4, chunk);
-    let mut t = vec![0f32; n * m];
-    t.par_chunks_mut(chunk * m).zip(w.par_chunks(chunk * row_bytes)).try_for_each(|(tc, wc)| {
-        for (tt, wt) in tc.chunks_mut(tile * m).zip(wc.chunks(tile * row_bytes)) {
+    let out_ptr = OutPtr(out.as_mut_ptr());
+    let out_len = out.len();
+    (0..n.div_ceil(chunk)).into_par_iter().try_for_each(|c| {
+        let (j0, j1) = (c * chunk, ((c + 1) * chunk).min(n));
+        // One tile's results for up to `MAX_ROWS` activation rows, `[tile, rows]`.
+        let mut buf = vec![0f32; tile * MAX_ROWS];
+        let mut t0 = j0;
+        while t0 < j1 {
+            let t1 = (t0 + tile).min(j1);
+            let wt = &w[t0 * row_bytes..t1 * row_bytes];
             let mut r0 = 0;
             while r0 < m {
                 let r1 = (r0 + MAX_ROWS).min(m);
-                dot(wt, r0..r1, &mut tt[r0..], m)?;
+                let rows = r1 - r0;
+                let b = &mut buf[..(t1 - t0) * rows];
+                dot(wt, r0..r1, b, rows)?;
+                for r in 0..rows {
+                    let start = (r0 + r) * n + t0;
+                    assert!(start + (t1 - t0) <= out_len, "matmul output row out of range");
+                    // SAFETY: in bounds (checked above); the chunks `j0..j1` are disjoint, so
+                    // every output element is written by exactly one task and no two tasks
+                    // hold overlapping slices.
+                    let o = unsafe { std::slice::from_raw_parts_mut(out_ptr.get().add(start), t1 - t0) };
+                    for (v, x) in o.iter_mut().zip(b.iter().skip(r).step_by(rows)) {
+                        *v = *x;
+                    }
+                }
                 r0 = r1;
             }
+            t0 = t1;
         }
         Ok(())
-    })?;
-    // Transpose [n, m] -> [m, n].
-    out.par_chunks_mut(n).enumerate().for_each(|(r, o)| {
-        for (j, v) in o.iter_mut().enumerate() {
-            *v = t[j * m + r];
-        }
-    });
-    Ok(())
+    })
 }
+
+/// The output of [`drive`], shared by tasks that write disjoint column ranges of it.
+#[derive(Clone, Copy)]
+struct OutPtr(*mut f32);
+
+impl OutPtr {
+    /// The pointer (a method, so closures capture the whole `Sync` wrapper, not the field).
+    fn get(self) -> *mut f32 {
+        self.0
+    }
+}
+
+// SAFETY: `drive` hands each task a disjoint set of output elements; the pointer outlives the
+// parallel loop, which borrows `out` mutably for its whole duration.
+unsafe impl Send for OutPtr {}
+// SAFETY: as above.
+unsafe impl Sync for OutPtr {}
 
 /// The tensor-level matmul: `x [.., k]` f32 times `w [n, k]`.
 pub fn matmul_tensor(x: &Tensor, w: &Tensor) -> Result<Tensor> {

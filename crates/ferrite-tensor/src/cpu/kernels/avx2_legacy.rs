@@ -8,7 +8,8 @@
 //! With several activation rows (prefill, batched decode) [`legacy_pair`] takes a tile of two
 //! weight rows × up to 4 activation rows: each weight block is unpacked once per tile, the
 //! activation block and its offset once per pair of weight rows, and the scale products
-//! `d_w · d_x` are computed 8 blocks at a time into a small table that the FMAs broadcast from.
+//! `d_w · d_x` are computed up to 64 blocks at a time into a table that the FMAs broadcast from
+//! (before the block loop, so that loop keeps its accumulators in registers).
 
 use std::arch::x86_64::*;
 
@@ -18,6 +19,9 @@ const Q4_0: u8 = 0;
 const Q4_1: u8 = 1;
 const Q5_0: u8 = 2;
 const Q8_0: u8 = 3;
+
+/// Blocks per scale table of [`legacy_pair`] (a multiple of 8).
+const TABLE: usize = 64;
 
 const fn type_size(kind: u8) -> usize {
     match kind {
@@ -139,10 +143,11 @@ unsafe fn legacy<const KIND: u8, const R: usize>(w: &[u8], xs: &[ActRow<'_>], ou
 unsafe fn f16x8(p: *const u8, ts: usize, off: usize, n: usize) -> __m256 {
     // SAFETY: the caller guarantees blocks `0..n` are readable; others are not touched.
     unsafe {
-        let h: [u16; 8] =
-            std::array::from_fn(
-                |i| if i < n { std::ptr::read_unaligned(p.add(i * ts + off) as *const u16) } else { 0 },
-            );
+        let h: [u16; 8] = if n >= 8 {
+            std::array::from_fn(|i| std::ptr::read_unaligned(p.add(i * ts + off) as *const u16))
+        } else {
+            std::array::from_fn(|i| if i < n { std::ptr::read_unaligned(p.add(i * ts + off) as *const u16) } else { 0 })
+        };
         _mm256_cvtph_ps(_mm_loadu_si128(h.as_ptr() as *const __m128i))
     }
 }
@@ -170,29 +175,36 @@ unsafe fn legacy_pair<const KIND: u8, const R: usize>(
     let mut acc = [[_mm256_setzero_ps(); 2]; R];
     let mut summs = [[0f32; 2]; R];
     // `dd[r][i][j]`: `d_w · d_x` of block `b + j` for weight row `i` and activation row `r`.
-    let mut dd = [[[0f32; 8]; 2]; R];
-    // Q4_1: the weight blocks' mins `m`, per weight row, for the 8 blocks at hand.
-    let mut mins = [[0f32; 8]; 2];
+    let mut dd = [[[0f32; TABLE]; 2]; R];
+    // Q4_1: the weight blocks' mins `m`, per weight row, for the blocks at hand.
+    let mut mins = [[0f32; TABLE]; 2];
     // SAFETY: both rows of `rb` bytes lie inside `w` and blocks `b..b + n` inside each row;
     // activation rows are padded to whole groups of 8 blocks (checked by `Kernels::quant_dot`),
-    // so the 8-block loads of their scales fit.
+    // so the 8-block loads of their scales fit (`b + j0` is a multiple of 8).
     unsafe {
         let p = [w.as_ptr(), w.as_ptr().add(rb)];
         let mut b = 0;
         while b < nb {
-            let n = (nb - b).min(8);
+            let n = (nb - b).min(TABLE);
             let q = [p[0].add(b * ts), p[1].add(b * ts)];
-            for i in 0..2 {
-                let dw = f16x8(q[i], ts, 0, n);
-                for r in 0..R {
-                    _mm256_storeu_ps(
-                        dd[r][i].as_mut_ptr(),
-                        _mm256_mul_ps(dw, _mm256_loadu_ps(xs[r].d.as_ptr().add(b))),
-                    );
+            // The scale table for all `n` blocks first, so the block loop below keeps its
+            // accumulators in registers for the whole run.
+            let mut j0 = 0;
+            while j0 < n {
+                let m = (n - j0).min(8);
+                for i in 0..2 {
+                    let dw = f16x8(q[i].add(j0 * ts), ts, 0, m);
+                    for r in 0..R {
+                        _mm256_storeu_ps(
+                            dd[r][i].as_mut_ptr().add(j0),
+                            _mm256_mul_ps(dw, _mm256_loadu_ps(xs[r].d.as_ptr().add(b + j0))),
+                        );
+                    }
+                    if KIND == Q4_1 {
+                        _mm256_storeu_ps(mins[i].as_mut_ptr().add(j0), f16x8(q[i].add(j0 * ts), ts, 2, m));
+                    }
                 }
-                if KIND == Q4_1 {
-                    _mm256_storeu_ps(mins[i].as_mut_ptr(), f16x8(q[i], ts, 2, n));
-                }
+                j0 += 8;
             }
             if KIND == Q4_1 {
                 // ggml's scalar `summs = fma(m, s, summs)`, block by block, for each of the
@@ -233,7 +245,7 @@ unsafe fn legacy_pair<const KIND: u8, const R: usize>(
                     }
                 }
             }
-            b += 8;
+            b += n;
         }
     }
     for r in 0..R {

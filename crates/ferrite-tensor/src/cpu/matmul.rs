@@ -19,7 +19,7 @@
 use rayon::prelude::*;
 
 use crate::cpu::gemm_f32;
-use crate::cpu::kernels::{Kernels, MAX_ROWS};
+use crate::cpu::kernels::{Kernels, UnpackedRows, MAX_ROWS};
 use crate::cpu::{expect_f32, f32_tensor, TensorRead};
 use crate::quant::act::{ActFormat, ActRow, QuantizedActs};
 use crate::{DType, Error, Result, Tensor};
@@ -72,18 +72,42 @@ pub fn matmul(x: &[f32], m: usize, k: usize, w: &[u8], w_dtype: DType, n: usize,
         let mut acts = QuantizedActs::new();
         acts.quantize(x, k, format)?;
         let rows: Vec<ActRow<'_>> = (0..m).map(|r| acts.row(r)).collect();
-        drive(m, n, row_bytes, w, out, |wt, rs, o, stride| kern.quant_dot(w_dtype, wt, row_bytes, &rows[rs], o, stride))
+        // Prefill: each weight tile is unpacked once for all activation rows where the kernels
+        // have such a path (`unpacked` says whether this task's scratch holds the tile).
+        let prep = |wt: &[u8], (unpacked, u): &mut (bool, UnpackedRows)| -> Result<()> {
+            *unpacked = kern.unpack_rows(w_dtype, wt, u)?;
+            Ok(())
+        };
+        drive(m, n, row_bytes, w, out, prep, |(unpacked, u), wt, rs, o, stride| {
+            if *unpacked {
+                kern.quant_dot_unpacked(w_dtype, wt, row_bytes, u, &rows[rs], o, stride)
+            } else {
+                kern.quant_dot(w_dtype, wt, row_bytes, &rows[rs], o, stride)
+            }
+        })
     } else {
         let rows: Vec<&[f32]> = x.chunks_exact(k).collect();
-        drive(m, n, row_bytes, w, out, |wt, rs, o, stride| kern.float_dot(w_dtype, wt, row_bytes, &rows[rs], o, stride))
+        drive(
+            m,
+            n,
+            row_bytes,
+            w,
+            out,
+            |_, _: &mut ()| Ok(()),
+            |_, wt, rs, o, stride| kern.float_dot(w_dtype, wt, row_bytes, &rows[rs], o, stride),
+        )
     }
 }
 
 /// Splits the work over threads and tiles; `dot(w_rows, act_rows, out, stride)` computes
 /// `out[j·stride + r]` for the weight rows `w_rows` and activation rows `act_rows`.
-fn drive<F>(m: usize, n: usize, row_bytes: usize, w: &[u8], out: &mut [f32], dot: F) -> Result<()>
+/// With several activation rows, `prep(tile, state)` runs once per weight tile before `dot`
+/// sees that tile for every group of activation rows (`state`: per task scratch).
+fn drive<S, P, F>(m: usize, n: usize, row_bytes: usize, w: &[u8], out: &mut [f32], prep: P, dot: F) -> Result<()>
 where
-    F: Fn(&[u8], std::ops::Range<usize>, &mut [f32], usize) -> Result<()> + Sync,
+    S: Default,
+    P: Fn(&[u8], &mut S) -> Result<()> + Sync,
+    F: Fn(&S, &[u8], std::ops::Range<usize>, &mut [f32], usize) -> Result<()> + Sync,
 {
     let threads = rayon::current_num_threads().max(1);
     let chunk = n.div_ceil(threads * CHUNKS_PER_THREAD).max(16);
@@ -91,7 +115,7 @@ where
         return out
             .par_chunks_mut(chunk)
             .zip(w.par_chunks(chunk * row_bytes))
-            .try_for_each(|(o, wc)| dot(wc, 0..1, o, 1));
+            .try_for_each(|(o, wc)| dot(&S::default(), wc, 0..1, o, 1));
     }
     let tile = (TILE_BYTES / row_bytes).clamp(4, chunk);
     let out_ptr = OutPtr(out.as_mut_ptr());
@@ -100,16 +124,18 @@ where
         let (j0, j1) = (c * chunk, ((c + 1) * chunk).min(n));
         // One tile's results for up to `MAX_ROWS` activation rows, `[tile, rows]`.
         let mut buf = vec![0f32; tile * MAX_ROWS];
+        let mut state = S::default();
         let mut t0 = j0;
         while t0 < j1 {
             let t1 = (t0 + tile).min(j1);
             let wt = &w[t0 * row_bytes..t1 * row_bytes];
+            prep(wt, &mut state)?;
             let mut r0 = 0;
             while r0 < m {
                 let r1 = (r0 + MAX_ROWS).min(m);
                 let rows = r1 - r0;
                 let b = &mut buf[..(t1 - t0) * rows];
-                dot(wt, r0..r1, b, rows)?;
+                dot(&state, wt, r0..r1, b, rows)?;
                 for r in 0..rows {
                     let start = (r0 + r) * n + t0;
                     assert!(start + (t1 - t0) <= out_len, "matmul output row out of range");

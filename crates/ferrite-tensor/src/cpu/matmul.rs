@@ -136,15 +136,23 @@ where
                 let rows = r1 - r0;
                 let b = &mut buf[..(t1 - t0) * rows];
                 dot(&state, wt, r0..r1, b, rows)?;
-                for r in 0..rows {
-                    let start = (r0 + r) * n + t0;
-                    assert!(start + (t1 - t0) <= out_len, "matmul output row out of range");
-                    // SAFETY: in bounds (checked above); the chunks `j0..j1` are disjoint, so
-                    // every output element is written by exactly one task and no two tasks
-                    // hold overlapping slices.
-                    let o = unsafe { std::slice::from_raw_parts_mut(out_ptr.get().add(start), t1 - t0) };
-                    for (v, x) in o.iter_mut().zip(b.iter().skip(r).step_by(rows)) {
-                        *v = *x;
+                let len = t1 - t0;
+                assert!((r1 - 1) * n + t1 <= out_len, "matmul output rows out of range");
+                // Row `r0 + r` of `out`, columns `t0..t1`.
+                let mut o: [&mut [f32]; MAX_ROWS] = std::array::from_fn(|r| {
+                    let start = (r0 + r.min(rows - 1)) * n + t0;
+                    if r < rows {
+                        // SAFETY: in bounds (checked above); the chunks `j0..j1` are disjoint, so
+                        // every output element is written by exactly one task and no two tasks
+                        // hold overlapping slices (nor do the rows `r0..r1` of one task).
+                        unsafe { std::slice::from_raw_parts_mut(out_ptr.get().add(start), len) }
+                    } else {
+                        &mut []
+                    }
+                });
+                for (jj, v) in b.chunks_exact(rows).enumerate() {
+                    for (r, &x) in v.iter().enumerate() {
+                        o[r][jj] = x;
                     }
                 }
                 r0 = r1;

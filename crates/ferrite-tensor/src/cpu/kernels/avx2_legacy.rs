@@ -336,11 +336,9 @@ struct PairPtrs {
 unsafe fn unpack_rows<const KIND: u8>(w: &[u8], u: &mut UnpackedRows) {
     let ts = type_size(KIND);
     let blocks = w.len() / ts;
-    u.q.clear();
+    // Every value is overwritten below (padding keeps whatever it held): resize, no clear.
     u.q.resize(32 * blocks, 0);
-    u.d.clear();
     u.d.resize(blocks + 8, 0.0);
-    u.m.clear();
     u.m.resize(if KIND == Q4_1 { blocks + 8 } else { 8 }, 0.0);
     // SAFETY: block `b` lies inside `w` and its 32 unpacked bytes inside `u.q`.
     unsafe {

@@ -139,7 +139,7 @@ where
                 let len = t1 - t0;
                 assert!((r1 - 1) * n + t1 <= out_len, "matmul output rows out of range");
                 // Row `r0 + r` of `out`, columns `t0..t1`.
-                let mut o: [&mut [f32]; MAX_ROWS] = std::array::from_fn(|r| {
+                let o: [&mut [f32]; MAX_ROWS] = std::array::from_fn(|r| {
                     let start = (r0 + r.min(rows - 1)) * n + t0;
                     if r < rows {
                         // SAFETY: in bounds (checked above); the chunks `j0..j1` are disjoint, so

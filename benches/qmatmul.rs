@@ -23,8 +23,10 @@ const THREADS: usize = 2;
 /// Working set per case: 4x the 32 MiB L3.
 const STREAM_BYTES: usize = 128 << 20;
 const BANDWIDTH_BYTES: usize = 256 << 20;
-/// Activation rows of the multi-row cases: a batched decode step of 16 streams, a prefill chunk.
-const MULTI_M: &[usize] = &[16, 64];
+/// The multi-row cases: activation rows and the [`CASES`] run with them (a batched decode step
+/// of 16 streams and a prefill chunk of 64 on [`PREFILL`]; a whole 512-token prompt, as pp512,
+/// on Qwen2.5's prefill-heavy shapes: Q5_0 ffn_up, Q4_K and Q6_K ffn_down).
+const MULTI: &[(usize, &[usize])] = &[(16, PREFILL), (64, PREFILL), (512, &[3, 4, 5])];
 
 struct Case {
     name: &'static str,
@@ -43,7 +45,7 @@ const CASES: &[Case] = &[
     Case { name: "qwen25_output", dtype: DType::Q8_0, k: 896, n: 151936 },
 ];
 
-/// Cases also run with several activation rows ([`MULTI_M`]).
+/// Cases also run with 16 and 64 activation rows ([`MULTI`]).
 const PREFILL: &[usize] = &[0, 2, 3, 4, 5];
 
 fn pool() -> rayon::ThreadPool {
@@ -155,8 +157,8 @@ fn summary(pool: &rayon::ThreadPool, streams: &mut [Stream], rng: &mut StdRng) {
             100.0 * gbs / bw
         );
     }
-    for &m in MULTI_M {
-        for &i in PREFILL {
+    for &(m, cases) in MULTI {
+        for &i in cases {
             let (c, s) = (&CASES[i], &mut streams[i]);
             let x: Vec<f32> = (0..m * c.k).map(|_| rng.gen_range(-1.0f32..1.0)).collect();
             let mut out = vec![0f32; m * c.n];
@@ -208,9 +210,9 @@ fn benches(cr: &mut Criterion) {
     }
     g.finish();
 
-    for &m in MULTI_M {
+    for &(m, cases) in MULTI {
         let mut g = cr.benchmark_group(format!("matmul_m{m}"));
-        for &i in PREFILL {
+        for &i in cases {
             let (c, s) = (&CASES[i], &mut streams[i]);
             let x: Vec<f32> = (0..m * c.k).map(|_| rng.gen_range(-1.0f32..1.0)).collect();
             let mut out = vec![0f32; m * c.n];

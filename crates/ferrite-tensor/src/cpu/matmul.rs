@@ -12,12 +12,14 @@
 //! * Matmul (`m > 1`, prefill): each thread takes a contiguous range of weight rows and walks it
 //!   in tiles small enough to stay in L2; for each tile, every group of 4 activation rows is
 //!   run against every weight row, so a weight block is fetched from memory once and unpacked
-//!   once per 4 activation rows. Results are gathered `[n, m]` per thread and transposed.
+//!   once per 4 activation rows. Each tile's results for 4 activation rows land in a small
+//!   `[tile, 4]` buffer and are copied straight into their rows of `out` (no `[n, m]` scratch
+//!   and no separate transpose pass).
 
 use rayon::prelude::*;
 
 use crate::cpu::gemm_f32;
-use crate::cpu::kernels::{Kernels, MAX_ROWS};
+use crate::cpu::kernels::{Kernels, UnpackedRows, MAX_ROWS};
 use crate::cpu::{expect_f32, f32_tensor, TensorRead};
 use crate::quant::act::{ActFormat, ActRow, QuantizedActs};
 use crate::{DType, Error, Result, Tensor};
@@ -70,18 +72,42 @@ pub fn matmul(x: &[f32], m: usize, k: usize, w: &[u8], w_dtype: DType, n: usize,
         let mut acts = QuantizedActs::new();
         acts.quantize(x, k, format)?;
         let rows: Vec<ActRow<'_>> = (0..m).map(|r| acts.row(r)).collect();
-        drive(m, n, row_bytes, w, out, |wt, rs, o, stride| kern.quant_dot(w_dtype, wt, row_bytes, &rows[rs], o, stride))
+        // Prefill: each weight tile is unpacked once for all activation rows where the kernels
+        // have such a path (`unpacked` says whether this task's scratch holds the tile).
+        let prep = |wt: &[u8], (unpacked, u): &mut (bool, UnpackedRows)| -> Result<()> {
+            *unpacked = kern.unpack_rows(w_dtype, wt, u)?;
+            Ok(())
+        };
+        drive(m, n, row_bytes, w, out, prep, |(unpacked, u), wt, rs, o, stride| {
+            if *unpacked {
+                kern.quant_dot_unpacked(w_dtype, wt, row_bytes, u, &rows[rs], o, stride)
+            } else {
+                kern.quant_dot(w_dtype, wt, row_bytes, &rows[rs], o, stride)
+            }
+        })
     } else {
         let rows: Vec<&[f32]> = x.chunks_exact(k).collect();
-        drive(m, n, row_bytes, w, out, |wt, rs, o, stride| kern.float_dot(w_dtype, wt, row_bytes, &rows[rs], o, stride))
+        drive(
+            m,
+            n,
+            row_bytes,
+            w,
+            out,
+            |_, _: &mut ()| Ok(()),
+            |_, wt, rs, o, stride| kern.float_dot(w_dtype, wt, row_bytes, &rows[rs], o, stride),
+        )
     }
 }
 
 /// Splits the work over threads and tiles; `dot(w_rows, act_rows, out, stride)` computes
 /// `out[j·stride + r]` for the weight rows `w_rows` and activation rows `act_rows`.
-fn drive<F>(m: usize, n: usize, row_bytes: usize, w: &[u8], out: &mut [f32], dot: F) -> Result<()>
+/// With several activation rows, `prep(tile, state)` runs once per weight tile before `dot`
+/// sees that tile for every group of activation rows (`state`: per task scratch).
+fn drive<S, P, F>(m: usize, n: usize, row_bytes: usize, w: &[u8], out: &mut [f32], prep: P, dot: F) -> Result<()>
 where
-    F: Fn(&[u8], std::ops::Range<usize>, &mut [f32], usize) -> Result<()> + Sync,
+    S: Default,
+    P: Fn(&[u8], &mut S) -> Result<()> + Sync,
+    F: Fn(&S, &[u8], std::ops::Range<usize>, &mut [f32], usize) -> Result<()> + Sync,
 {
     let threads = rayon::current_num_threads().max(1);
     let chunk = n.div_ceil(threads * CHUNKS_PER_THREAD).max(16);
@@ -89,29 +115,70 @@ where
         return out
             .par_chunks_mut(chunk)
             .zip(w.par_chunks(chunk * row_bytes))
-            .try_for_each(|(o, wc)| dot(wc, 0..1, o, 1));
+            .try_for_each(|(o, wc)| dot(&S::default(), wc, 0..1, o, 1));
     }
     let tile = (TILE_BYTES / row_bytes).clamp(4, chunk);
-    let mut t = vec![0f32; n * m];
-    t.par_chunks_mut(chunk * m).zip(w.par_chunks(chunk * row_bytes)).try_for_each(|(tc, wc)| {
-        for (tt, wt) in tc.chunks_mut(tile * m).zip(wc.chunks(tile * row_bytes)) {
+    let out_ptr = OutPtr(out.as_mut_ptr());
+    let out_len = out.len();
+    (0..n.div_ceil(chunk)).into_par_iter().try_for_each(|c| {
+        let (j0, j1) = (c * chunk, ((c + 1) * chunk).min(n));
+        // One tile's results for up to `MAX_ROWS` activation rows, `[tile, rows]`.
+        let mut buf = vec![0f32; tile * MAX_ROWS];
+        let mut state = S::default();
+        let mut t0 = j0;
+        while t0 < j1 {
+            let t1 = (t0 + tile).min(j1);
+            let wt = &w[t0 * row_bytes..t1 * row_bytes];
+            prep(wt, &mut state)?;
             let mut r0 = 0;
             while r0 < m {
                 let r1 = (r0 + MAX_ROWS).min(m);
-                dot(wt, r0..r1, &mut tt[r0..], m)?;
+                let rows = r1 - r0;
+                let b = &mut buf[..(t1 - t0) * rows];
+                dot(&state, wt, r0..r1, b, rows)?;
+                let len = t1 - t0;
+                assert!((r1 - 1) * n + t1 <= out_len, "matmul output rows out of range");
+                // Row `r0 + r` of `out`, columns `t0..t1`.
+                let o: [&mut [f32]; MAX_ROWS] = std::array::from_fn(|r| {
+                    let start = (r0 + r.min(rows - 1)) * n + t0;
+                    if r < rows {
+                        // SAFETY: in bounds (checked above); the chunks `j0..j1` are disjoint, so
+                        // every output element is written by exactly one task and no two tasks
+                        // hold overlapping slices (nor do the rows `r0..r1` of one task).
+                        unsafe { std::slice::from_raw_parts_mut(out_ptr.get().add(start), len) }
+                    } else {
+                        &mut []
+                    }
+                });
+                for (jj, v) in b.chunks_exact(rows).enumerate() {
+                    for (r, &x) in v.iter().enumerate() {
+                        o[r][jj] = x;
+                    }
+                }
                 r0 = r1;
             }
+            t0 = t1;
         }
         Ok(())
-    })?;
-    // Transpose [n, m] -> [m, n].
-    out.par_chunks_mut(n).enumerate().for_each(|(r, o)| {
-        for (j, v) in o.iter_mut().enumerate() {
-            *v = t[j * m + r];
-        }
-    });
-    Ok(())
+    })
 }
+
+/// The output of [`drive`], shared by tasks that write disjoint column ranges of it.
+#[derive(Clone, Copy)]
+struct OutPtr(*mut f32);
+
+impl OutPtr {
+    /// The pointer (a method, so closures capture the whole `Sync` wrapper, not the field).
+    fn get(self) -> *mut f32 {
+        self.0
+    }
+}
+
+// SAFETY: `drive` hands each task a disjoint set of output elements; the pointer outlives the
+// parallel loop, which borrows `out` mutably for its whole duration.
+unsafe impl Send for OutPtr {}
+// SAFETY: as above.
+unsafe impl Sync for OutPtr {}
 
 /// The tensor-level matmul: `x [.., k]` f32 times `w [n, k]`.
 pub fn matmul_tensor(x: &Tensor, w: &Tensor) -> Result<Tensor> {

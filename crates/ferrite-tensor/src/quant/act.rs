@@ -77,6 +77,18 @@ pub struct QuantizedActs {
     sum4: Vec<i32>,
 }
 
+/// Sets `v` to `len` zeros. A buffer that must grow is allocated zeroed (`vec!`, which for
+/// large sizes gets fresh zero pages from the OS) instead of being filled element by element:
+/// prefill quantizes megabytes of activations per matmul into a new [`QuantizedActs`].
+fn zeroed<T: Clone + Default>(v: &mut Vec<T>, len: usize) {
+    if v.capacity() < len {
+        *v = vec![T::default(); len];
+    } else {
+        v.clear();
+        v.resize(len, T::default());
+    }
+}
+
 /// One quantized activation row, padded to a multiple of [`ACT_GROUP`] values.
 #[derive(Debug, Clone, Copy)]
 pub struct ActRow<'a> {
@@ -121,16 +133,11 @@ impl QuantizedActs {
         self.k = k;
         self.kp = kp;
         self.rows = rows;
-        self.qs.clear();
-        self.qs.resize(rows * kp, 0);
-        self.d.clear();
-        self.d.resize(rows * kp / 32, 0.0);
-        self.s32.clear();
-        self.s32.resize(rows * kp / 32, 0.0);
-        self.bsums.clear();
-        self.bsums.resize(rows * kp / 16, 0);
-        self.sum4.clear();
-        self.sum4.resize(rows * kp / 4, 0);
+        zeroed(&mut self.qs, rows * kp);
+        zeroed(&mut self.d, rows * kp / 32);
+        zeroed(&mut self.s32, rows * kp / 32);
+        zeroed(&mut self.bsums, rows * kp / 16);
+        zeroed(&mut self.sum4, rows * kp / 4);
         for r in 0..rows {
             let xr = &x[r * k..(r + 1) * k];
             let qs = &mut self.qs[r * kp..r * kp + k];
@@ -249,6 +256,33 @@ pub(crate) fn quantize_q8k_block(x: &[f32; 256], q: &mut [i8; 256], sums: &mut [
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A buffer reused for fewer or more values (a shorter `k` after a longer one, and back)
+    /// holds exactly what a fresh one would: zero padding included.
+    #[test]
+    fn reused_buffers_quantize_like_fresh_ones() {
+        let x = |n: usize| -> Vec<f32> { (0..n).map(|i| ((i * 37 % 101) as f32 - 50.0) * 0.03).collect() };
+        let mut reused = QuantizedActs::new();
+        for (rows, k) in [(3usize, 512usize), (5, 96), (2, 800), (4, 64)] {
+            let xs = x(rows * k);
+            reused.quantize(&xs, k, ActFormat::Q8_0).expect("reused");
+            let mut fresh = QuantizedActs::new();
+            fresh.quantize(&xs, k, ActFormat::Q8_0).expect("fresh");
+            for r in 0..rows {
+                let (a, b) = (reused.row(r), fresh.row(r));
+                assert_eq!((a.qs, a.bsums, a.sum4), (b.qs, b.bsums, b.sum4), "rows {rows} k {k} row {r}");
+                assert_eq!(
+                    a.d.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                    b.d.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+                );
+            }
+        }
+        let mut v = vec![7i32; 10];
+        zeroed(&mut v, 6);
+        assert_eq!(v, vec![0; 6]);
+        zeroed(&mut v, 20);
+        assert_eq!(v, vec![0; 20]);
+    }
 
     #[test]
     fn every_level_quantizes_like_the_scalar_code() {

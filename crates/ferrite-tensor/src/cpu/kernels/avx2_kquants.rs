@@ -16,6 +16,58 @@ fn hsum_i32(v: __m256i) -> i32 {
     _mm_cvtsi128_si32(_mm_add_epi32(s, _mm_shuffle_epi32::<0b10_11_00_01>(s)))
 }
 
+/// The lane sums of four vectors: `[Σ v[0], Σ v[1], Σ v[2], Σ v[3]]` (exact integers).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn hsum_i32x4(v: &[__m256i; 4]) -> __m128i {
+    let c = _mm256_hadd_epi32(_mm256_hadd_epi32(v[0], v[1]), _mm256_hadd_epi32(v[2], v[3]));
+    _mm_add_epi32(_mm256_castsi256_si128(c), _mm256_extracti128_si256::<1>(c))
+}
+
+/// For 4 activation rows `r` and the 4 sub-block pairs `i` of super-block `sb`: the exact
+/// integers `Σ_{j ∈ {2i, 2i+1}} mn[j] · (bsums[2j] + bsums[2j+1])` as `out[i] = [row 0..4]`.
+///
+/// # Safety
+/// Every row's `bsums` covers `16·sb + 16` values.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn k4_mins_x4(mn: &[i32; 8], xs: &[ActRow<'_>], sb: usize) -> [__m128i; 4] {
+    // Each min twice, for the two 16-value sums of its 32-value sub-block.
+    let m = _mm256_set_epi16(
+        mn[7] as i16,
+        mn[7] as i16,
+        mn[6] as i16,
+        mn[6] as i16,
+        mn[5] as i16,
+        mn[5] as i16,
+        mn[4] as i16,
+        mn[4] as i16,
+        mn[3] as i16,
+        mn[3] as i16,
+        mn[2] as i16,
+        mn[2] as i16,
+        mn[1] as i16,
+        mn[1] as i16,
+        mn[0] as i16,
+        mn[0] as i16,
+    );
+    // SAFETY: the caller guarantees the 16 sums at `16·sb` exist in each row.
+    let v: [__m256i; 4] = std::array::from_fn(|r| unsafe {
+        _mm256_madd_epi16(_mm256_loadu_si256(xs[r].bsums.as_ptr().add(16 * sb) as *const __m256i), m)
+    });
+    // Lanes `[r0i0 r0i1 r1i0 r1i1 | r0i2 r0i3 r1i2 r1i3]`, and the same for rows 2, 3.
+    let (h01, h23) = (_mm256_hadd_epi32(v[0], v[1]), _mm256_hadd_epi32(v[2], v[3]));
+    let idx = _mm256_setr_epi32(0, 2, 1, 3, 4, 6, 5, 7);
+    let (p01, p23) = (_mm256_permutevar8x32_epi32(h01, idx), _mm256_permutevar8x32_epi32(h23, idx));
+    let (lo, hi) = (_mm256_unpacklo_epi64(p01, p23), _mm256_unpackhi_epi64(p01, p23));
+    [
+        _mm256_castsi256_si128(lo),
+        _mm256_castsi256_si128(hi),
+        _mm256_extracti128_si256::<1>(lo),
+        _mm256_extracti128_si256::<1>(hi),
+    ]
+}
+
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn k4<const FIVE: bool, const R: usize>(w: &[u8], xs: &[ActRow<'_>], out: &mut [f32]) {
     let ts = if FIVE { 176 } else { 144 };
@@ -24,6 +76,9 @@ unsafe fn k4<const FIVE: bool, const R: usize>(w: &[u8], xs: &[ActRow<'_>], out:
     let mask4 = _mm256_set1_epi8(0xF);
     let mut acc = [0f32; R];
     let mut acc_min = [0f32; R];
+    // 4 rows: the same per-row chains, one lane per row.
+    let mut acc4 = _mm_setzero_ps();
+    let mut acc_min4 = _mm_setzero_ps();
     // SAFETY: super-block `sb` lies inside `w`; activation rows cover `nsb * 256` values.
     unsafe {
         for sb in 0..nsb {
@@ -32,6 +87,14 @@ unsafe fn k4<const FIVE: bool, const R: usize>(w: &[u8], xs: &[ActRow<'_>], out:
             let (d, dmin) = (f16_at(p), f16_at(p.add(2)));
             let qh = if FIVE { _mm256_loadu_si256(p.add(16) as *const __m256i) } else { mask4 };
             let mut iacc = [_mm256_setzero_si256(); R];
+            // 4 rows: `d · dx` and `dmin · dx` per row, and the mins' integer sums per pair.
+            let (mut dd4, mut dm4, mut imin4) = (_mm_setzero_ps(), _mm_setzero_ps(), [_mm_setzero_si128(); 4]);
+            if R == super::MAX_ROWS {
+                let dx = _mm_setr_ps(xs[0].d[8 * sb], xs[1].d[8 * sb], xs[2].d[8 * sb], xs[3].d[8 * sb]);
+                dd4 = _mm_mul_ps(_mm_set1_ps(d), dx);
+                dm4 = _mm_mul_ps(_mm_set1_ps(dmin), dx);
+                imin4 = k4_mins_x4(&mn, xs, sb);
+            }
             for i in 0..4 {
                 let y = _mm256_loadu_si256(p.add(qs_off + 32 * i) as *const __m256i);
                 let mut lo = _mm256_and_si256(y, mask4);
@@ -54,13 +117,17 @@ unsafe fn k4<const FIVE: bool, const R: usize>(w: &[u8], xs: &[ActRow<'_>], out:
                     iacc[r] = _mm256_add_epi32(iacc[r], _mm256_add_epi32(pl, ph));
                 }
                 // As the scalar kernel: 4 rows accumulate per sub-block pair (ggml's GEMM).
-                if R == super::MAX_ROWS || i == 3 {
-                    let js = if R == super::MAX_ROWS { 2 * i..2 * i + 2 } else { 0..8 };
+                if R == super::MAX_ROWS {
+                    let v: [__m256i; 4] = std::array::from_fn(|r| iacc[r]);
+                    let isum = _mm_cvtepi32_ps(hsum_i32x4(&v));
+                    iacc = [_mm256_setzero_si256(); R];
+                    acc4 = _mm_fmadd_ps(isum, dd4, acc4);
+                    acc_min4 = _mm_fmadd_ps(_mm_cvtepi32_ps(imin4[i]), dm4, acc_min4);
+                } else if i == 3 {
                     for r in 0..R {
                         let isum = hsum_i32(iacc[r]);
-                        iacc[r] = _mm256_setzero_si256();
                         let bs = &xs[r].bsums[16 * sb..16 * sb + 16];
-                        let imin: i32 = js.clone().map(|j| mn[j] * (bs[2 * j] as i32 + bs[2 * j + 1] as i32)).sum();
+                        let imin: i32 = (0..8).map(|j| mn[j] * (bs[2 * j] as i32 + bs[2 * j + 1] as i32)).sum();
                         let dx = xs[r].d[8 * sb];
                         acc[r] = (isum as f32).mul_add(d * dx, acc[r]);
                         acc_min[r] = (imin as f32).mul_add(dmin * dx, acc_min[r]);
@@ -69,8 +136,15 @@ unsafe fn k4<const FIVE: bool, const R: usize>(w: &[u8], xs: &[ActRow<'_>], out:
             }
         }
     }
-    for r in 0..R {
-        out[r] = acc[r] - acc_min[r];
+    if R == super::MAX_ROWS {
+        let mut a = [0f32; 4];
+        // SAFETY: `a` holds 4 f32.
+        unsafe { _mm_storeu_ps(a.as_mut_ptr(), _mm_sub_ps(acc4, acc_min4)) };
+        out[..R].copy_from_slice(&a[..R]);
+    } else {
+        for r in 0..R {
+            out[r] = acc[r] - acc_min[r];
+        }
     }
 }
 

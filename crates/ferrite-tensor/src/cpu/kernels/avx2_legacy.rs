@@ -8,16 +8,21 @@
 //! With several activation rows (prefill, batched decode) [`legacy_pair`] takes a tile of two
 //! weight rows × up to 4 activation rows: each weight block is unpacked once per tile, the
 //! activation block and its offset once per pair of weight rows, and the scale products
-//! `d_w · d_x` are computed 8 blocks at a time into a small table that the FMAs broadcast from.
+//! `d_w · d_x` are computed up to 64 blocks at a time into a table that the FMAs broadcast from
+//! (before the block loop, so that loop keeps its accumulators in registers).
 
 use std::arch::x86_64::*;
 
+use super::UnpackedRows;
 use crate::quant::act::ActRow;
 
 const Q4_0: u8 = 0;
 const Q4_1: u8 = 1;
 const Q5_0: u8 = 2;
 const Q8_0: u8 = 3;
+
+/// Blocks per scale table of [`legacy_pair`] (a multiple of 8).
+const TABLE: usize = 64;
 
 const fn type_size(kind: u8) -> usize {
     match kind {
@@ -139,10 +144,11 @@ unsafe fn legacy<const KIND: u8, const R: usize>(w: &[u8], xs: &[ActRow<'_>], ou
 unsafe fn f16x8(p: *const u8, ts: usize, off: usize, n: usize) -> __m256 {
     // SAFETY: the caller guarantees blocks `0..n` are readable; others are not touched.
     unsafe {
-        let h: [u16; 8] =
-            std::array::from_fn(
-                |i| if i < n { std::ptr::read_unaligned(p.add(i * ts + off) as *const u16) } else { 0 },
-            );
+        let h: [u16; 8] = if n >= 8 {
+            std::array::from_fn(|i| std::ptr::read_unaligned(p.add(i * ts + off) as *const u16))
+        } else {
+            std::array::from_fn(|i| if i < n { std::ptr::read_unaligned(p.add(i * ts + off) as *const u16) } else { 0 })
+        };
         _mm256_cvtph_ps(_mm_loadu_si128(h.as_ptr() as *const __m128i))
     }
 }
@@ -152,9 +158,10 @@ unsafe fn f16x8(p: *const u8, ts: usize, off: usize, n: usize) -> __m256 {
 /// `fma(d_w · d_x, lane, acc)` per block in block order, and for Q4_1 the scalar `fma(m, s)`
 /// chain; only the loop order across the independent chains differs.
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn legacy_pair<const KIND: u8, const R: usize>(
+unsafe fn legacy_pair<const KIND: u8, const R: usize, const PRE: bool>(
     w: &[u8],
     rb: usize,
+    pre: Option<PairPtrs>,
     xs: &[ActRow<'_>],
     out: &mut [f32],
     stride: usize,
@@ -170,29 +177,47 @@ unsafe fn legacy_pair<const KIND: u8, const R: usize>(
     let mut acc = [[_mm256_setzero_ps(); 2]; R];
     let mut summs = [[0f32; 2]; R];
     // `dd[r][i][j]`: `d_w · d_x` of block `b + j` for weight row `i` and activation row `r`.
-    let mut dd = [[[0f32; 8]; 2]; R];
-    // Q4_1: the weight blocks' mins `m`, per weight row, for the 8 blocks at hand.
-    let mut mins = [[0f32; 8]; 2];
+    let mut dd = [[[0f32; TABLE]; 2]; R];
+    // Q4_1: the weight blocks' mins `m`, per weight row, for the blocks at hand.
+    let mut mins = [[0f32; TABLE]; 2];
     // SAFETY: both rows of `rb` bytes lie inside `w` and blocks `b..b + n` inside each row;
     // activation rows are padded to whole groups of 8 blocks (checked by `Kernels::quant_dot`),
-    // so the 8-block loads of their scales fit.
+    // so the 8-block loads of their scales fit (`b + j0` is a multiple of 8).
     unsafe {
         let p = [w.as_ptr(), w.as_ptr().add(rb)];
+        // PRE: the two rows' unpacked blocks, scales and mins (see [`UnpackedRows`]).
+        let (pq, pd, pm) = match pre {
+            Some(u) if PRE => (
+                [u.q, u.q.add(32 * nb)],
+                [u.d, u.d.add(nb)],
+                if KIND == Q4_1 { [u.m, u.m.add(nb)] } else { [std::ptr::null(); 2] },
+            ),
+            _ => ([std::ptr::null(); 2], [std::ptr::null(); 2], [std::ptr::null(); 2]),
+        };
         let mut b = 0;
         while b < nb {
-            let n = (nb - b).min(8);
+            let n = (nb - b).min(TABLE);
             let q = [p[0].add(b * ts), p[1].add(b * ts)];
-            for i in 0..2 {
-                let dw = f16x8(q[i], ts, 0, n);
-                for r in 0..R {
-                    _mm256_storeu_ps(
-                        dd[r][i].as_mut_ptr(),
-                        _mm256_mul_ps(dw, _mm256_loadu_ps(xs[r].d.as_ptr().add(b))),
-                    );
+            // The scale table for all `n` blocks first, so the block loop below keeps its
+            // accumulators in registers for the whole run.
+            let mut j0 = 0;
+            while j0 < n {
+                let m = (n - j0).min(8);
+                for i in 0..2 {
+                    let dw = if PRE { _mm256_loadu_ps(pd[i].add(b + j0)) } else { f16x8(q[i].add(j0 * ts), ts, 0, m) };
+                    for r in 0..R {
+                        _mm256_storeu_ps(
+                            dd[r][i].as_mut_ptr().add(j0),
+                            _mm256_mul_ps(dw, _mm256_loadu_ps(xs[r].d.as_ptr().add(b + j0))),
+                        );
+                    }
+                    if KIND == Q4_1 {
+                        let mn =
+                            if PRE { _mm256_loadu_ps(pm[i].add(b + j0)) } else { f16x8(q[i].add(j0 * ts), ts, 2, m) };
+                        _mm256_storeu_ps(mins[i].as_mut_ptr().add(j0), mn);
+                    }
                 }
-                if KIND == Q4_1 {
-                    _mm256_storeu_ps(mins[i].as_mut_ptr(), f16x8(q[i], ts, 2, n));
-                }
+                j0 += 8;
             }
             if KIND == Q4_1 {
                 // ggml's scalar `summs = fma(m, s, summs)`, block by block, for each of the
@@ -211,7 +236,14 @@ unsafe fn legacy_pair<const KIND: u8, const R: usize>(
             // `j` indexes the weight blocks, the scale table and the activation blocks alike.
             #[allow(clippy::needless_range_loop)]
             for j in 0..n {
-                let wv = [unpack::<KIND>(q[0].add(j * ts)), unpack::<KIND>(q[1].add(j * ts))];
+                let wv = if PRE {
+                    [
+                        _mm256_loadu_si256(pq[0].add(32 * (b + j)) as *const __m256i),
+                        _mm256_loadu_si256(pq[1].add(32 * (b + j)) as *const __m256i),
+                    ]
+                } else {
+                    [unpack::<KIND>(q[0].add(j * ts)), unpack::<KIND>(q[1].add(j * ts))]
+                };
                 let wabs =
                     if KIND == Q8_0 { [_mm256_sign_epi8(wv[0], wv[0]), _mm256_sign_epi8(wv[1], wv[1])] } else { wv };
                 for r in 0..R {
@@ -233,7 +265,7 @@ unsafe fn legacy_pair<const KIND: u8, const R: usize>(
                     }
                 }
             }
-            b += 8;
+            b += n;
         }
     }
     for r in 0..R {
@@ -247,15 +279,36 @@ unsafe fn legacy_pair<const KIND: u8, const R: usize>(
 }
 
 /// One activation row: weight rows one at a time through [`legacy`] (streamed from memory).
-/// Several: pairs of weight rows through [`legacy_pair`], an odd last one through [`legacy`].
+/// Several: pairs of weight rows through [`legacy_pair`] (reading `pre`, the rows unpacked by
+/// [`unpack_rows`], when given), an odd last one through [`legacy`].
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn rows<const KIND: u8, const R: usize>(w: &[u8], rb: usize, xs: &[ActRow<'_>], out: &mut [f32], stride: usize) {
+unsafe fn rows<const KIND: u8, const R: usize>(
+    w: &[u8],
+    rb: usize,
+    pre: Option<&UnpackedRows>,
+    xs: &[ActRow<'_>],
+    out: &mut [f32],
+    stride: usize,
+) {
     let n = w.len() / rb;
+    let nb = rb / type_size(KIND);
     let mut j = 0;
-    // SAFETY: as `legacy` / `legacy_pair`, for rows inside `w` and outputs inside `out`.
+    // SAFETY: as `legacy` / `legacy_pair`, for rows inside `w` and outputs inside `out`; `pre`
+    // holds the unpacked rows of `w` (checked by `Kernels::quant_dot_unpacked`).
     unsafe {
         while R > 1 && j + 2 <= n {
-            legacy_pair::<KIND, R>(&w[j * rb..(j + 2) * rb], rb, xs, &mut out[j * stride..], stride);
+            let o = &mut out[j * stride..];
+            match pre {
+                Some(u) => {
+                    let at = PairPtrs {
+                        q: u.q.as_ptr().add(32 * nb * j),
+                        d: u.d.as_ptr().add(nb * j),
+                        m: if KIND == Q4_1 { u.m.as_ptr().add(nb * j) } else { u.m.as_ptr() },
+                    };
+                    legacy_pair::<KIND, R, true>(&w[j * rb..(j + 2) * rb], rb, Some(at), xs, o, stride)
+                }
+                None => legacy_pair::<KIND, R, false>(&w[j * rb..(j + 2) * rb], rb, None, xs, o, stride),
+            }
             j += 2;
         }
         while j < n {
@@ -265,24 +318,114 @@ unsafe fn rows<const KIND: u8, const R: usize>(w: &[u8], rb: usize, xs: &[ActRow
     }
 }
 
+/// Where a pair of weight rows starts in an [`UnpackedRows`] (its first row's blocks, scales and,
+/// for Q4_1, mins; the second row follows).
+#[derive(Clone, Copy)]
+struct PairPtrs {
+    q: *const u8,
+    d: *const f32,
+    m: *const f32,
+}
+
+/// Unpacks every row of `w` (`rb` bytes each) into `u`.
+///
+/// # Safety
+/// The CPU has AVX2, FMA, F16C; `w.len()` is a multiple of `rb`, itself a multiple of the
+/// block size of `KIND`.
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn unpack_rows<const KIND: u8>(w: &[u8], u: &mut UnpackedRows) {
+    let ts = type_size(KIND);
+    let blocks = w.len() / ts;
+    // Every value is overwritten below (padding keeps whatever it held): resize, no clear.
+    u.q.resize(32 * blocks, 0);
+    u.d.resize(blocks + 8, 0.0);
+    u.m.resize(if KIND == Q4_1 { blocks + 8 } else { 8 }, 0.0);
+    // SAFETY: block `b` lies inside `w` and its 32 unpacked bytes inside `u.q`.
+    unsafe {
+        for b in 0..blocks {
+            let p = w.as_ptr().add(b * ts);
+            _mm256_storeu_si256(u.q.as_mut_ptr().add(32 * b) as *mut __m256i, unpack::<KIND>(p));
+            u.d[b] = f16_at(p);
+            if KIND == Q4_1 {
+                u.m[b] = f16_at(p.add(2));
+            }
+        }
+    }
+}
+
 macro_rules! entry {
     ($name:ident, $kind:expr) => {
         /// Safety: as [`super::QuantDot`] (the CPU has AVX2, FMA, F16C).
         pub(super) unsafe fn $name(w: &[u8], rb: usize, xs: &[ActRow<'_>], out: &mut [f32], stride: usize) {
             // SAFETY: the caller (`Kernels`, built after detection) upholds the contract.
-            unsafe {
-                match xs.len() {
-                    1 => rows::<{ $kind }, 1>(w, rb, xs, out, stride),
-                    2 => rows::<{ $kind }, 2>(w, rb, xs, out, stride),
-                    3 => rows::<{ $kind }, 3>(w, rb, xs, out, stride),
-                    _ => rows::<{ $kind }, 4>(w, rb, xs, out, stride),
-                }
-            }
+            unsafe { dispatch::<{ $kind }>(w, rb, None, xs, out, stride) }
         }
     };
+}
+
+/// [`rows`] with `R = xs.len()` fixed at compile time.
+///
+/// # Safety
+/// As [`super::QuantDot`] (the CPU has AVX2, FMA, F16C); `pre`, when given, holds the unpacked
+/// rows of `w`.
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn dispatch<const KIND: u8>(
+    w: &[u8],
+    rb: usize,
+    pre: Option<&UnpackedRows>,
+    xs: &[ActRow<'_>],
+    out: &mut [f32],
+    stride: usize,
+) {
+    // SAFETY: the caller upholds the contract.
+    unsafe {
+        match xs.len() {
+            1 => rows::<KIND, 1>(w, rb, pre, xs, out, stride),
+            2 => rows::<KIND, 2>(w, rb, pre, xs, out, stride),
+            3 => rows::<KIND, 3>(w, rb, pre, xs, out, stride),
+            _ => rows::<KIND, 4>(w, rb, pre, xs, out, stride),
+        }
+    }
 }
 
 entry!(q4_0, Q4_0);
 entry!(q4_1, Q4_1);
 entry!(q5_0, Q5_0);
 entry!(q8_0, Q8_0);
+
+/// Safety: as [`super::UnpackFn`] (the CPU has AVX2, FMA, F16C).
+pub(super) unsafe fn unpack_tile(dtype: crate::DType, w: &[u8], u: &mut UnpackedRows) -> bool {
+    use crate::DType;
+    // SAFETY: the caller upholds the contract.
+    unsafe {
+        match dtype {
+            DType::Q4_0 => unpack_rows::<Q4_0>(w, u),
+            DType::Q4_1 => unpack_rows::<Q4_1>(w, u),
+            DType::Q5_0 => unpack_rows::<Q5_0>(w, u),
+            // Q8_0 blocks are already bytes: nothing to save.
+            _ => return false,
+        }
+    }
+    true
+}
+
+/// Safety: as [`super::UnpackedDot`] (the CPU has AVX2, FMA, F16C).
+pub(super) unsafe fn dot_unpacked(
+    dtype: crate::DType,
+    w: &[u8],
+    rb: usize,
+    u: &UnpackedRows,
+    xs: &[ActRow<'_>],
+    out: &mut [f32],
+    stride: usize,
+) {
+    use crate::DType;
+    // SAFETY: the caller upholds the contract.
+    unsafe {
+        match dtype {
+            DType::Q4_0 => dispatch::<Q4_0>(w, rb, Some(u), xs, out, stride),
+            DType::Q4_1 => dispatch::<Q4_1>(w, rb, Some(u), xs, out, stride),
+            _ => dispatch::<Q5_0>(w, rb, Some(u), xs, out, stride),
+        }
+    }
+}

@@ -73,6 +73,60 @@ type QuantDot = unsafe fn(w: &[u8], row_bytes: usize, xs: &[ActRow<'_>], out: &m
 /// The CPU supports the kernel's [`Isa`].
 type QuantizeBlock = unsafe fn(x: &[f32; 32], q: &mut [i8; 32]) -> (f32, i32, i32);
 
+/// Unpacks the weight rows `w` (whole `dtype` blocks) into `u` for [`UnpackedDot`]; returns
+/// `false` (leaving `u` unusable) when this level has no such path for `dtype`.
+///
+/// # Safety
+/// The CPU supports the kernel's [`Isa`]; `w.len()` is a multiple of the block size of `dtype`.
+type UnpackFn = unsafe fn(dtype: DType, w: &[u8], u: &mut UnpackedRows) -> bool;
+
+/// As [`QuantDot`], with the rows of `w` also given unpacked in `u`.
+///
+/// # Safety
+/// As [`QuantDot`]; `u` was filled from `w` by the same level's [`UnpackFn`] for `dtype`.
+type UnpackedDot = unsafe fn(
+    dtype: DType,
+    w: &[u8],
+    row_bytes: usize,
+    u: &UnpackedRows,
+    xs: &[ActRow<'_>],
+    out: &mut [f32],
+    stride: usize,
+);
+
+/// Weight rows unpacked once for many activation rows (prefill, where each weight block meets
+/// every activation row): per block the 32 weight bytes the integer kernel multiplies, its
+/// scale and (Q4_1) min as f32. Scratch for [`Kernels::unpack_rows`] and
+/// [`Kernels::quant_dot_unpacked`]; reused across calls.
+#[derive(Debug, Default)]
+pub struct UnpackedRows {
+    /// The weights it was filled from: dtype, address and length (checked before use).
+    src: Option<(DType, usize, usize)>,
+    /// 32 bytes per block.
+    q: Vec<u8>,
+    /// Scale per block, plus 8 padding values.
+    d: Vec<f32>,
+    /// Q4_1: min per block, plus 8 padding values.
+    m: Vec<f32>,
+}
+
+impl UnpackedRows {
+    /// An empty scratch.
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+/// No level but AVX2 unpacks: the others keep reading blocks in place.
+unsafe fn no_unpack(_: DType, _: &[u8], _: &mut UnpackedRows) -> bool {
+    false
+}
+
+/// Never called: [`no_unpack`] fills nothing.
+unsafe fn no_unpacked_dot(_: DType, _: &[u8], _: usize, _: &UnpackedRows, _: &[ActRow<'_>], _: &mut [f32], _: usize) {
+    unreachable!("no level fills UnpackedRows without its own dot")
+}
+
 /// As [`QuantDot`] for float weights (as bytes) and f32 activation rows of the row length.
 type FloatDot = unsafe fn(w: &[u8], row_bytes: usize, xs: &[&[f32]], out: &mut [f32], stride: usize);
 
@@ -92,6 +146,8 @@ pub struct Kernels {
     f16: FloatDot,
     bf16: FloatDot,
     quantize: QuantizeBlock,
+    unpack: UnpackFn,
+    unpacked_dot: UnpackedDot,
 }
 
 impl Kernels {
@@ -122,6 +178,8 @@ impl Kernels {
                 f16: float_simd::f16_avx2,
                 bf16: float_simd::bf16_avx2,
                 quantize: quantize::block_avx2,
+                unpack: avx2_legacy::unpack_tile,
+                unpacked_dot: avx2_legacy::dot_unpacked,
             }),
             #[cfg(target_arch = "x86_64")]
             Isa::Avx512Vnni => Some(Kernels {
@@ -137,6 +195,8 @@ impl Kernels {
                 f16: float_simd::f16_avx512,
                 bf16: float_simd::bf16_avx512,
                 quantize: quantize::block_avx512,
+                unpack: no_unpack,
+                unpacked_dot: no_unpacked_dot,
             }),
             #[cfg(not(target_arch = "x86_64"))]
             _ => None,
@@ -157,6 +217,8 @@ impl Kernels {
             f16: scalar::f16_dot,
             bf16: scalar::bf16_dot,
             quantize: quantize_block_scalar,
+            unpack: no_unpack,
+            unpacked_dot: no_unpacked_dot,
         }
     }
 
@@ -196,32 +258,49 @@ impl Kernels {
         stride: usize,
     ) -> Result<()> {
         let f = self.quant_fn(dtype).ok_or(Error::UnsupportedDType { dtype, op: "quant_dot" })?;
-        let ts = dtype.type_size();
-        if row_bytes == 0 || !row_bytes.is_multiple_of(ts) || !w.len().is_multiple_of(row_bytes) {
-            return Err(Error::shape(
-                "quant_dot",
-                format!("{} bytes in rows of {row_bytes} is not whole {dtype:?} blocks", w.len()),
-            ));
-        }
-        let k = row_bytes / ts * dtype.block_size();
-        let kp = k.div_ceil(ACT_GROUP) * ACT_GROUP;
-        check_rows(w.len() / row_bytes, xs.len(), out.len(), stride, "quant_dot")?;
-        for x in xs {
-            if x.qs.len() < kp
-                || x.d.len() < kp / 32
-                || x.s32.len() < kp / 32
-                || x.bsums.len() < kp / 16
-                || x.sum4.len() < kp / 4
-            {
-                return Err(Error::shape(
-                    "quant_dot",
-                    format!("activation row of {} values for {k} weights", x.qs.len()),
-                ));
-            }
-        }
+        check_quant(dtype, w, row_bytes, xs, out.len(), stride, "quant_dot")?;
         // SAFETY: `self` was built by `for_isa`, which checked that the CPU supports its level,
         // and the lengths were checked above as `QuantDot` requires.
         unsafe { f(w, row_bytes, xs, out, stride) };
+        Ok(())
+    }
+
+    /// Unpacks the rows `w` (whole `dtype` blocks) into `u` for
+    /// [`Kernels::quant_dot_unpacked`], when this level has such a path for `dtype` (AVX2:
+    /// Q4_0, Q4_1, Q5_0, whose unpacking costs more than reading 32 bytes). Returns whether it did.
+    pub fn unpack_rows(&self, dtype: DType, w: &[u8], u: &mut UnpackedRows) -> Result<bool> {
+        u.src = None;
+        if !dtype.is_quantized() || !w.len().is_multiple_of(dtype.type_size()) {
+            return Err(Error::shape("unpack_rows", format!("{} bytes is not whole {dtype:?} blocks", w.len())));
+        }
+        // SAFETY: `self` was built by `for_isa` (the CPU supports its level); whole blocks.
+        let done = unsafe { (self.unpack)(dtype, w, u) };
+        if done {
+            u.src = Some((dtype, w.as_ptr() as usize, w.len()));
+        }
+        Ok(done)
+    }
+
+    /// As [`Kernels::quant_dot`], reading the weights from `u`, which
+    /// [`Kernels::unpack_rows`] filled from this same `w` (checked).
+    #[allow(clippy::too_many_arguments)]
+    pub fn quant_dot_unpacked(
+        &self,
+        dtype: DType,
+        w: &[u8],
+        row_bytes: usize,
+        u: &UnpackedRows,
+        xs: &[ActRow<'_>],
+        out: &mut [f32],
+        stride: usize,
+    ) -> Result<()> {
+        if u.src != Some((dtype, w.as_ptr() as usize, w.len())) {
+            return Err(Error::shape("quant_dot_unpacked", "the unpacked rows are not these weights'".to_string()));
+        }
+        check_quant(dtype, w, row_bytes, xs, out.len(), stride, "quant_dot_unpacked")?;
+        // SAFETY: `self` was built by `for_isa` (the CPU supports its level); the lengths were
+        // checked as `QuantDot` requires, and `u` holds these weights unpacked by this level.
+        unsafe { (self.unpacked_dot)(dtype, w, row_bytes, u, xs, out, stride) };
         Ok(())
     }
 
@@ -254,6 +333,39 @@ impl Kernels {
         unsafe { f(w, row_bytes, xs, out, stride) };
         Ok(())
     }
+}
+
+/// The checks [`QuantDot`] needs: whole blocks, row counts, output extent, activation lengths.
+fn check_quant(
+    dtype: DType,
+    w: &[u8],
+    row_bytes: usize,
+    xs: &[ActRow<'_>],
+    out_len: usize,
+    stride: usize,
+    op: &'static str,
+) -> Result<()> {
+    let ts = dtype.type_size();
+    if row_bytes == 0 || !row_bytes.is_multiple_of(ts) || !w.len().is_multiple_of(row_bytes) {
+        return Err(Error::shape(
+            op,
+            format!("{} bytes in rows of {row_bytes} is not whole {dtype:?} blocks", w.len()),
+        ));
+    }
+    let k = row_bytes / ts * dtype.block_size();
+    let kp = k.div_ceil(ACT_GROUP) * ACT_GROUP;
+    check_rows(w.len() / row_bytes, xs.len(), out_len, stride, op)?;
+    for x in xs {
+        if x.qs.len() < kp
+            || x.d.len() < kp / 32
+            || x.s32.len() < kp / 32
+            || x.bsums.len() < kp / 16
+            || x.sum4.len() < kp / 4
+        {
+            return Err(Error::shape(op, format!("activation row of {} values for {k} weights", x.qs.len())));
+        }
+    }
+    Ok(())
 }
 
 /// Checks the row counts and the output extent shared by both kernel kinds.

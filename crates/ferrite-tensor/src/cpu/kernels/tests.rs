@@ -12,7 +12,7 @@ use half::{bf16, f16};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use super::{Isa, Kernels, MAX_ROWS};
+use super::{Isa, Kernels, UnpackedRows, MAX_ROWS};
 use crate::quant::act::{ActFormat, ActRow, QuantizedActs};
 use crate::quant::dequantize;
 use crate::DType;
@@ -166,6 +166,53 @@ fn quantized_kernels_match_f64_reference_on_every_level() {
                 }
             }
         }
+    }
+}
+
+/// The prefill path that unpacks weight rows once (`unpack_rows` + `quant_dot_unpacked`)
+/// gives `quant_dot`'s bits on every level that has it: every row count, odd weight rows,
+/// short rows, tails of the 8-block groups and rows longer than one 64-block scale table.
+#[test]
+fn unpacked_rows_give_quant_dot_bits() {
+    let mut rng = StdRng::seed_from_u64(11);
+    let levels: Vec<Kernels> = Isa::ALL.into_iter().filter_map(Kernels::for_isa).collect();
+    let mut unpacked_any = false;
+    for dtype in QUANT {
+        for nb in [1usize, 3, 8, 9, 29, 64, 70, 131] {
+            let k = nb * dtype.block_size();
+            let row_bytes = nb * dtype.type_size();
+            for nrows in [1usize, 2, 5, 8] {
+                let w = random_blocks(dtype, nb * nrows, &mut rng);
+                for r in 1..=MAX_ROWS {
+                    let x = acts(&mut rng, r, k);
+                    let mut qa = QuantizedActs::new();
+                    qa.quantize(&x, k, ActFormat::for_weights(dtype).expect("quantized")).expect("quantize");
+                    let rows: Vec<_> = (0..r).map(|i| qa.row(i)).collect();
+                    for kern in &levels {
+                        let mut u = UnpackedRows::new();
+                        if !kern.unpack_rows(dtype, &w, &mut u).expect("unpack") {
+                            assert!(kern
+                                .quant_dot_unpacked(dtype, &w, row_bytes, &u, &rows, &mut [0.0; 64], r)
+                                .is_err());
+                            continue;
+                        }
+                        unpacked_any = true;
+                        let stride = r + 1;
+                        let (mut a, mut b) = (vec![f32::NAN; nrows * stride], vec![f32::NAN; nrows * stride]);
+                        kern.quant_dot(dtype, &w, row_bytes, &rows, &mut a, stride).expect("quant_dot");
+                        kern.quant_dot_unpacked(dtype, &w, row_bytes, &u, &rows, &mut b, stride).expect("unpacked");
+                        let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+                        assert_eq!(bits(&a), bits(&b), "{:?} {dtype:?} nb={nb} rows={nrows} r={r}", kern.isa());
+                        // Scratch filled from other weights is refused.
+                        let other = w.clone();
+                        assert!(kern.quant_dot_unpacked(dtype, &other, row_bytes, &u, &rows, &mut b, stride).is_err());
+                    }
+                }
+            }
+        }
+    }
+    if Kernels::for_isa(Isa::Avx2).is_some() {
+        assert!(unpacked_any, "AVX2 unpacks Q4_0, Q4_1 and Q5_0");
     }
 }
 

@@ -28,13 +28,17 @@ pub struct Shader {
     pub source: &'static str,
 }
 
-/// Includes `shaders/NAME.wgsl` of the workspace.
+/// Includes `shaders/NAME.wgsl` of the workspace; `shader!("NAME", "LIB", ..)` appends the
+/// files `LIB.wgsl` (function libraries without bindings, such as `quant_blocks`) to it.
 #[macro_export]
 macro_rules! shader {
-    ($name:literal) => {
+    ($name:literal $(, $lib:literal)*) => {
         $crate::dispatch::Shader {
             name: $name,
-            source: include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shaders/", $name, ".wgsl")),
+            source: concat!(
+                include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shaders/", $name, ".wgsl"))
+                $(, "\n", include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shaders/", $lib, ".wgsl")))*
+            ),
         }
     };
 }

@@ -8,7 +8,10 @@
 //!   forward pass; it is submitted only when the host reads a result ([`Backend::download`],
 //!   [`Backend::synchronize`]) or after [`dispatch::FLUSH_EVERY`] kernels, so ops never wait
 //!   for each other on the host.
-//! * `ops/*`: one file per op family, each a thin Rust side over its shader.
+//! * `ops/*`: one file per op family, each a thin Rust side over its shader. Quantized
+//!   weights (Q4_0, Q4_1, Q5_0, Q8_0, Q4_K, Q5_K, Q6_K) stay in their GGUF blocks on the device;
+//!   the matmul and embedding kernels decode them (`shaders/quant_blocks.wgsl`) and multiply
+//!   f32 activations by the exact dequantized weights.
 //!
 //! Ops not written for the GPU yet answer [`Error::UnsupportedDType`] or
 //! [`Error::Backend`] naming the op, never a wrong result.

@@ -1,13 +1,16 @@
-//! Embedding rows and float casts (`shaders/gather.wgsl`, `shaders/cast.wgsl`).
+//! Embedding rows and float casts (`shaders/gather.wgsl`, `shaders/cast.wgsl`); rows of
+//! block-quantized tables are decoded on the device (`shaders/gather_quant.wgsl` over
+//! `shaders/quant_blocks.wgsl`).
 
 use std::sync::Arc;
 
 use ferrite_tensor::{DType, Error, Result, Tensor};
 
+use super::quant;
 use crate::dispatch::{groups, Params};
 use crate::{buffer_of, shader, WgpuBackend, WgpuStorage};
 
-/// Rows `ids` of `table [vocab, d]` as `[ids.len(), d]` f32 (f32 and f16 tables).
+/// Rows `ids` of `table [vocab, d]` as `[ids.len(), d]` f32 (f32, f16 and quantized tables).
 pub fn embedding(be: &WgpuBackend, table: &Tensor, ids: &[u32]) -> Result<Tensor> {
     let [vocab, d] = match table.dims() {
         &[v, d] => [v, d],
@@ -15,6 +18,9 @@ pub fn embedding(be: &WgpuBackend, table: &Tensor, ids: &[u32]) -> Result<Tensor
     };
     if let Some(&bad) = ids.iter().find(|&&i| i as usize >= vocab) {
         return Err(Error::OutOfRange { op: "embedding", index: bad as usize, len: vocab });
+    }
+    if table.dtype().is_quantized() {
+        return quantized(be, table, ids, d);
     }
     let (entry, off) = match table.dtype() {
         DType::F32 => ("gather_f32", table.offset_bytes() / 4),
@@ -31,6 +37,23 @@ pub fn embedding(be: &WgpuBackend, table: &Tensor, ids: &[u32]) -> Result<Tensor
         &params,
         &[buffer_of(table, "embedding")?, &idb, &storage.buffer],
         groups(n, 256),
+    )?;
+    Ok(out)
+}
+
+/// Rows `ids` of quantized `table [vocab, d]`, one thread per 8-weight unit.
+fn quantized(be: &WgpuBackend, table: &Tensor, ids: &[u32], d: usize) -> Result<Tensor> {
+    let rows = quant::rows(table, d, "embedding (wgpu)")?;
+    let total = ids.len() * rows.units;
+    let (out, storage) = be.output(table, [ids.len(), d])?;
+    let params = Params::new().u(total)?.u(rows.units.max(1))?.u(rows.offset)?.u(rows.kind)?.u(rows.row_bytes)?.u(d)?;
+    let idb = be.u32_buffer(ids);
+    be.run(
+        shader!("gather_quant", "quant_blocks"),
+        "gather_quant",
+        &params,
+        &[buffer_of(table, "embedding")?, &idb, &storage.buffer],
+        groups(total, 256),
     )?;
     Ok(out)
 }

@@ -1,11 +1,15 @@
-//! `x [.., k] · w [n, k]ᵀ`: f32 and f16 weights (`shaders/matmul_float.wgsl`). Quantized
-//! weights are not done on the GPU yet and answer an error naming their dtype.
+//! `x [.., k] · w [n, k]ᵀ`: f32 and f16 weights (`shaders/matmul_float.wgsl`), and GGUF
+//! block-quantized weights decoded in the kernel (`shaders/matmul_quant.wgsl` over
+//! `shaders/quant_blocks.wgsl`; the weights stay in their blocks on the device).
 
 use ferrite_tensor::{DType, Error, Result, Tensor};
 
-use super::f32_offset;
+use super::{f32_offset, quant};
 use crate::dispatch::Params;
 use crate::{buffer_of, shader, WgpuBackend};
+
+/// Activation rows one workgroup of `matmul_quant` multiplies (the shader's `TILE`).
+const QUANT_TILE: usize = 4;
 
 /// `x [.., k]` f32 times `w [n, k]`ᵀ.
 pub fn matmul(be: &WgpuBackend, x: &Tensor, w: &Tensor) -> Result<Tensor> {
@@ -18,18 +22,26 @@ pub fn matmul(be: &WgpuBackend, x: &Tensor, w: &Tensor) -> Result<Tensor> {
         return Err(Error::shape("matmul", format!("x {:?} with w {:?}", x.dims(), w.dims())));
     }
     let m = x.numel() / k.max(1);
-    let (entry, w_off) = match w.dtype() {
-        DType::F32 => ("matmul_f32", w.offset_bytes() / 4),
-        DType::F16 if k % 2 == 0 => ("matmul_f16", w.offset_bytes() / 2),
-        other => return Err(Error::UnsupportedDType { dtype: other, op: "matmul (wgpu)" }),
-    };
     let mut dims = x.dims().to_vec();
     if let Some(last) = dims.last_mut() {
         *last = n;
     }
     let (out, storage) = be.output(x, dims)?;
-    let params = Params::new().u(m)?.u(n)?.u(k)?.u(x_off)?.u(w_off)?;
     let bufs = [buffer_of(x, "matmul")?, buffer_of(w, "matmul")?, &storage.buffer];
+    if w.dtype().is_quantized() {
+        let rows = quant::rows(w, k, "matmul (wgpu)")?;
+        let params =
+            Params::new().u(m)?.u(n)?.u(k)?.u(x_off)?.u(rows.offset)?.u(rows.row_bytes)?.u(rows.units)?.u(rows.kind)?;
+        let groups = n * m.div_ceil(QUANT_TILE);
+        be.run(shader!("matmul_quant", "quant_blocks"), "matmul_quant", &params, &bufs, groups)?;
+        return Ok(out);
+    }
+    let (entry, w_off) = match w.dtype() {
+        DType::F32 => ("matmul_f32", w.offset_bytes() / 4),
+        DType::F16 if k % 2 == 0 => ("matmul_f16", w.offset_bytes() / 2),
+        other => return Err(Error::UnsupportedDType { dtype: other, op: "matmul (wgpu)" }),
+    };
+    let params = Params::new().u(m)?.u(n)?.u(k)?.u(x_off)?.u(w_off)?;
     be.run(shader!("matmul_float"), entry, &params, &bufs, m * n)?;
     Ok(out)
 }

@@ -5,6 +5,7 @@ pub mod elementwise;
 pub mod embedding;
 pub mod matmul;
 pub mod norm;
+pub(crate) mod quant;
 pub mod rope;
 
 use ferrite_tensor::{DType, Error, Result, Tensor};

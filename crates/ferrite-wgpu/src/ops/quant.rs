@@ -1,0 +1,71 @@
+//! GGUF block formats on the GPU (`shaders/quant_blocks.wgsl`): the format codes and the row
+//! geometry that the quantized matmul and gather kernels take. Rows are decoded in units of
+//! 8 weights (4 per 32-weight block, 32 per 256-weight K-quant block), so a row of `width`
+//! weights has `width / 8` units whatever its format.
+
+use ferrite_tensor::{DType, Error, Result, Tensor};
+
+/// Weights one thread decodes at a time.
+const UNIT: usize = 8;
+
+/// How a kernel finds the rows of a quantized tensor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct QuantRows {
+    /// The format code of `quant_blocks.wgsl`.
+    pub kind: usize,
+    /// Byte offset of the first row in the buffer.
+    pub offset: usize,
+    /// Bytes per row.
+    pub row_bytes: usize,
+    /// 8-weight units per row.
+    pub units: usize,
+}
+
+/// The format code `quant_blocks.wgsl` gives `dtype`, if it decodes it.
+pub(crate) fn kind(dtype: DType) -> Option<usize> {
+    Some(match dtype {
+        DType::Q4_0 => 0,
+        DType::Q4_1 => 1,
+        DType::Q5_0 => 2,
+        DType::Q8_0 => 3,
+        DType::Q4_K => 4,
+        DType::Q5_K => 5,
+        DType::Q6_K => 6,
+        DType::F32 | DType::F16 | DType::BF16 => return None,
+    })
+}
+
+/// The row geometry of quantized `t [rows, width]`, checked so that every byte address the
+/// kernel forms fits in 32 bits and f16 scales sit at even addresses.
+pub(crate) fn rows(t: &Tensor, width: usize, op: &'static str) -> Result<QuantRows> {
+    let dtype = t.dtype();
+    let kind = kind(dtype).ok_or(Error::UnsupportedDType { dtype, op })?;
+    let row_bytes =
+        dtype.bytes_for(width).ok_or(Error::NotBlockAligned { dtype, numel: width, block: dtype.block_size() })?;
+    let offset = t.offset_bytes();
+    if !offset.is_multiple_of(2) {
+        return Err(Error::Backend(format!("wgpu: {op}: {dtype:?} data at odd byte offset {offset}")));
+    }
+    let end = offset.checked_add(t.len_bytes());
+    if end.is_none_or(|e| e > u32::MAX as usize) {
+        return Err(Error::Backend(format!("wgpu: {op}: {dtype:?} tensor ends past 4 GiB of its buffer")));
+    }
+    Ok(QuantRows { kind, offset, row_bytes, units: width / UNIT })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_block_holds_whole_units() {
+        for dtype in DType::ALL {
+            match kind(dtype) {
+                Some(_) => assert_eq!(dtype.block_size() % UNIT, 0, "{dtype:?}"),
+                None => assert!(dtype.is_float(), "{dtype:?}"),
+            }
+        }
+        let codes: Vec<_> = DType::ALL.iter().filter_map(|&d| kind(d)).collect();
+        assert_eq!(codes, (0..7).collect::<Vec<_>>(), "codes follow quant_blocks.wgsl's constants");
+    }
+}

@@ -225,7 +225,7 @@ impl WgpuBackend {
     /// A scratch storage buffer of `bytes` bytes for one kernel.
     pub(crate) fn scratch(&self, bytes: usize) -> Result<wgpu::Buffer> {
         let size = WgpuStorage::padded(bytes);
-        if size > self.gpu.device.limits().max_storage_buffer_binding_size as u64 {
+        if size > self.gpu.device.limits().max_storage_buffer_binding_size {
             return Err(Error::Backend(format!("wgpu: a scratch buffer of {bytes} bytes exceeds the device's limit")));
         }
         Ok(self.gpu.device.create_buffer(&wgpu::BufferDescriptor {

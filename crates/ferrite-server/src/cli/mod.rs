@@ -19,7 +19,8 @@ pub struct ModelArgs {
     /// Worker threads (default: all cores).
     #[arg(long)]
     pub threads: Option<usize>,
-    /// Compute device: cpu (wgpu and cuda:N arrive with their backends).
+    /// Compute device: cpu, wgpu or wgpu:ADAPTER (an index or part of the adapter's name; else
+    /// FERRITE_WGPU_ADAPTER, else the first GPU, else a software device such as lavapipe).
     #[arg(long, default_value = "cpu")]
     pub device: String,
 }

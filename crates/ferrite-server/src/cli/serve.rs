@@ -32,7 +32,7 @@ pub struct ServeArgs {
     /// key is needed.
     #[arg(long = "api-key")]
     pub api_keys: Vec<String>,
-    /// Compute device (cpu).
+    /// Compute device: cpu, wgpu or wgpu:ADAPTER (see `ferrite generate --help`).
     #[arg(long)]
     pub device: Option<String>,
     /// Worker threads for the model (default: all cores).

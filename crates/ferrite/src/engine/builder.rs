@@ -50,7 +50,8 @@ impl EngineBuilder {
         self
     }
 
-    /// The device: `cpu` (the default).
+    /// The device: `cpu` (the default), or `wgpu` / `wgpu:ADAPTER` (feature `wgpu`; ADAPTER is
+    /// an index or part of an adapter's name, else `FERRITE_WGPU_ADAPTER`, else the first GPU).
     pub fn device(mut self, device: impl Into<String>) -> Self {
         self.device = device.into();
         self
@@ -111,13 +112,7 @@ impl EngineBuilder {
     pub fn build(self) -> Result<Engine, Error> {
         let spec = self.model.clone().ok_or_else(|| Error::Load("no model given (EngineBuilder::model)".into()))?;
         let path = resolve_model(&spec)?;
-        let device = match (self.device.as_str(), self.threads) {
-            ("cpu", Some(t)) => Device::cpu_with_threads(t).map_err(|e| Error::Load(e.to_string()))?,
-            ("cpu", None) => Device::cpu(),
-            (other, _) => {
-                return Err(Error::Load(format!("device `{other}` is not available in this build (supported: cpu)")))
-            }
-        };
+        let device = open_device(&self.device, self.threads)?;
         let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or(spec.clone());
         if super::embed::is_embedding_model(&path) {
             let e =
@@ -177,4 +172,23 @@ fn resolve_model(spec: &str) -> Result<PathBuf, Error> {
     }
     crate::models::ensure_builtin(spec)?
         .ok_or_else(|| Error::Load(format!("{spec}: no such file or folder, and not a built-in model name")))
+}
+
+/// The device `spec` names (`cpu`, `wgpu`, `wgpu:ADAPTER`).
+fn open_device(spec: &str, threads: Option<usize>) -> Result<Device, Error> {
+    let (kind, choice) = match spec.split_once(':') {
+        Some((k, c)) => (k, Some(c)),
+        None => (spec, None),
+    };
+    match (kind, choice) {
+        ("cpu", None) => match threads {
+            Some(t) => Device::cpu_with_threads(t).map_err(|e| Error::Load(e.to_string())),
+            None => Ok(Device::cpu()),
+        },
+        #[cfg(feature = "wgpu")]
+        ("wgpu", choice) => ferrite_wgpu::device(choice).map_err(|e| Error::Load(e.to_string())),
+        #[cfg(not(feature = "wgpu"))]
+        ("wgpu", _) => Err(Error::Load("device `wgpu` needs ferrite built with the `wgpu` feature".into())),
+        _ => Err(Error::Load(format!("unknown device `{spec}` (supported: cpu, wgpu, wgpu:ADAPTER)"))),
+    }
 }

@@ -64,7 +64,7 @@ impl ConfigFile {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EngineSettings {
-    /// Compute device (`cpu`).
+    /// Compute device (`cpu`, `wgpu`, `wgpu:ADAPTER`).
     pub device: Option<String>,
     /// Worker threads.
     pub threads: Option<usize>,

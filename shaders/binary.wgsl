@@ -1,4 +1,5 @@
 // Elementwise ops of two inputs; b is a's shape or one row broadcast over a's rows:
+// `linear` and `erf_` come from math.wgsl, appended at build time.
 // out[i] = f(a[a_off + i], b[b_off + i % b_len]).
 
 struct Params { n: u32, a_off: u32, b_off: u32, b_len: u32 }
@@ -7,20 +8,6 @@ struct Params { n: u32, a_off: u32, b_off: u32, b_len: u32 }
 @group(0) @binding(1) var<storage, read> a: array<f32>;
 @group(0) @binding(2) var<storage, read> b: array<f32>;
 @group(0) @binding(3) var<storage, read_write> out: array<f32>;
-
-fn linear(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
-    return gid.x + gid.y * nwg.x * 256u;
-}
-
-// erf with |error| < 1.2e-7 (Numerical Recipes' erfc Chebyshev fit).
-fn erf_(x: f32) -> f32 {
-    let z = abs(x);
-    let t = 1.0 / (1.0 + 0.5 * z);
-    let r = t * exp(-z * z - 1.26551223 + t * (1.00002368 + t * (0.37409196 + t * (0.09678418 +
-        t * (-0.18628806 + t * (0.27886807 + t * (-1.13520398 + t * (1.48851587 +
-        t * (-0.82215223 + t * 0.17087277)))))))));
-    return select(r - 1.0, 1.0 - r, x >= 0.0);
-}
 
 @compute @workgroup_size(256)
 fn add(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {

@@ -6,24 +6,10 @@
 #![allow(clippy::unwrap_used)]
 
 use ferrite_tensor::{AttentionParams, AttentionSeq, DType, Device, Tensor};
-use rand::{rngs::StdRng, Rng, SeedableRng};
 
-fn gpu() -> Option<Device> {
-    match ferrite_wgpu::device(None) {
-        Ok(d) => Some(d),
-        Err(e) => {
-            let ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
-            assert!(!ci, "{e} (under CI=true a missing adapter is a failure)");
-            eprintln!("SKIPPED: {e}");
-            None
-        }
-    }
-}
+mod common;
 
-fn random(n: usize, seed: u64) -> Vec<f32> {
-    let mut rng = StdRng::seed_from_u64(seed);
-    (0..n).map(|_| rng.gen_range(-1.0..1.0)).collect()
-}
+use common::{gpu, random};
 
 fn max_diff(a: &Tensor, b: &Tensor) -> (f32, f32) {
     let (a, b) = (a.to_vec_f32().unwrap(), b.to_vec_f32().unwrap());
@@ -41,7 +27,7 @@ fn kv_writes_and_paged_attention_match_the_cpu() {
     for dtype in [DType::F32, DType::F16] {
         let kc = Tensor::zeros(vec![slots, hk, d], dtype, &cpu).unwrap();
         let vc = Tensor::zeros(vec![slots, hk, d], dtype, &cpu).unwrap();
-        let (kg, vg) = (kc.to_device(&g).unwrap(), vc.to_device(&g).unwrap());
+        let (kg, vg) = (kc.to_device(g).unwrap(), vc.to_device(g).unwrap());
         // Two sequences in scattered blocks: one with 13 positions, one with 6.
         let tables = [vec![5u32, 2, 9, 14], vec![7u32, 0]];
         let lens = [13usize, 6];
@@ -50,23 +36,23 @@ fn kv_writes_and_paged_attention_match_the_cpu() {
             all_slots.extend((0..n).map(|p| t[p / bs] * bs as u32 + (p % bs) as u32));
         }
         let rows = all_slots.len();
-        let k = Tensor::from_f32(&random(rows * hk * d, 1), vec![rows, hk, d], &cpu).unwrap();
-        let v = Tensor::from_f32(&random(rows * hk * d, 2), vec![rows, hk, d], &cpu).unwrap();
+        let k = Tensor::from_f32(&random(rows * hk * d, 1, 1.0), vec![rows, hk, d], &cpu).unwrap();
+        let v = Tensor::from_f32(&random(rows * hk * d, 2, 1.0), vec![rows, hk, d], &cpu).unwrap();
         kc.write_kv(&k, &all_slots).unwrap();
         vc.write_kv(&v, &all_slots).unwrap();
-        kg.write_kv(&k.to_device(&g).unwrap(), &all_slots).unwrap();
-        vg.write_kv(&v.to_device(&g).unwrap(), &all_slots).unwrap();
+        kg.write_kv(&k.to_device(g).unwrap(), &all_slots).unwrap();
+        vg.write_kv(&v.to_device(g).unwrap(), &all_slots).unwrap();
         assert_eq!(kc.to_bytes().unwrap(), kg.to_bytes().unwrap(), "{dtype:?} k cache after write_kv");
         assert_eq!(vc.to_bytes().unwrap(), vg.to_bytes().unwrap(), "{dtype:?} v cache after write_kv");
-        assert!(kg.write_kv(&k.to_device(&g).unwrap().narrow_rows(0, 1).unwrap(), &[slots as u32]).is_err());
+        assert!(kg.write_kv(&k.to_device(g).unwrap().narrow_rows(0, 1).unwrap(), &[slots as u32]).is_err());
 
         // Prefill of the first sequence's last 5 positions and decode of the second's last one.
         let seqs = [
             AttentionSeq { q_start: 0, q_len: 5, kv_len: 13, block_table: tables[0].clone() },
             AttentionSeq { q_start: 5, q_len: 1, kv_len: 6, block_table: tables[1].clone() },
         ];
-        let q = Tensor::from_f32(&random(6 * hq * d, 3), vec![6, hq, d], &cpu).unwrap();
-        let qg = q.to_device(&g).unwrap();
+        let q = Tensor::from_f32(&random(6 * hq * d, 3, 1.0), vec![6, hq, d], &cpu).unwrap();
+        let qg = q.to_device(g).unwrap();
         for (window, softcap) in [(None, None), (Some(4), None), (None, Some(2.0))] {
             let params = AttentionParams { scale: 0.125, block_size: bs, sliding_window: window, softcap };
             let c = q.attention(&kc, &vc, &seqs, &params).unwrap();

@@ -13,17 +13,9 @@ use ferrite_models::{load_weights, Batch, KvCache, Llama};
 use ferrite_tensor::model_files::{test_model, SMOLLM2};
 use ferrite_tensor::{DType, Device};
 
-fn gpu() -> Option<Device> {
-    match ferrite_wgpu::device(None) {
-        Ok(d) => Some(d),
-        Err(e) => {
-            let ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
-            assert!(!ci, "{e} (under CI=true a missing adapter is a failure)");
-            eprintln!("SKIPPED: {e}");
-            None
-        }
-    }
-}
+mod common;
+
+use common::gpu;
 
 fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
     a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
@@ -39,7 +31,7 @@ fn smollm2_logits_on_wgpu_match_the_cpu_f32_path() {
     let Some(path) = test_model(SMOLLM2) else { return };
     let cpu = Device::cpu();
     let (w, cfg) = load_weights(&path).unwrap();
-    let gpu_model = Llama::load(w.as_ref(), cfg.clone(), &g).unwrap();
+    let gpu_model = Llama::load(w.as_ref(), cfg.clone(), g).unwrap();
     let (w, _) = load_weights(&path).unwrap();
     let cpu_model = Llama::load(&F32Weights(w), cfg.clone(), &cpu).unwrap();
     // "The capital of France is" in SmolLM2's vocabulary, then one decode step.
@@ -48,7 +40,7 @@ fn smollm2_logits_on_wgpu_match_the_cpu_f32_path() {
     let table: Vec<u32> = (0..blocks as u32).collect();
     let (kc, kg) = (
         KvCache::new(&cfg, blocks, 16, DType::F32, &cpu).unwrap(),
-        KvCache::new(&cfg, blocks, 16, DType::F32, &g).unwrap(),
+        KvCache::new(&cfg, blocks, 16, DType::F32, g).unwrap(),
     );
     let prefill = Batch::single(&prompt, 0, table.clone());
     let a = cpu_model.forward(&prefill, &kc).unwrap().to_vec_f32().unwrap();

@@ -9,34 +9,12 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::sync::OnceLock;
-
 use ferrite_tensor::{Activation, DType, Device, RopeConfig, RopeLayout, Tensor};
 use half::f16;
-use rand::{rngs::StdRng, Rng, SeedableRng};
 
-fn gpu() -> Option<&'static Device> {
-    static DEVICE: OnceLock<Option<Device>> = OnceLock::new();
-    DEVICE
-        .get_or_init(|| match ferrite_wgpu::device(None) {
-            Ok(d) => {
-                eprintln!("wgpu device: {}", d.name());
-                Some(d)
-            }
-            Err(e) => {
-                let ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
-                assert!(!ci, "{e} (under CI=true a missing adapter is a failure)");
-                eprintln!("SKIPPED: {e}");
-                None
-            }
-        })
-        .as_ref()
-}
+mod common;
 
-fn random(n: usize, seed: u64, scale: f32) -> Vec<f32> {
-    let mut rng = StdRng::seed_from_u64(seed);
-    (0..n).map(|_| rng.gen_range(-scale..scale)).collect()
-}
+use common::{gpu, random};
 
 /// `x` on both devices.
 fn pair(data: &[f32], shape: &[usize], gpu: &Device) -> (Tensor, Tensor) {

@@ -15,14 +15,16 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::sync::OnceLock;
-
 use ferrite_tensor::gguf::GgufFile;
 use ferrite_tensor::model_files::{test_model, GEMMA3, QWEN25, SMOLLM2};
 use ferrite_tensor::quant::dequantize;
 use ferrite_tensor::{DType, Device, Tensor};
 use half::f16;
 use rand::{rngs::StdRng, Rng, SeedableRng};
+
+mod common;
+
+use common::{gpu, random};
 
 /// The GPU's error against the f64 reference (f32 products and sums only).
 const GPU_TOL: f64 = 2e-6;
@@ -33,29 +35,6 @@ const GATHER_TOL: f32 = 1e-6;
 
 const QUANTIZED: [DType; 7] =
     [DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q8_0, DType::Q4_K, DType::Q5_K, DType::Q6_K];
-
-fn gpu() -> Option<&'static Device> {
-    static DEVICE: OnceLock<Option<Device>> = OnceLock::new();
-    DEVICE
-        .get_or_init(|| match ferrite_wgpu::device(None) {
-            Ok(d) => {
-                eprintln!("wgpu device: {}", d.name());
-                Some(d)
-            }
-            Err(e) => {
-                let ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
-                assert!(!ci, "{e} (under CI=true a missing adapter is a failure)");
-                eprintln!("SKIPPED: {e}");
-                None
-            }
-        })
-        .as_ref()
-}
-
-fn random(n: usize, seed: u64, scale: f32) -> Vec<f32> {
-    let mut rng = StdRng::seed_from_u64(seed);
-    (0..n).map(|_| rng.gen_range(-scale..scale)).collect()
-}
 
 /// Byte offsets of the f16 scales in a block of `dtype`, and the range of their magnitudes.
 fn scale_fields(dtype: DType) -> (&'static [usize], f32, f32) {

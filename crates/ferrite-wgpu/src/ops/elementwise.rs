@@ -19,7 +19,7 @@ fn unary(be: &WgpuBackend, x: &Tensor, entry: &'static str, s: f32, op: &'static
     let n = x.numel();
     let (out, storage) = be.output(x, x.shape().clone())?;
     let params = Params::new().u(n)?.u(off)?.f(s);
-    be.run(shader!("unary"), entry, &params, &[buffer_of(x, op)?, &storage.buffer], groups(n, 256))?;
+    be.run(shader!("unary", "math"), entry, &params, &[buffer_of(x, op)?, &storage.buffer], groups(n, 256))?;
     Ok(out)
 }
 
@@ -48,7 +48,7 @@ fn two(be: &WgpuBackend, a: &Tensor, b: &Tensor, entry: &'static str, op: &'stat
     let (out, storage) = be.output(a, a.shape().clone())?;
     let params = Params::new().u(n)?.u(a_off)?.u(b_off)?.u(b_len.max(1))?;
     let bufs = [buffer_of(a, op)?, buffer_of(b, op)?, &storage.buffer];
-    be.run(shader!("binary"), entry, &params, &bufs, groups(n, 256))?;
+    be.run(shader!("binary", "math"), entry, &params, &bufs, groups(n, 256))?;
     Ok(out)
 }
 

@@ -47,6 +47,33 @@ pub struct RopeConfig {
     pub freq_scale: f32,
 }
 
+impl RopeConfig {
+    /// Checks a rope call on `x` of shape `dims` with `positions` positions: `x` must be
+    /// `[tokens, heads, head_dim]` with one position per token, and the rotated dims an even
+    /// number in `1..=head_dim`. Returns `[tokens, heads, head_dim]`. Every backend's rope uses it.
+    pub fn check(&self, dims: &[usize], positions: usize) -> crate::Result<[usize; 3]> {
+        let [t, h, d] = match dims {
+            &[t, h, d] => [t, h, d],
+            other => {
+                return Err(crate::Error::shape("rope", format!("x must be [tokens, heads, head_dim], got {other:?}")))
+            }
+        };
+        if positions != t {
+            return Err(crate::Error::shape("rope", format!("{t} tokens but {positions} positions")));
+        }
+        if self.dim > d || !self.dim.is_multiple_of(2) || self.dim == 0 {
+            return Err(crate::Error::shape("rope", format!("rotary dim {} with head_dim {d}", self.dim)));
+        }
+        Ok([t, h, d])
+    }
+
+    /// The ratio between successive pair frequencies, `theta^(-2/dim)`: each backend builds
+    /// pair `i`'s angle as `pos · freq_scale · step^i` by repeated f32 multiplication (as ggml).
+    pub fn step(&self) -> f32 {
+        self.theta.powf(-2.0 / self.dim as f32)
+    }
+}
+
 /// Elementwise activation functions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Activation {

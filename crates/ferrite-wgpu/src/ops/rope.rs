@@ -1,6 +1,6 @@
 //! Rotary position embeddings (`shaders/rope.wgsl`).
 
-use ferrite_tensor::{Error, Result, RopeConfig, RopeLayout, Tensor};
+use ferrite_tensor::{Result, RopeConfig, RopeLayout, Tensor};
 
 use super::f32_offset;
 use crate::dispatch::{groups, Params};
@@ -9,20 +9,11 @@ use crate::{buffer_of, shader, WgpuBackend};
 /// Rotates `x [tokens, heads, head_dim]` by `positions[token]`.
 pub fn rope(be: &WgpuBackend, x: &Tensor, positions: &[u32], cfg: &RopeConfig) -> Result<Tensor> {
     let off = f32_offset(x, "rope")?;
-    let [t, h, d] = match x.dims() {
-        &[t, h, d] => [t, h, d],
-        other => return Err(Error::shape("rope", format!("x must be [tokens, heads, head_dim], got {other:?}"))),
-    };
-    if positions.len() != t {
-        return Err(Error::shape("rope", format!("{t} tokens but {} positions", positions.len())));
-    }
-    if cfg.dim > d || !cfg.dim.is_multiple_of(2) || cfg.dim == 0 {
-        return Err(Error::shape("rope", format!("rotary dim {} with head_dim {d}", cfg.dim)));
-    }
+    let [_, h, d] = cfg.check(x.dims(), positions.len())?;
     let n = x.numel();
     let (out, storage) = be.output(x, x.shape().clone())?;
     // The same step as the CPU backend's, computed on the host.
-    let step = cfg.theta.powf(-2.0 / cfg.dim as f32);
+    let step = cfg.step();
     let neox = usize::from(cfg.layout == RopeLayout::NeoX);
     let params = Params::new().u(n)?.u(h)?.u(d)?.u(cfg.dim)?.u(off)?.u(neox)?.f(step).f(cfg.freq_scale);
     let pos = be.u32_buffer(positions);

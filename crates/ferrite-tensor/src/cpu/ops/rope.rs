@@ -7,12 +7,12 @@ use rayon::prelude::*;
 
 use crate::backend::{RopeConfig, RopeLayout};
 use crate::cpu::{expect_f32, f32_tensor, TensorRead};
-use crate::{Error, Result, Tensor};
+use crate::{Result, Tensor};
 
 /// The `(cos, sin)` of each rotated pair at `pos`.
 fn angles(pos: u32, cfg: &RopeConfig) -> Vec<(f32, f32)> {
     let half = cfg.dim / 2;
-    let step = cfg.theta.powf(-2.0 / cfg.dim as f32);
+    let step = cfg.step();
     let mut theta = pos as f32 * cfg.freq_scale;
     (0..half)
         .map(|_| {
@@ -58,16 +58,7 @@ fn rotate(oh: &mut [f32], sh: &[f32], cs: &[(f32, f32)], cfg: &RopeConfig) {
 /// Rotates `x [tokens, heads, head_dim]` by `positions[token]`.
 pub fn rope(x: &Tensor, positions: &[u32], cfg: &RopeConfig) -> Result<Tensor> {
     expect_f32(x, "rope")?;
-    let [t, h, d] = match x.dims() {
-        &[t, h, d] => [t, h, d],
-        other => return Err(Error::shape("rope", format!("x must be [tokens, heads, head_dim], got {other:?}"))),
-    };
-    if positions.len() != t {
-        return Err(Error::shape("rope", format!("{t} tokens but {} positions", positions.len())));
-    }
-    if cfg.dim > d || !cfg.dim.is_multiple_of(2) || cfg.dim == 0 {
-        return Err(Error::shape("rope", format!("rotary dim {} with head_dim {d}", cfg.dim)));
-    }
+    let [_, h, d] = cfg.check(x.dims(), positions.len())?;
     let mut out = vec![0f32; x.numel()];
     {
         let xr = TensorRead::new(x, "rope")?;

@@ -12,6 +12,11 @@ pub fn event(level: &str, event: &str, fields: &[(&str, Value)]) {
     eprintln!("{}", line(SystemTime::now(), level, event, fields));
 }
 
+/// Seconds since `started`, to the millisecond, as a log field.
+pub fn seconds_since(started: std::time::Instant) -> Value {
+    ((started.elapsed().as_secs_f64() * 1000.0).round() / 1000.0).into()
+}
+
 /// The line [`event`] writes at `now`.
 pub fn line(now: SystemTime, level: &str, event: &str, fields: &[(&str, Value)]) -> String {
     let mut m = Map::new();

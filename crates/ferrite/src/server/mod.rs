@@ -223,7 +223,7 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServerError> {
         &[
             ("models", json!(deployments)),
             ("api_keys_required", (!state.keys.is_open()).into()),
-            ("load_seconds", json!((started.elapsed().as_secs_f64() * 1000.0).round() / 1000.0)),
+            ("load_seconds", log::seconds_since(started)),
         ],
     );
     let _ = app.set(routes::router(state));
@@ -268,10 +268,7 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServerError> {
     log::event(
         "info",
         "stopped",
-        &[
-            ("clean", cut.is_none().into()),
-            ("drain_seconds", json!((drain_started.elapsed().as_secs_f64() * 1000.0).round() / 1000.0)),
-        ],
+        &[("clean", cut.is_none().into()), ("drain_seconds", log::seconds_since(drain_started))],
     );
     match cut {
         None => Ok(()),

@@ -219,10 +219,7 @@ impl ModelRegistry {
                     super::log::event(
                         "info",
                         "model_loaded",
-                        &[
-                            ("model", spec.name.as_str().into()),
-                            ("seconds", ((started.elapsed().as_secs_f64() * 1000.0).round() / 1000.0).into()),
-                        ],
+                        &[("model", spec.name.as_str().into()), ("seconds", super::log::seconds_since(started))],
                     );
                     engines.insert(spec.path.clone(), e.clone());
                     e

@@ -135,19 +135,21 @@ fn server(extra: &[&str]) -> Option<Server> {
 /// ends in `FINISH_REASON PROMPT_TOKENS COMPLETION_TOKENS` (streamed) or `PROMPT COMPLETION`
 /// and prints some content before; a prompt counts the same tokens streamed or not.
 fn check_examples(lang: Lang, out: &str) {
-    let mut sections: Vec<(String, Vec<&str>)> = Vec::new();
-    for line in out.lines() {
-        match line.strip_prefix("### ") {
-            Some(head) => sections.push((head.to_string(), Vec::new())),
-            None => sections.last_mut().unwrap_or_else(|| panic!("output before a heading: {line}")).1.push(line),
-        }
-    }
-    let heads: Vec<&str> = sections.iter().map(|(h, _)| h.as_str()).collect();
     let want = ["chat", "conversation", "completions"]
         .iter()
         .flat_map(|e| [format!("{e} stream=True"), format!("{e} stream=False")])
         .chain(["end".to_string()])
         .collect::<Vec<_>>();
+    // A heading is `### NAME` for one of the script's sections; sampled model text may start a
+    // line with `### ` too (a Markdown heading), and belongs to the section it is printed in.
+    let mut sections: Vec<(String, Vec<&str>)> = Vec::new();
+    for line in out.lines() {
+        match line.strip_prefix("### ").filter(|h| want.iter().any(|w| w == h)) {
+            Some(head) => sections.push((head.to_string(), Vec::new())),
+            None => sections.last_mut().unwrap_or_else(|| panic!("output before a heading: {line}")).1.push(line),
+        }
+    }
+    let heads: Vec<&str> = sections.iter().map(|(h, _)| h.as_str()).collect();
     assert_eq!(heads, want, "{lang:?}: runs\n{out}");
     let mut prompt_tokens = std::collections::HashMap::new();
     for (head, lines) in &sections[..6] {

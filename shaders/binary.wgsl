@@ -40,6 +40,14 @@ fn gated_gelu(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgr
     out[i] = 0.5 * g * (1.0 + erf_(g * 0.70710678118654752)) * b[p.b_off + i % p.b_len];
 }
 
+@compute @workgroup_size(256)
+fn gated_quick_gelu(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = linear(gid, nwg);
+    if (i >= p.n) { return; }
+    let g = a[p.a_off + i];
+    out[i] = g / (1.0 + exp(-1.702 * g)) * b[p.b_off + i % p.b_len];
+}
+
 fn to_f16(x: f32) -> f32 {
     return unpack2x16float(pack2x16float(vec2<f32>(x, 0.0))).x;
 }

@@ -40,3 +40,11 @@ fn gelu_tanh(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgro
     if (i >= p.n) { return; }
     out[i] = gelu_tanh_(a[p.a_off + i]);
 }
+
+@compute @workgroup_size(256)
+fn quick_gelu(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = linear(gid, nwg);
+    if (i >= p.n) { return; }
+    let x = a[p.a_off + i];
+    out[i] = x / (1.0 + exp(-1.702 * x));
+}

@@ -83,6 +83,29 @@ pub enum Activation {
     Gelu,
     /// Tanh-approximated GELU (Gemma's `gelu_pytorch_tanh`).
     GeluTanh,
+    /// `x * sigmoid(1.702 x)` (CLIP's `quick_gelu`).
+    QuickGelu,
+}
+
+/// Parameters of [`Backend::conv2d`]: the same stride and zero padding on both spatial axes
+/// (dilation 1, one group), as every convolution of a diffusion VAE uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Conv2dParams {
+    pub stride: usize,
+    pub padding: usize,
+}
+
+/// Options of [`Backend::attention_dense`].
+#[derive(Debug, Clone, Copy)]
+pub struct DenseAttention<'a> {
+    /// Multiplier of q·k (T5 uses 1.0, most others `1/sqrt(head_dim)`).
+    pub scale: f32,
+    /// When set, query `i` of a sequence sees only keys `<= i` (CLIP's text encoder).
+    pub causal: bool,
+    /// An additive score bias `[heads, L, L]` (T5's relative position bias): sequence tokens
+    /// `i, j` of every sequence add `bias[h, i, j]`, so `L` must be at least the longest
+    /// sequence (`q_heads` heads).
+    pub bias: Option<&'a Tensor>,
 }
 
 /// One sequence of a (possibly batched) attention call over a paged KV cache.
@@ -204,5 +227,71 @@ pub trait Backend: Send + Sync + Debug {
         let cpu = crate::Device::cpu();
         let (hq, hk, hv) = (q.to_device(&cpu)?, k.to_device(&cpu)?, v.to_device(&cpu)?);
         crate::cpu::ops::attention_full::attention_full(&hq, &hk, &hv, seq_lens, scale)?.to_device(q.device())
+    }
+
+    // ---- ops of the diffusion pipeline (image tensors are NHWC: [n, h, w, c]) ----
+
+    /// [`Backend::attention_full`] with a causal mask and/or an additive bias (see
+    /// [`DenseAttention`]).
+    fn attention_dense(
+        &self,
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        seq_lens: &[usize],
+        opts: &DenseAttention,
+    ) -> Result<Tensor> {
+        let _ = (q, k, v, seq_lens, opts);
+        Err(crate::Error::Backend(format!("{} has no attention_dense", self.name())))
+    }
+    /// 2-D convolution of `x [n, h, w, c_in]` (f32) with `w [c_out, kh, kw, c_in]` (f32/f16/bf16)
+    /// and an optional `bias [c_out]` (f32). Returns `[n, h_out, w_out, c_out]` f32 with
+    /// `h_out = (h + 2 padding - kh) / stride + 1` (same for w).
+    fn conv2d(&self, x: &Tensor, w: &Tensor, bias: Option<&Tensor>, p: &Conv2dParams) -> Result<Tensor> {
+        let _ = (x, w, bias, p);
+        Err(crate::Error::Backend(format!("{} has no conv2d", self.name())))
+    }
+    /// Group normalisation of `x [n, .., c]`: the channels split into `groups` equal groups, and
+    /// each (sample, group) is normalised over all its positions and channels, then scaled by
+    /// `w [c]` and shifted by `b [c]`.
+    fn group_norm(&self, x: &Tensor, groups: usize, w: &Tensor, b: &Tensor, eps: f32) -> Result<Tensor> {
+        let _ = (x, groups, w, b, eps);
+        Err(crate::Error::Backend(format!("{} has no group_norm", self.name())))
+    }
+    /// Nearest-neighbour upsampling of `x [n, h, w, c]` by an integer `factor`:
+    /// `[n, h factor, w factor, c]`.
+    fn upsample_nearest(&self, x: &Tensor, factor: usize) -> Result<Tensor> {
+        let _ = (x, factor);
+        Err(crate::Error::Backend(format!("{} has no upsample_nearest", self.name())))
+    }
+    /// Rotary embedding of `x [tokens, heads, head_dim]` from given angle tables
+    /// `cos`/`sin [tokens, head_dim / 2]` (f32): pair `i` of every head of token `t` is rotated by
+    /// `(cos[t, i], sin[t, i])`; pairs are laid out as `layout` says. FLUX's 3-axis rope builds its
+    /// tables on the host.
+    fn rotary(&self, x: &Tensor, cos: &Tensor, sin: &Tensor, layout: RopeLayout) -> Result<Tensor> {
+        let _ = (x, cos, sin, layout);
+        Err(crate::Error::Backend(format!("{} has no rotary", self.name())))
+    }
+    /// Concatenates f32 tensors along `axis`; all other dimensions must agree.
+    fn concat(&self, xs: &[&Tensor], axis: usize) -> Result<Tensor> {
+        let _ = (xs, axis);
+        Err(crate::Error::Backend(format!("{} has no concat", self.name())))
+    }
+    /// A contiguous copy of `x` (f32) restricted to `start .. start + len` along `axis`.
+    fn narrow(&self, x: &Tensor, axis: usize, start: usize, len: usize) -> Result<Tensor> {
+        let _ = (x, axis, start, len);
+        Err(crate::Error::Backend(format!("{} has no narrow", self.name())))
+    }
+    /// AdaLN modulation `x * (1 + scale) + shift` of `x [n, t, d]` with one `scale`/`shift`
+    /// row per sample (`[n, d]`).
+    fn modulate(&self, x: &Tensor, scale: &Tensor, shift: &Tensor) -> Result<Tensor> {
+        let _ = (x, scale, shift);
+        Err(crate::Error::Backend(format!("{} has no modulate", self.name())))
+    }
+    /// Gated residual `x + gate * y` of `x`, `y [n, t, d]` with one `gate` row per sample
+    /// (`[n, d]`).
+    fn gated_add(&self, x: &Tensor, gate: &Tensor, y: &Tensor) -> Result<Tensor> {
+        let _ = (x, gate, y);
+        Err(crate::Error::Backend(format!("{} has no gated_add", self.name())))
     }
 }

@@ -22,7 +22,9 @@ pub mod safetensors;
 pub mod shape;
 pub mod tensor;
 
-pub use backend::{Activation, AttentionParams, AttentionSeq, Backend, BackendStorage, RopeConfig, RopeLayout};
+pub use backend::{
+    Activation, AttentionParams, AttentionSeq, Backend, BackendStorage, Conv2dParams, DenseAttention, RopeConfig, RopeLayout,
+};
 pub use device::Device;
 pub use dtype::DType;
 pub use error::{Error, Result};

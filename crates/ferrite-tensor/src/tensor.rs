@@ -255,4 +255,69 @@ impl Tensor {
         self.same_device(v, "attention_full")?;
         self.device.backend().attention_full(self, k, v, seq_lens, scale)
     }
+
+    /// [`Tensor::attention_full`] with a causal mask and/or a score bias (see
+    /// [`crate::DenseAttention`]).
+    pub fn attention_dense(
+        &self,
+        k: &Tensor,
+        v: &Tensor,
+        seq_lens: &[usize],
+        opts: &crate::DenseAttention,
+    ) -> Result<Tensor> {
+        self.same_device(k, "attention_dense")?;
+        self.same_device(v, "attention_dense")?;
+        if let Some(b) = opts.bias {
+            self.same_device(b, "attention_dense")?;
+        }
+        self.device.backend().attention_dense(self, k, v, seq_lens, opts)
+    }
+    /// 2-D convolution of this NHWC tensor (see [`crate::Backend::conv2d`]).
+    pub fn conv2d(&self, w: &Tensor, bias: Option<&Tensor>, p: &crate::Conv2dParams) -> Result<Tensor> {
+        self.same_device(w, "conv2d")?;
+        if let Some(b) = bias {
+            self.same_device(b, "conv2d")?;
+        }
+        self.device.backend().conv2d(self, w, bias, p)
+    }
+    /// Group normalisation over the last (channel) dimension's `groups` groups.
+    pub fn group_norm(&self, groups: usize, w: &Tensor, b: &Tensor, eps: f32) -> Result<Tensor> {
+        self.same_device(w, "group_norm")?;
+        self.same_device(b, "group_norm")?;
+        self.device.backend().group_norm(self, groups, w, b, eps)
+    }
+    /// Nearest-neighbour upsampling of this NHWC tensor by `factor`.
+    pub fn upsample_nearest(&self, factor: usize) -> Result<Tensor> {
+        self.device.backend().upsample_nearest(self, factor)
+    }
+    /// Rotary embedding from angle tables (see [`crate::Backend::rotary`]).
+    pub fn rotary(&self, cos: &Tensor, sin: &Tensor, layout: crate::RopeLayout) -> Result<Tensor> {
+        self.same_device(cos, "rotary")?;
+        self.same_device(sin, "rotary")?;
+        self.device.backend().rotary(self, cos, sin, layout)
+    }
+    /// Concatenates `xs` along `axis` (on the device of the first).
+    pub fn concat(xs: &[&Tensor], axis: usize) -> Result<Tensor> {
+        let first = xs.first().ok_or_else(|| Error::shape("concat", "no tensors"))?;
+        for x in &xs[1..] {
+            first.same_device(x, "concat")?;
+        }
+        first.device.backend().concat(xs, axis)
+    }
+    /// A contiguous copy of `start .. start + len` along `axis`.
+    pub fn narrow(&self, axis: usize, start: usize, len: usize) -> Result<Tensor> {
+        self.device.backend().narrow(self, axis, start, len)
+    }
+    /// `self * (1 + scale) + shift`, one `scale`/`shift` row per sample.
+    pub fn modulate(&self, scale: &Tensor, shift: &Tensor) -> Result<Tensor> {
+        self.same_device(scale, "modulate")?;
+        self.same_device(shift, "modulate")?;
+        self.device.backend().modulate(self, scale, shift)
+    }
+    /// `self + gate * y`, one `gate` row per sample.
+    pub fn gated_add(&self, gate: &Tensor, y: &Tensor) -> Result<Tensor> {
+        self.same_device(gate, "gated_add")?;
+        self.same_device(y, "gated_add")?;
+        self.device.backend().gated_add(self, gate, y)
+    }
 }

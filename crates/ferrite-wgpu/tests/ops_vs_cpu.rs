@@ -43,7 +43,7 @@ fn elementwise_ops_match_the_cpu() {
         assert_close("add row", &ac.add(&rc).unwrap(), &ag.add(&rg).unwrap(), 1e-6);
         assert_close("mul row", &ac.mul(&rc).unwrap(), &ag.mul(&rg).unwrap(), 1e-6);
         assert_close("scale", &ac.scale(0.37).unwrap(), &ag.scale(0.37).unwrap(), 1e-6);
-        for act in [Activation::Silu, Activation::Gelu, Activation::GeluTanh] {
+        for act in [Activation::Silu, Activation::Gelu, Activation::GeluTanh, Activation::QuickGelu] {
             assert_close(&format!("{act:?}"), &ac.activation(act).unwrap(), &ag.activation(act).unwrap(), 1e-5);
             let (c, gg) = (ac.gated_activation(&bc, act).unwrap(), ag.gated_activation(&bg, act).unwrap());
             // GeGLU rounds GELU to f16 as ggml's table does; GPU tanh may land one f16 ulp away.

@@ -34,6 +34,7 @@ pub fn activation(be: &WgpuBackend, x: &Tensor, act: Activation) -> Result<Tenso
         Activation::Silu => "silu",
         Activation::Gelu => "gelu",
         Activation::GeluTanh => "gelu_tanh",
+        Activation::QuickGelu => "quick_gelu",
     };
     unary(be, x, entry, 0.0, "activation")
 }
@@ -69,6 +70,7 @@ pub fn gated(be: &WgpuBackend, gate: &Tensor, up: &Tensor, act: Activation) -> R
         Activation::Silu => "gated_silu",
         Activation::Gelu => "gated_gelu",
         Activation::GeluTanh => "gated_gelu_tanh",
+        Activation::QuickGelu => "gated_quick_gelu",
     };
     two(be, gate, up, entry, "gated_activation")
 }

@@ -31,6 +31,7 @@ pub(crate) fn apply(act: Activation, x: f32) -> f32 {
             const C: f32 = 0.797_884_6; // sqrt(2/pi)
             0.5 * x * (1.0 + (C * (x + 0.044_715 * x * x * x)).tanh())
         }
+        Activation::QuickGelu => x / (1.0 + (-1.702 * x).exp()),
     }
 }
 
@@ -66,7 +67,7 @@ pub fn gated_activation(gate: &Tensor, up: &Tensor, act: Activation) -> Result<T
                 match act {
                     Activation::Silu => super::glu::swiglu(gs, us, o),
                     Activation::GeluTanh => super::glu::geglu(gs, us, o),
-                    Activation::Gelu => {
+                    Activation::Gelu | Activation::QuickGelu => {
                         for ((o, &g), &u) in o.iter_mut().zip(gs).zip(us) {
                             *o = apply(act, g) * u;
                         }
@@ -106,13 +107,14 @@ mod tests {
             Activation::GeluTanh => {
                 0.5 * x * (1.0 + ((2.0 / std::f64::consts::PI).sqrt() * (x + 0.044715 * x.powi(3))).tanh())
             }
+            Activation::QuickGelu => x / (1.0 + (-1.702 * x).exp()),
         }
     }
 
     #[test]
     fn activations_match_f64() {
         let x = rand_vec(2 * 512, 21);
-        for act in [Activation::Silu, Activation::Gelu, Activation::GeluTanh] {
+        for act in [Activation::Silu, Activation::Gelu, Activation::GeluTanh, Activation::QuickGelu] {
             let got = tensor(&x, &[2, 512]).activation(act).unwrap().to_vec_f32().unwrap();
             let want: Vec<f64> = x.iter().map(|&v| reference(act, v as f64)).collect();
             assert_close(&got, &want, 1e-6, 1e-5);

@@ -18,6 +18,8 @@ pub enum Error {
     },
     #[error("invalid batch: {0}")]
     Batch(String),
+    #[error("cancelled")]
+    Cancelled,
 }
 
 pub type Result<T> = std::result::Result<T, Error>;

@@ -10,12 +10,15 @@
 //! * [`bert`]: BERT-style encoders (bert, roberta, xlm-roberta, nomic-bert) for sentence
 //!   embeddings, configured by [`encoder_config`], with the sentence-transformers [`pooling`]
 //!   (cls / mean / last token, L2 normalisation).
+//! * [`diffusion`]: the FLUX.1 text-to-image pipeline (text encoders, MMDiT transformer, VAE
+//!   decoder, flow-matching scheduler).
 //! * [`batch`] and [`kv_cache`]: what one forward step reads (tokens, positions, the sequences
 //!   and their KV-cache block tables) and the paged KV cache it writes.
 
 pub mod batch;
 pub mod bert;
 pub mod config;
+pub mod diffusion;
 pub mod encoder_config;
 pub mod error;
 pub mod kv_cache;

@@ -10,6 +10,11 @@
 //!
 //! Image tensors are NHWC (`[n, h, w, c]`), so a convolution is one matmul over im2col rows.
 
+pub mod component;
+pub mod flux;
+pub mod gguf_source;
 pub mod pipeline;
+pub mod scheduler;
+pub mod vae;
 
 pub use pipeline::{FluxPipeline, Image, ImageRequest};

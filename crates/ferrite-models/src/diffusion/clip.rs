@@ -51,8 +51,7 @@ impl ClipConfig {
         let json: serde_json::Value =
             serde_json::from_str(text).map_err(|e| Error::Config(format!("CLIP config: {e}")))?;
         let json = json.get("text_config").cloned().unwrap_or(json);
-        let cfg: ClipConfig =
-            serde_json::from_value(json).map_err(|e| Error::Config(format!("CLIP config: {e}")))?;
+        let cfg: ClipConfig = serde_json::from_value(json).map_err(|e| Error::Config(format!("CLIP config: {e}")))?;
         cfg.activation()?;
         if cfg.num_attention_heads == 0 || !cfg.hidden_size.is_multiple_of(cfg.num_attention_heads) {
             return Err(Error::Config(format!(
@@ -74,16 +73,16 @@ impl ClipConfig {
     }
 }
 
-/// Every tensor name and shape [`ClipTextEncoder::load`] reads for `cfg`, in transformers'
-/// `CLIPTextModel` naming.
+/// Every tensor name and shape [`ClipTextEncoder::load`] reads for `cfg`, in transformers 5's
+/// `CLIPTextModel` naming (transformers 4's, with a `text_model.` prefix, loads too).
 pub fn expected_weights(cfg: &ClipConfig) -> WeightList {
     let (d, f) = (cfg.hidden_size, cfg.intermediate_size);
     let mut list: WeightList = vec![
-        ("text_model.embeddings.token_embedding.weight".into(), vec![cfg.vocab_size, d]),
-        ("text_model.embeddings.position_embedding.weight".into(), vec![cfg.max_position_embeddings, d]),
+        ("embeddings.token_embedding.weight".into(), vec![cfg.vocab_size, d]),
+        ("embeddings.position_embedding.weight".into(), vec![cfg.max_position_embeddings, d]),
     ];
     for l in 0..cfg.num_hidden_layers {
-        let p = |n: &str| format!("text_model.encoder.layers.{l}.{n}");
+        let p = |n: &str| format!("encoder.layers.{l}.{n}");
         for proj in ["q_proj", "k_proj", "v_proj", "out_proj"] {
             list.push((p(&format!("self_attn.{proj}.weight")), vec![d, d]));
             list.push((p(&format!("self_attn.{proj}.bias")), vec![d]));
@@ -101,8 +100,8 @@ pub fn expected_weights(cfg: &ClipConfig) -> WeightList {
             list.push((p(name), shape));
         }
     }
-    list.push(("text_model.final_layer_norm.weight".into(), vec![d]));
-    list.push(("text_model.final_layer_norm.bias".into(), vec![d]));
+    list.push(("final_layer_norm.weight".into(), vec![d]));
+    list.push(("final_layer_norm.bias".into(), vec![d]));
     list
 }
 
@@ -164,10 +163,12 @@ impl ClipTextEncoder {
         let text = std::fs::read_to_string(&cfg_path)
             .map_err(|source| Error::Io { path: cfg_path.display().to_string(), source })?;
         let cfg = ClipConfig::from_json(&text)?;
-        let w = CheckedWeights::open(dir, device, expected_weights(&cfg), &[])?;
+        // transformers 4 saved `CLIPTextModel` under `text_model.` (the published FLUX.1
+        // checkpoints), transformers 5 without it.
+        let w = CheckedWeights::open(dir, device, expected_weights(&cfg), &|n| vec![format!("text_model.{n}")])?;
         let mut layers = Vec::with_capacity(cfg.num_hidden_layers);
         for l in 0..cfg.num_hidden_layers {
-            let p = |n: &str| format!("text_model.encoder.layers.{l}.{n}");
+            let p = |n: &str| format!("encoder.layers.{l}.{n}");
             layers.push(Layer {
                 norm1: Affine::load(&w, &p("layer_norm1"), false)?,
                 qkv: [
@@ -184,9 +185,9 @@ impl ClipTextEncoder {
         Ok(ClipTextEncoder {
             act: cfg.activation()?,
             device: device.clone(),
-            token: w.get("text_model.embeddings.token_embedding.weight")?,
-            position: w.get("text_model.embeddings.position_embedding.weight")?,
-            final_norm: Affine::load(&w, "text_model.final_layer_norm", false)?,
+            token: w.get("embeddings.token_embedding.weight")?,
+            position: w.get("embeddings.position_embedding.weight")?,
+            final_norm: Affine::load(&w, "final_layer_norm", false)?,
             layers,
             cfg,
         })

@@ -11,9 +11,14 @@
 //! Image tensors are NHWC (`[n, h, w, c]`), so a convolution is one matmul over im2col rows.
 
 pub mod clip;
+pub mod component;
+pub mod flux;
+pub mod gguf_source;
 pub mod pipeline;
 pub mod prompt_tokens;
+pub mod scheduler;
 pub mod t5;
+pub mod vae;
 
 pub use clip::{ClipConfig, ClipTextEncoder};
 pub use pipeline::{FluxPipeline, Image, ImageRequest};
@@ -23,60 +28,60 @@ pub use t5::{T5Config, T5Encoder};
 use std::collections::HashMap;
 use std::path::Path;
 
-use ferrite_tensor::safetensors::SafetensorsModel;
 use ferrite_tensor::{DType, Device, Tensor};
 
 use crate::{Error, Result};
+use component::{Component, TensorSource};
 
 /// The tensor names and shapes a component's loader reads, in the order it reads them.
 pub type WeightList = Vec<(String, Vec<usize>)>;
 
-/// A component's safetensors checkpoint, checked at open against the exact list of names and
+/// A component's weights ([`Component`]), checked at open against the exact list of names and
 /// shapes its loader asks for (see `expected_weights` in [`clip`] and [`t5`]); the loader can
 /// then take only listed tensors, so the list is what the loader reads.
 pub(crate) struct CheckedWeights {
-    st: SafetensorsModel,
+    weights: Component,
     device: Device,
-    /// Expected name -> (stored name, shape).
-    expected: HashMap<String, (String, Vec<usize>)>,
+    /// Expected name -> stored name.
+    expected: HashMap<String, String>,
 }
 
 impl CheckedWeights {
-    /// Opens `dir` (single file or sharded index) and checks every listed tensor: present
-    /// (under its name or an alias from `aliases`, `(name, alias)` pairs for tied weights saved
-    /// under their other name), of the listed shape and of a loadable dtype.
-    pub(crate) fn open(dir: &Path, device: &Device, list: WeightList, aliases: &[(&str, &str)]) -> Result<Self> {
-        let st = SafetensorsModel::open(dir)?;
+    /// Opens the weights of `dir` and checks every listed tensor: present (under its name or one
+    /// of `aliases(name)`: a tied twin, or the name older library versions saved) and of the
+    /// listed shape. A dtype ferrite cannot load fails when the tensor is taken.
+    pub(crate) fn open(
+        dir: &Path,
+        device: &Device,
+        list: WeightList,
+        aliases: &dyn Fn(&str) -> Vec<String>,
+    ) -> Result<Self> {
+        let weights = Component::open(dir)?;
+        let stored: HashMap<String, Vec<usize>> = weights.shapes().into_iter().collect();
         let mut expected = HashMap::with_capacity(list.len());
         for (name, shape) in list {
-            let stored = std::iter::once(name.as_str())
-                .chain(aliases.iter().filter(|(n, _)| *n == name).map(|(_, a)| *a))
-                .find(|n| st.tensor_info(n).is_some())
-                .ok_or_else(|| Error::MissingWeight(format!("{name} (in {})", dir.display())))?
-                .to_string();
-            let Some((dtype, got)) = st.dtype_and_shape(&stored) else {
-                return Err(Error::MissingWeight(stored));
-            };
-            dtype?;
-            if got.dims() != shape.as_slice() {
+            let (found, got) = std::iter::once(name.clone())
+                .chain(aliases(&name))
+                .find_map(|n| stored.get(&n).map(|s| (n, s)))
+                .ok_or_else(|| Error::MissingWeight(format!("{name} (in {})", dir.display())))?;
+            if *got != shape {
                 return Err(Error::Config(format!(
-                    "weight `{stored}` in {} has shape {:?}, expected {shape:?}",
-                    dir.display(),
-                    got.dims()
+                    "weight `{found}` in {} has shape {got:?}, expected {shape:?}",
+                    dir.display()
                 )));
             }
-            expected.insert(name, (stored, shape));
+            expected.insert(name, found);
         }
-        Ok(CheckedWeights { st, device: device.clone(), expected })
+        Ok(CheckedWeights { weights, device: device.clone(), expected })
     }
 
     /// Listed tensor `name` on the device, in its stored dtype.
     pub(crate) fn get(&self, name: &str) -> Result<Tensor> {
-        let (stored, _) = self
+        let stored = self
             .expected
             .get(name)
             .ok_or_else(|| Error::Config(format!("loader asked for `{name}`, which its weight list lacks")))?;
-        Ok(self.st.tensor(stored)?.to_device(&self.device)?)
+        Ok(self.weights.get(stored)?.to_device(&self.device)?)
     }
 
     /// Listed tensor `name` as f32 (norm weights, biases).

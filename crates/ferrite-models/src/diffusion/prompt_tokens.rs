@@ -28,8 +28,7 @@ use tokenizers::{
 use crate::{Error, Result};
 
 /// CLIP's pre-tokenization pattern (transformers' `CLIPTokenizer.pat`).
-const CLIP_SPLIT: &str =
-    r"<\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+";
+const CLIP_SPLIT: &str = r"<\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+";
 const CLIP_BOS: &str = "<|startoftext|>";
 const CLIP_EOS: &str = "<|endoftext|>";
 
@@ -55,7 +54,8 @@ fn read_json(path: &Path) -> Result<Option<Value>> {
     if !path.is_file() {
         return Ok(None);
     }
-    let text = std::fs::read_to_string(path).map_err(|source| Error::Io { path: path.display().to_string(), source })?;
+    let text =
+        std::fs::read_to_string(path).map_err(|source| Error::Io { path: path.display().to_string(), source })?;
     let json = serde_json::from_str(&text).map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
     Ok(Some(json))
 }
@@ -153,19 +153,18 @@ fn clip_from_vocab(dir: &Path) -> Result<Tokenizer> {
         .build()
         .map_err(err)?;
     let mut tok = Tokenizer::new(bpe);
-    let whitespace = Replace::new(tokenizers::normalizers::replace::ReplacePattern::Regex(r"\s+".into()), " ")
-        .map_err(err)?;
+    let whitespace =
+        Replace::new(tokenizers::normalizers::replace::ReplacePattern::Regex(r"\s+".into()), " ").map_err(err)?;
     tok.with_normalizer(Some(NormalizerSequence::new(vec![NFC.into(), whitespace.into(), Lowercase.into()])));
-    let split = Split::new(SplitPattern::Regex(CLIP_SPLIT.into()), SplitDelimiterBehavior::Removed, true)
-        .map_err(err)?;
+    let split =
+        Split::new(SplitPattern::Regex(CLIP_SPLIT.into()), SplitDelimiterBehavior::Removed, true).map_err(err)?;
     tok.with_pre_tokenizer(Some(PreTokenizerSequence::new(vec![
         PreTokenizerWrapper::Split(split),
         PreTokenizerWrapper::ByteLevel(ByteLevel::new(false, true, false)),
     ])));
     tok.with_decoder(Some(tokenizers::decoders::bpe::BPEDecoder::new("</w>".into())));
     let id = |t: &str| {
-        tok.token_to_id(t)
-            .ok_or_else(|| Error::Config(format!("{}: `{t}` is not in vocab.json", dir.display())))
+        tok.token_to_id(t).ok_or_else(|| Error::Config(format!("{}: `{t}` is not in vocab.json", dir.display())))
     };
     let (bos, eos) = (id(CLIP_BOS)?, id(CLIP_EOS)?);
     tok.with_post_processor(Some(
@@ -226,7 +225,10 @@ mod tests {
 
     #[test]
     fn pad_token_may_be_an_added_token_object_and_must_exist() {
-        let dir = word_level_folder("obj", r#"{"pad_token": {"content": "</s>", "special": true}, "model_max_length": 1e30}"#);
+        let dir = word_level_folder(
+            "obj",
+            r#"{"pad_token": {"content": "</s>", "special": true}, "model_max_length": 1e30}"#,
+        );
         let tok = PromptTokenizer::load(&dir).expect("load");
         assert_eq!((tok.pad_id(), tok.model_max_length()), (1, usize::MAX));
         std::fs::remove_dir_all(&dir).ok();

@@ -10,7 +10,10 @@ use std::sync::Arc;
 
 pub use storage::{cpu_storage, CpuBytes, CpuStorage, SharedBytes, TensorRead};
 
-use crate::backend::{Activation, AttentionParams, AttentionSeq, Backend, BackendStorage, RopeConfig};
+use crate::backend::{
+    Activation, AttentionParams, AttentionSeq, Backend, BackendStorage, Conv2dParams, DenseAttention, RopeConfig,
+    RopeLayout,
+};
 use crate::{DType, Device, Error, Result, Shape, Tensor};
 
 /// The CPU backend. Ops run eagerly on the calling thread and on a rayon pool (rayon's global
@@ -153,5 +156,48 @@ impl Backend for CpuBackend {
 
     fn attention_full(&self, q: &Tensor, k: &Tensor, v: &Tensor, seq_lens: &[usize], scale: f32) -> Result<Tensor> {
         self.run(|| ops::attention_full::attention_full(q, k, v, seq_lens, scale))
+    }
+
+    fn attention_dense(
+        &self,
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        seq_lens: &[usize],
+        opts: &DenseAttention,
+    ) -> Result<Tensor> {
+        self.run(|| ops::attention_full::attention_dense(q, k, v, seq_lens, opts))
+    }
+
+    fn conv2d(&self, x: &Tensor, w: &Tensor, bias: Option<&Tensor>, p: &Conv2dParams) -> Result<Tensor> {
+        self.run(|| ops::conv::conv2d(x, w, bias, p))
+    }
+
+    fn group_norm(&self, x: &Tensor, groups: usize, w: &Tensor, b: &Tensor, eps: f32) -> Result<Tensor> {
+        self.run(|| ops::group_norm::group_norm(x, groups, w, b, eps))
+    }
+
+    fn upsample_nearest(&self, x: &Tensor, factor: usize) -> Result<Tensor> {
+        self.run(|| ops::resample::upsample_nearest(x, factor))
+    }
+
+    fn rotary(&self, x: &Tensor, cos: &Tensor, sin: &Tensor, layout: RopeLayout) -> Result<Tensor> {
+        self.run(|| ops::rotary::rotary(x, cos, sin, layout))
+    }
+
+    fn concat(&self, xs: &[&Tensor], axis: usize) -> Result<Tensor> {
+        self.run(|| ops::layout::concat(xs, axis))
+    }
+
+    fn narrow(&self, x: &Tensor, axis: usize, start: usize, len: usize) -> Result<Tensor> {
+        self.run(|| ops::layout::narrow(x, axis, start, len))
+    }
+
+    fn modulate(&self, x: &Tensor, scale: &Tensor, shift: &Tensor) -> Result<Tensor> {
+        self.run(|| ops::modulate::modulate(x, scale, shift))
+    }
+
+    fn gated_add(&self, x: &Tensor, gate: &Tensor, y: &Tensor) -> Result<Tensor> {
+        self.run(|| ops::modulate::gated_add(x, gate, y))
     }
 }

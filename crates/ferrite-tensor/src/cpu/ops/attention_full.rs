@@ -1,19 +1,24 @@
-//! Bidirectional (non-causal) attention over packed variable-length sequences, for encoders
-//! (BERT and the other embedding models): no KV cache and no padding, so no mask either.
+//! Attention over packed variable-length sequences without a KV cache, for encoders: BERT and
+//! the other embedding models (bidirectional, [`attention_full`]), and the diffusion pipeline's
+//! text encoders and transformers ([`attention_dense`]: CLIP's causal mask, T5's additive
+//! position bias, FLUX's and the VAE's long bidirectional runs).
 //!
 //! The tokens of a batch are packed back to back; `seq_lens` splits them into sequences, and
-//! every query sees every key of its own sequence and nothing else.
+//! every query sees the keys of its own sequence (the earlier ones only, when causal) and
+//! nothing else. Memory: each worker holds one score row of its sequence's length at a time,
+//! never an `L x L` matrix, so 4096 VAE tokens or 4600 FLUX tokens need a few KB per thread.
 
 use rayon::prelude::*;
 
 use super::simd::{axpy, dot};
+use crate::backend::DenseAttention;
 use crate::cpu::{expect_f32, f32_tensor, TensorRead};
 use crate::{Error, Result, Tensor};
 
-fn dims3(t: &Tensor) -> Result<[usize; 3]> {
+fn dims3(t: &Tensor, op: &'static str) -> Result<[usize; 3]> {
     match t.dims() {
         &[n, h, d] => Ok([n, h, d]),
-        other => Err(Error::shape("attention_full", format!("expected [tokens, heads, head_dim], got {other:?}"))),
+        other => Err(Error::shape(op, format!("expected [tokens, heads, head_dim], got {other:?}"))),
     }
 }
 
@@ -21,41 +26,99 @@ fn dims3(t: &Tensor) -> Result<[usize; 3]> {
 /// `k`/`v [tokens, kv_heads, head_dim]` (f32, `heads` a multiple of `kv_heads`); `seq_lens` must
 /// sum to `tokens`. Returns `[tokens, heads, head_dim]`.
 pub fn attention_full(q: &Tensor, k: &Tensor, v: &Tensor, seq_lens: &[usize], scale: f32) -> Result<Tensor> {
+    run(q, k, v, seq_lens, &DenseAttention { scale, causal: false, bias: None }, "attention_full")
+}
+
+/// [`attention_full`] with a causal mask and/or an additive score bias `[heads, L, L]` (see
+/// [`DenseAttention`]).
+pub fn attention_dense(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    seq_lens: &[usize],
+    opts: &DenseAttention,
+) -> Result<Tensor> {
+    run(q, k, v, seq_lens, opts, "attention_dense")
+}
+
+/// Checks an attention call and returns `[tokens, q_heads, kv_heads, head_dim]` and the bias
+/// side `L` (0 without a bias). Shared with the other backends.
+pub fn check_dense(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    seq_lens: &[usize],
+    bias: Option<&Tensor>,
+    op: &'static str,
+) -> Result<([usize; 4], usize)> {
     for t in [q, k, v] {
-        expect_f32(t, "attention_full")?;
+        expect_f32(t, op)?;
     }
-    let [n, hq, d] = dims3(q)?;
-    let [nk, hkv, dk] = dims3(k)?;
+    let [n, hq, d] = dims3(q, op)?;
+    let [nk, hkv, dk] = dims3(k, op)?;
     if k.dims() != v.dims() || nk != n || dk != d || hkv == 0 || !hq.is_multiple_of(hkv) {
-        return Err(Error::shape("attention_full", format!("q {:?}, k {:?}, v {:?}", q.dims(), k.dims(), v.dims())));
+        return Err(Error::shape(op, format!("q {:?}, k {:?}, v {:?}", q.dims(), k.dims(), v.dims())));
     }
     if seq_lens.iter().try_fold(0usize, |a, &l| a.checked_add(l)) != Some(n) {
-        return Err(Error::shape("attention_full", format!("sequence lengths {seq_lens:?} do not sum to {n} tokens")));
+        return Err(Error::shape(op, format!("sequence lengths {seq_lens:?} do not sum to {n} tokens")));
     }
-    // The first token of each token's sequence.
+    let mut side = 0;
+    if let Some(b) = bias {
+        expect_f32(b, op)?;
+        let longest = seq_lens.iter().copied().max().unwrap_or(0);
+        match b.dims() {
+            &[bh, l, l2] if bh == hq && l == l2 && l >= longest => side = l,
+            other => {
+                return Err(Error::shape(
+                    op,
+                    format!("bias must be [{hq}, L, L] with L >= {longest} (the longest sequence), got {other:?}"),
+                ))
+            }
+        }
+    }
+    Ok(([n, hq, hkv, d], side))
+}
+
+/// The kernel: one token's queries at a time, all heads, with one score row per worker (no
+/// `L x L` matrix per head).
+fn run(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    seq_lens: &[usize],
+    opts: &DenseAttention,
+    op: &'static str,
+) -> Result<Tensor> {
+    let ([n, hq, hkv, d], side) = check_dense(q, k, v, seq_lens, opts.bias, op)?;
+    // The first token of each token's sequence, and that sequence's length.
     let mut start_of = Vec::with_capacity(n);
     let mut at = 0;
     for &l in seq_lens {
         start_of.extend(std::iter::repeat_n((at, l), l));
         at += l;
     }
-    let (qr, kr, vr) = (
-        TensorRead::new(q, "attention_full")?,
-        TensorRead::new(k, "attention_full")?,
-        TensorRead::new(v, "attention_full")?,
-    );
+    let (qr, kr, vr) = (TensorRead::new(q, op)?, TensorRead::new(k, op)?, TensorRead::new(v, op)?);
+    let br = opts.bias.map(|b| TensorRead::new(b, op)).transpose()?;
+    let bias = br.as_ref().map(|b| b.f32()).transpose()?;
     let (qs, ks, vs) = (qr.f32()?, kr.f32()?, vr.f32()?);
-    let (q_row, kv_row, group) = (hq * d, hkv * d, hq / hkv);
+    let (q_row, kv_row, group, scale) = (hq * d, hkv * d, hq / hkv, opts.scale);
     let mut out = vec![0f32; n * q_row];
     let attend_token = |(t, o): (usize, &mut [f32])| {
         let (s0, len) = start_of[t];
-        let mut scores = vec![0f32; len];
-        let mut probs = vec![0f32; len];
+        let i = t - s0;
+        // Keys `0 .. visible` of the sequence.
+        let visible = if opts.causal { i + 1 } else { len };
+        let mut scores = vec![0f32; visible];
+        let mut probs = vec![0f32; visible];
         for h in 0..hq {
             let qh = &qs[t * q_row + h * d..][..d];
             let kvh = h / group;
             for (j, s) in scores.iter_mut().enumerate() {
                 *s = dot(qh, &ks[(s0 + j) * kv_row + kvh * d..][..d]) * scale;
+            }
+            if let Some(b) = bias {
+                let row = &b[(h * side + i) * side..][..visible];
+                scores.iter_mut().zip(row).for_each(|(s, b)| *s += b);
             }
             super::softmax::softmax_row(&scores, &mut probs);
             let oh = &mut o[h * d..(h + 1) * d];
@@ -64,8 +127,9 @@ pub fn attention_full(q: &Tensor, k: &Tensor, v: &Tensor, seq_lens: &[usize], sc
             }
         }
     };
-    if n * n * q_row < super::PARALLEL_MIN_ELEMS {
-        out.chunks_mut(q_row).enumerate().for_each(attend_token);
+    let longest = seq_lens.iter().copied().max().unwrap_or(0);
+    if n * longest * q_row < super::PARALLEL_MIN_ELEMS {
+        out.chunks_mut(q_row.max(1)).enumerate().for_each(attend_token);
     } else {
         out.par_chunks_mut(q_row).enumerate().for_each(attend_token);
     }
@@ -75,6 +139,7 @@ pub fn attention_full(q: &Tensor, k: &Tensor, v: &Tensor, seq_lens: &[usize], sc
 #[cfg(test)]
 mod tests {
     use super::super::test_util::*;
+    use crate::{DenseAttention, Error, Tensor};
 
     /// Straightforward f64 attention of one sequence of packed rows `s0 .. s0 + len`.
     fn reference(q: &[f32], k: &[f32], v: &[f32], lens: &[usize], hq: usize, hkv: usize, d: usize) -> Vec<f64> {
@@ -141,5 +206,133 @@ mod tests {
         assert!(x.attention_full(&x, &x, &[1, 2], 1.0).is_err());
         assert!(x.attention_full(&x, &x, &[4, 1], 1.0).is_err());
         assert!(x.attention_full(&x, &x, &[0, 4], 1.0).is_ok());
+    }
+
+    /// f64 attention with a causal mask and/or bias `[hq, side, side]`, the scale given.
+    #[allow(clippy::too_many_arguments)]
+    fn dense_reference(
+        q: &[f32],
+        k: &[f32],
+        v: &[f32],
+        lens: &[usize],
+        (hq, hkv, d): (usize, usize, usize),
+        scale: f64,
+        causal: bool,
+        bias: Option<(&[f32], usize)>,
+    ) -> Vec<f64> {
+        let n: usize = lens.iter().sum();
+        let mut out = vec![0f64; n * hq * d];
+        let mut s0 = 0;
+        for &len in lens {
+            for i in 0..len {
+                let t = s0 + i;
+                let keys = if causal { i + 1 } else { len };
+                for h in 0..hq {
+                    let kvh = h / (hq / hkv);
+                    let qv = &q[(t * hq + h) * d..][..d];
+                    let sc: Vec<f64> = (0..keys)
+                        .map(|j| {
+                            let kv = &k[((s0 + j) * hkv + kvh) * d..][..d];
+                            let b = bias.map_or(0.0, |(b, l)| b[(h * l + i) * l + j] as f64);
+                            qv.iter().zip(kv).map(|(&a, &b)| a as f64 * b as f64).sum::<f64>() * scale + b
+                        })
+                        .collect();
+                    let m = sc.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+                    let z: f64 = sc.iter().map(|s| (s - m).exp()).sum();
+                    for (j, s) in sc.iter().enumerate() {
+                        let w = (s - m).exp() / z;
+                        for e in 0..d {
+                            out[(t * hq + h) * d + e] += w * v[((s0 + j) * hkv + kvh) * d + e] as f64;
+                        }
+                    }
+                }
+            }
+            s0 += len;
+        }
+        out
+    }
+
+    fn check_dense(lens: &[usize], hq: usize, hkv: usize, d: usize, causal: bool, side: Option<usize>) {
+        let n: usize = lens.iter().sum();
+        let (q, k, v) = (rand_vec(n * hq * d, 24), rand_vec(n * hkv * d, 25), rand_vec(n * hkv * d, 26));
+        let bias = side.map(|l| rand_vec(hq * l * l, 27));
+        let bias_t = side.zip(bias.as_ref()).map(|(l, b)| tensor(b, &[hq, l, l]));
+        let opts = DenseAttention { scale: 0.3, causal, bias: bias_t.as_ref() };
+        let got = tensor(&q, &[n, hq, d])
+            .attention_dense(&tensor(&k, &[n, hkv, d]), &tensor(&v, &[n, hkv, d]), lens, &opts)
+            .unwrap()
+            .to_vec_f32()
+            .unwrap();
+        let want = dense_reference(
+            &q,
+            &k,
+            &v,
+            lens,
+            (hq, hkv, d),
+            0.3,
+            causal,
+            side.zip(bias.as_deref()).map(|(l, b)| (b, l)),
+        );
+        assert_close(&got, &want, 1e-5, 1e-4);
+    }
+
+    #[test]
+    fn dense_causal_matches_f64() {
+        check_dense(&[7], 2, 2, 16, true, None);
+        check_dense(&[1, 77, 3, 50], 4, 2, 32, true, None);
+    }
+
+    #[test]
+    fn dense_bias_matches_f64() {
+        // Bias side longer than every sequence (the encoder's maximum length).
+        check_dense(&[5, 9], 3, 3, 8, false, Some(12));
+        check_dense(&[64, 3], 4, 4, 32, false, Some(64));
+    }
+
+    #[test]
+    fn dense_causal_with_bias_matches_f64() {
+        check_dense(&[6, 40, 1], 4, 1, 16, true, Some(40));
+    }
+
+    #[test]
+    fn dense_without_options_is_attention_full() {
+        let (n, h, d) = (20, 2, 8);
+        let (q, k, v) = (rand_vec(n * h * d, 28), rand_vec(n * h * d, 29), rand_vec(n * h * d, 30));
+        let (qt, kt, vt) = (tensor(&q, &[n, h, d]), tensor(&k, &[n, h, d]), tensor(&v, &[n, h, d]));
+        let full = qt.attention_full(&kt, &vt, &[12, 8], 0.5).unwrap().to_vec_f32().unwrap();
+        let opts = DenseAttention { scale: 0.5, causal: false, bias: None };
+        assert_eq!(qt.attention_dense(&kt, &vt, &[12, 8], &opts).unwrap().to_vec_f32().unwrap(), full);
+    }
+
+    /// A `-inf` bias entry masks its key exactly like the causal mask.
+    #[test]
+    fn infinite_bias_masks_keys() {
+        let (n, h, d) = (9, 2, 4);
+        let (q, k, v) = (rand_vec(n * h * d, 34), rand_vec(n * h * d, 35), rand_vec(n * h * d, 36));
+        let (qt, kt, vt) = (tensor(&q, &[n, h, d]), tensor(&k, &[n, h, d]), tensor(&v, &[n, h, d]));
+        let mask: Vec<f32> =
+            (0..h * n * n).map(|e| if e % n > (e / n) % n { f32::NEG_INFINITY } else { 0.0 }).collect();
+        let mask = tensor(&mask, &[h, n, n]);
+        let masked = DenseAttention { scale: 1.0, causal: false, bias: Some(&mask) };
+        let causal = DenseAttention { scale: 1.0, causal: true, bias: None };
+        let a = qt.attention_dense(&kt, &vt, &[n], &masked).unwrap().to_vec_f32().unwrap();
+        let b = qt.attention_dense(&kt, &vt, &[n], &causal).unwrap().to_vec_f32().unwrap();
+        assert_close(&a, &b.iter().map(|&x| x as f64).collect::<Vec<_>>(), 1e-6, 1e-6);
+    }
+
+    #[test]
+    fn dense_bias_shape_is_checked() {
+        let x = tensor(&[0.5; 2 * 4 * 8], &[4, 2, 8]);
+        let bias = |h: usize, a: usize, b: usize| tensor(&vec![0.0; h * a * b], &[h, a, b]);
+        let run = |b: &Tensor| {
+            x.attention_dense(&x, &x, &[3, 1], &DenseAttention { scale: 1.0, causal: true, bias: Some(b) })
+        };
+        assert!(run(&bias(2, 3, 3)).is_ok());
+        assert!(matches!(run(&bias(2, 2, 2)), Err(Error::Shape { .. })));
+        assert!(matches!(run(&bias(1, 3, 3)), Err(Error::Shape { .. })));
+        assert!(matches!(run(&bias(2, 3, 4)), Err(Error::Shape { .. })));
+        assert!(matches!(run(&tensor(&[0.0; 9], &[9])), Err(Error::Shape { .. })));
+        let none = DenseAttention { scale: 1.0, causal: true, bias: None };
+        assert!(matches!(x.attention_dense(&x, &x, &[3], &none), Err(Error::Shape { .. })));
     }
 }

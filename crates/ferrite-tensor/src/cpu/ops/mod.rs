@@ -5,12 +5,18 @@ pub mod activation;
 pub mod attention;
 pub mod attention_full;
 mod attention_tiled;
+pub mod conv;
 pub mod elementwise;
 pub mod embedding;
 pub(crate) mod flash;
 pub(crate) mod glu;
+pub mod group_norm;
+pub mod layout;
+pub mod modulate;
 pub mod norm;
+pub mod resample;
 pub mod rope;
+pub mod rotary;
 pub(crate) mod simd;
 pub mod softmax;
 

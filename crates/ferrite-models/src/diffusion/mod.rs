@@ -13,6 +13,7 @@
 pub mod component;
 pub mod flux;
 pub mod gguf_source;
+pub mod latents;
 pub mod pipeline;
 pub mod scheduler;
 pub mod vae;

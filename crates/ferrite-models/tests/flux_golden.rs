@@ -10,11 +10,13 @@
 
 #![allow(clippy::unwrap_used)]
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::Mutex;
 
-use ferrite_models::diffusion::component::{read_config, Component, Loader};
+use ferrite_models::diffusion::component::{read_config, Component, Loader, TensorSource};
 use ferrite_models::diffusion::flux::{FluxConfig, FluxTransformer};
-use ferrite_models::diffusion::gguf_source::BflGguf;
+use ferrite_models::diffusion::gguf_source::{bfl_location, BflGguf, BflLocation};
 use ferrite_models::diffusion::latents::unpack_nhwc;
 use ferrite_models::diffusion::scheduler::SchedulerConfig;
 use ferrite_models::diffusion::vae::{to_u8, VaeConfig, VaeDecoder};
@@ -186,4 +188,86 @@ fn vae_decoder_matches_diffusers_to_the_pixel() {
         assert!(worst <= 1, "{size}: a pixel is {worst} levels off");
         eprintln!("{size} decoded: max diff {diff:.2e}, worst pixel {worst} levels");
     }
+}
+
+/// A source that remembers every tensor the loader asked for, with its shape.
+struct Recording<'a> {
+    inner: &'a dyn TensorSource,
+    seen: Mutex<BTreeMap<String, Vec<usize>>>,
+}
+
+impl TensorSource for Recording<'_> {
+    fn get(&self, name: &str) -> ferrite_models::Result<Tensor> {
+        let t = self.inner.get(name)?;
+        self.seen.lock().unwrap().insert(name.to_string(), t.dims().to_vec());
+        Ok(t)
+    }
+}
+
+fn as_map(list: Vec<(String, Vec<usize>)>) -> BTreeMap<String, Vec<usize>> {
+    list.into_iter().collect()
+}
+
+/// The names and shapes diffusers lists for a component of the real FLUX.1-schnell.
+fn schnell_names(component: &str) -> BTreeMap<String, Vec<usize>> {
+    let text = std::fs::read_to_string(fixtures().join("flux-schnell-names.json")).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    serde_json::from_value(v[component]["tensors"].clone()).unwrap()
+}
+
+#[test]
+fn loaders_read_exactly_their_expected_weight_lists() {
+    let dev = device();
+    // The transformer and the VAE ask for exactly the tensors their expected_weights name.
+    for dir in ["transformer", "transformer-guidance"] {
+        let d = fixtures().join("tiny-flux").join(dir);
+        let cfg: FluxConfig = read_config(&d).unwrap();
+        let comp = Component::open(&d).unwrap();
+        let rec = Recording { inner: &comp, seen: Mutex::default() };
+        FluxTransformer::load(cfg.clone(), &Loader { src: &rec, device: &dev }).unwrap();
+        assert_eq!(rec.seen.into_inner().unwrap(), as_map(cfg.expected_weights()), "{dir}");
+        // ...and every tensor diffusers saved is one of them.
+        assert_eq!(comp.shapes().into_iter().collect::<BTreeMap<_, _>>(), as_map(cfg.expected_weights()), "{dir} file");
+    }
+    let d = fixtures().join("tiny-flux/vae");
+    let cfg: VaeConfig = read_config(&d).unwrap();
+    let comp = Component::open(&d).unwrap();
+    let rec = Recording { inner: &comp, seen: Mutex::default() };
+    VaeDecoder::load(cfg.clone(), &Loader { src: &rec, device: &dev }).unwrap();
+    assert_eq!(rec.seen.into_inner().unwrap(), as_map(cfg.expected_weights()));
+}
+
+#[test]
+fn real_flux_schnell_transformer_and_vae_names_and_shapes_are_what_the_loaders_expect() {
+    let configs = fixtures().join("flux-schnell-configs");
+    let cfg: FluxConfig = read_config(&configs.join("transformer")).unwrap();
+    assert_eq!((cfg.dim(), cfg.num_layers, cfg.num_single_layers), (3072, 19, 38));
+    assert_eq!(as_map(cfg.expected_weights()), schnell_names("transformer"));
+    // The VAE decoder reads the decoder half of the checkpoint (and post_quant_conv when used).
+    let vcfg: VaeConfig = read_config(&configs.join("vae")).unwrap();
+    let all = schnell_names("vae");
+    let decoder: BTreeMap<_, _> =
+        all.into_iter().filter(|(k, _)| k.starts_with("decoder.") || k.starts_with("post_quant_conv")).collect();
+    assert_eq!(as_map(vcfg.expected_weights()), decoder);
+    assert_eq!(vcfg.scale_factor(), 8);
+    // Every diffusers tensor maps onto a BFL/GGUF tensor of the right shape, and every BFL tensor
+    // is used.
+    let bfl = schnell_names("transformer_bfl");
+    let mut used = std::collections::BTreeSet::new();
+    for (name, shape) in cfg.expected_weights() {
+        let loc = bfl_location(&name).unwrap_or_else(|| panic!("{name} has no BFL location"));
+        let (bname, rows) = match &loc {
+            BflLocation::Whole(n) | BflLocation::SwappedHalves(n) => (n.clone(), None),
+            BflLocation::Rows { name, part, len } => (name.clone(), Some((part * cfg.dim(), len * cfg.dim()))),
+        };
+        let bshape = bfl.get(&bname).unwrap_or_else(|| panic!("{name} -> {bname}, which FLUX.1 does not have"));
+        match rows {
+            None => assert_eq!(bshape, &shape, "{name} -> {bname}"),
+            Some((start, len)) => {
+                assert!(start + len <= bshape[0] && len == shape[0] && bshape[1..] == shape[1..], "{name} -> {bname}")
+            }
+        }
+        used.insert(bname);
+    }
+    assert_eq!(used, bfl.keys().cloned().collect());
 }

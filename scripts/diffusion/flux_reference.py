@@ -204,6 +204,10 @@ def main(argv):
                 "mu": mu},
         "dtypes": "every tensor is f32; token ids are exact integers stored as f32",
         "notes": [
+            "size names are s{height}x{width}: s48x80 is 48 rows by 80 columns, an OpenAI size of '80x48'",
+            "CLIP ids: <|startoftext|> (49406), the text's BPE ids (truncated to 75), <|endoftext|> (49407), "
+            "then 49407 up to 77; the same ids as OpenAI's CLIP tokenizer (open_clip) before its 0 padding",
+            "T5 ids: the Unigram ids then </s> (1), truncated to 32 with </s> kept last, then <pad> (0)",
             "the weights are those stored in tiny-flux/ (transformer and vae f32, text_encoder f16, "
             "text_encoder_2 bf16) upcast to f32; all compute in f32",
             "Euler step: latents += (sigma_next - sigma) * transformer_out",

@@ -83,6 +83,42 @@ def run(pipe, height, width, packed, guidance_scale):
     return rec, final, vae_in, decoded, uint8
 
 
+def capture(modules, run):
+    """Runs run() with forward hooks on {name: module}; returns {name: output}."""
+    got, handles = {}, []
+    for name, module in modules.items():
+        def hook(_m, _a, output, name=name):
+            got[name] = output
+        handles.append(module.register_forward_hook(hook))
+    try:
+        run()
+    finally:
+        for h in handles:
+            h.remove()
+    return got
+
+
+def transformer_stages(transformer, kwargs):
+    """The transformer's intermediate values for one call (the kwargs the pipeline passed)."""
+    modules = {"temb": transformer.time_text_embed, "rope": transformer.pos_embed,
+               "x_embedded": transformer.x_embedder, "context_embedded": transformer.context_embedder}
+    modules |= {f"double{i}": b for i, b in enumerate(transformer.transformer_blocks)}
+    modules |= {f"single{i}": b for i, b in enumerate(transformer.single_transformer_blocks)}
+    args = {k: v for k, v in kwargs.items() if k != "output"}
+    out = {}
+    got = capture(modules, lambda: out.setdefault("y", transformer(**args)[0]))
+    assert torch.equal(out["y"], kwargs["output"])
+    return got
+
+
+def vae_stages(vae, latents):
+    """The VAE decoder's intermediate values for latents [n, 16, h, w] (NCHW)."""
+    dec = vae.decoder
+    modules = {"conv_in": dec.conv_in, "mid_block": dec.mid_block}
+    modules |= {f"up_block{i}": b for i, b in enumerate(dec.up_blocks)}
+    return capture(modules, lambda: vae.decode(latents, return_dict=False))
+
+
 def main(argv):
     from diffusers import FlowMatchEulerDiscreteScheduler, FluxPipeline, FluxTransformer2DModel
     from safetensors.torch import save_file
@@ -153,6 +189,27 @@ def main(argv):
                 "[prompt, 16, h/8, w/8] (NCHW)")
             put(f"{name}.decoded", decoded, "VAE decoder output, nominally in [-1, 1], not clamped",
                 "[prompt, rgb, row, col] (NCHW)")
+            if i == 0:
+                st = transformer_stages(pipe.transformer, first)
+                t = f"{name}.tx"
+                put(f"{t}.temb", st["temb"], "time_text_embed output: timestep (and guidance) embedding + "
+                    "pooled-text embedding, the AdaLN conditioning vector", "[prompt, inner]")
+                cos, sin = st["rope"]
+                put(f"{t}.rope_cos", cos, "FluxPosEmbed cos table for the 32 text then the image tokens, "
+                    "each frequency repeated twice (diffusers' interleaved pairs)", "[token, head_dim]")
+                put(f"{t}.rope_sin", sin, "the matching sin table", "[token, head_dim]")
+                put(f"{t}.x_embedded", st["x_embedded"], "x_embedder (img_in) output", "[prompt, img token, inner]")
+                put(f"{t}.context_embedded", st["context_embedded"], "context_embedder (txt_in) output",
+                    "[prompt, txt token, inner]")
+                for k in sorted(st):
+                    if k.startswith(("double", "single")):
+                        txt, img = st[k]
+                        put(f"{t}.{k}.txt", txt, f"{k} block output, text stream", "[prompt, txt token, inner]")
+                        put(f"{t}.{k}.img", img, f"{k} block output, image stream", "[prompt, img token, inner]")
+                vs = vae_stages(pipe.vae, vae_in[:1])
+                for k in ["conv_in", "mid_block"] + [f"up_block{j}" for j in range(len(pipe.vae.decoder.up_blocks))]:
+                    put(f"{name}.vae.{k}", vs[k], f"VAE decoder {k} output for prompt 0's vae_input",
+                        "[1, channel, row, col] (NCHW)")
             put(f"{name}.image_u8", uint8,
                 "final 8-bit image: round(clamp(decoded / 2 + 0.5, 0, 1) * 255), numpy round "
                 "(half to even), as output_type='np' then VaeImageProcessor.numpy_to_pil",
@@ -204,6 +261,10 @@ def main(argv):
                 "mu": mu},
         "dtypes": "every tensor is f32; token ids are exact integers stored as f32",
         "notes": [
+            "size names are s{height}x{width}: s48x80 is 48 rows by 80 columns, an OpenAI size of '80x48'",
+            "CLIP ids: <|startoftext|> (49406), the text's BPE ids (truncated to 75), <|endoftext|> (49407), "
+            "then 49407 up to 77; the same ids as OpenAI's CLIP tokenizer (open_clip) before its 0 padding",
+            "T5 ids: the Unigram ids then </s> (1), truncated to 32 with </s> kept last, then <pad> (0)",
             "the weights are those stored in tiny-flux/ (transformer and vae f32, text_encoder f16, "
             "text_encoder_2 bf16) upcast to f32; all compute in f32",
             "Euler step: latents += (sigma_next - sigma) * transformer_out",

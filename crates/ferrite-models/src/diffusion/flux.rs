@@ -372,6 +372,11 @@ impl FluxTransformer {
         &self.cfg
     }
 
+    /// The device the weights live on.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
     /// `temb`'s text part, `[n, D]` from the pooled CLIP vectors `[n, pooled]`: constant over
     /// the denoising steps, so the pipeline computes it once.
     pub fn pooled_embedding(&self, pooled: &Tensor) -> Result<Tensor> {

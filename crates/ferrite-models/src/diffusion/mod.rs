@@ -14,6 +14,7 @@ pub mod clip;
 pub mod component;
 pub mod flux;
 pub mod gguf_source;
+pub mod latents;
 pub mod pipeline;
 pub mod prompt_tokens;
 pub mod scheduler;

@@ -220,3 +220,82 @@ fn loaders_read_every_stored_tensor() {
         assert_eq!(want, stored, "{component}");
     }
 }
+
+/// The published FLUX.1-schnell CLIP-L and T5-XXL configs make the loaders ask for exactly the
+/// tensors (names and shapes) that transformers instantiates and `save_pretrained` writes for
+/// them (`fixtures/flux-schnell-names.json`, from transformers on the meta device), and the
+/// tied aliases it lists are names the loader accepts.
+#[test]
+fn schnell_configs_ask_for_transformers_names_and_shapes() {
+    let names: Value =
+        serde_json::from_str(&std::fs::read_to_string(fixtures().join("flux-schnell-names.json")).unwrap()).unwrap();
+    let config =
+        |c: &str| std::fs::read_to_string(fixtures().join("flux-schnell-configs").join(c).join("config.json")).unwrap();
+    let lists = [
+        ("text_encoder", clip::expected_weights(&clip::ClipConfig::from_json(&config("text_encoder")).unwrap())),
+        ("text_encoder_2", t5::expected_weights(&t5::T5Config::from_json(&config("text_encoder_2")).unwrap())),
+    ];
+    for (component, list) in lists {
+        let entry = &names[component];
+        let shape_of = |n: &str| -> Vec<usize> {
+            entry["tensors"][n].as_array().unwrap().iter().map(|d| d.as_u64().unwrap() as usize).collect()
+        };
+        let mut want: Vec<(String, Vec<usize>)> = entry["saved"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| (n.as_str().unwrap().to_string(), shape_of(n.as_str().unwrap())))
+            .collect();
+        let mut got = list;
+        want.sort();
+        got.sort();
+        assert_eq!(got.len(), want.len(), "{component}: tensor count");
+        assert_eq!(got, want, "{component}");
+        let params: u64 = got.iter().map(|(_, s)| s.iter().product::<usize>() as u64).sum();
+        assert_eq!(params, entry["parameters"].as_u64().unwrap(), "{component}: parameters");
+        for (alias, target) in entry["aliases"].as_object().unwrap() {
+            assert!(got.iter().any(|(n, _)| n == target.as_str().unwrap()), "{component}: {alias} -> {target}");
+        }
+    }
+}
+
+/// A copy of a fixture's weights with every tensor renamed by `rename` (f32, F16 and BF16 bytes
+/// copied as stored).
+fn renamed_copy(component: &str, rename: impl Fn(&str) -> String) -> PathBuf {
+    use safetensors::tensor::{Dtype, TensorView};
+    let src = tiny().join(component);
+    let dir = std::env::temp_dir().join(format!("ferrite-renamed-{component}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::copy(src.join("config.json"), dir.join("config.json")).unwrap();
+    let bytes = std::fs::read(src.join("model.safetensors")).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let views: Vec<(String, TensorView<'_>)> = st
+        .tensors()
+        .into_iter()
+        .map(|(name, t)| {
+            assert!(matches!(t.dtype(), Dtype::F32 | Dtype::F16 | Dtype::BF16));
+            (rename(&name), TensorView::new(t.dtype(), t.shape().to_vec(), t.data()).unwrap())
+        })
+        .collect();
+    safetensors::serialize_to_file(views, &None, &dir.join("model.safetensors")).unwrap();
+    dir
+}
+
+/// The published FLUX.1 checkpoints were saved by transformers 4: CLIP under `text_model.`,
+/// and T5's embedding possibly as `encoder.embed_tokens.weight`. Both load, with the same output.
+#[test]
+fn older_transformers_names_load_alike() {
+    let ids = reference_ids("clip.input_ids");
+    let want = ClipTextEncoder::load(&tiny().join("text_encoder"), &device()).unwrap().pooled(&ids).unwrap();
+    let dir = renamed_copy("text_encoder", |n| format!("text_model.{n}"));
+    let got = ClipTextEncoder::load(&dir, &device()).unwrap().pooled(&ids).unwrap();
+    assert_eq!(got.to_vec_f32().unwrap(), want.to_vec_f32().unwrap());
+    std::fs::remove_dir_all(&dir).ok();
+
+    let ids = reference_ids("t5.input_ids");
+    let want = T5Encoder::load(&tiny().join("text_encoder_2"), &device()).unwrap().encode(&ids).unwrap();
+    let dir = renamed_copy("text_encoder_2", |n| n.replace("shared.weight", "encoder.embed_tokens.weight"));
+    let got = T5Encoder::load(&dir, &device()).unwrap().encode(&ids).unwrap();
+    assert_eq!(got.to_vec_f32().unwrap(), want.to_vec_f32().unwrap());
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -1,4 +1,4 @@
-//! [`T5Encoder`]: the encoder half of T5 (FLUX's `text_encoder/2`, T5-XXL v1.1), whose
+//! [`T5Encoder`]: the encoder half of T5 (FLUX's `text_encoder_2/`, T5-XXL v1.1), whose
 //! sequence output FLUX attends to.
 //!
 //! transformers' `T5EncoderModel`: token embeddings (`shared`), then per block

@@ -200,7 +200,7 @@ impl FluxPipeline {
     /// HTTP 400.
     pub fn validate(&self, req: &ImageRequest) -> std::result::Result<(), String> {
         let tp = self.token_pixels();
-        if req.width == 0 || req.height == 0 || req.width % tp != 0 || req.height % tp != 0 {
+        if req.width == 0 || req.height == 0 || !req.width.is_multiple_of(tp) || !req.height.is_multiple_of(tp) {
             return Err(format!("size {}x{} must be positive multiples of {tp}", req.width, req.height));
         }
         if req.width * req.height > self.max_pixels() {

@@ -21,8 +21,11 @@ use crate::cpu::matmul::matmul;
 use crate::cpu::{expect_f32, f32_tensor, TensorRead};
 use crate::{DType, Error, Result, Tensor};
 
-/// The bound on one tile's patch rows, in bytes.
-const SCRATCH_BYTES: usize = 2 << 20;
+/// The bound on one tile's patch rows, in bytes: large enough that a tile's GEMM reuses each
+/// packed weight block over hundreds of rows (the blocked path of `gemm_f32`).
+const SCRATCH_BYTES: usize = 16 << 20;
+/// Patch rows gathered per parallel task.
+const GATHER_ROWS: usize = 64;
 /// Patch rows per tile are a multiple of the GEMM's panel height.
 const ROW_ALIGN: usize = crate::cpu::gemm_f32::PANEL;
 
@@ -136,13 +139,18 @@ pub fn conv2d_f32(x: &[f32], w: &[u8], bias: Option<&[f32]>, s: &ConvShape, out:
     if s.is_pointwise() {
         matmul(x, s.pixels(), k, w, DType::F32, co, out)?;
     } else {
-        let tile = (SCRATCH_BYTES / (4 * k.max(1))).max(1).next_multiple_of(ROW_ALIGN);
-        out.par_chunks_mut(tile * co).enumerate().try_for_each(|(t, o)| {
+        // Tiles one after the other, each gathered by all threads and multiplied by a GEMM that
+        // is itself parallel; one scratch buffer serves every tile.
+        let tile = (SCRATCH_BYTES / (4 * k.max(1))).max(1).next_multiple_of(ROW_ALIGN).min(s.pixels());
+        let mut cols = vec![0f32; tile * k];
+        for (t, o) in out.chunks_mut(tile * co).enumerate() {
             let rows = o.len() / co;
-            let mut cols = vec![0f32; rows * k];
-            gather_patches(x, s, t * tile, &mut cols);
-            matmul(&cols, rows, k, w, DType::F32, co, o)
-        })?;
+            let c = &mut cols[..rows * k];
+            c.par_chunks_mut(GATHER_ROWS * k)
+                .enumerate()
+                .for_each(|(j, part)| gather_patches(x, s, t * tile + j * GATHER_ROWS, part));
+            matmul(c, rows, k, w, DType::F32, co, o)?;
+        }
     }
     if let Some(b) = bias {
         out.par_chunks_mut(co).with_min_len(64).for_each(|o| o.iter_mut().zip(b).for_each(|(o, b)| *o += b));

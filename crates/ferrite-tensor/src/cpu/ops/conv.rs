@@ -209,6 +209,7 @@ mod tests {
     }
 
     /// One case: `[n, h, w, c_in]`, `[c_out, k, k]`, stride, padding, weight dtype.
+    #[allow(clippy::too_many_arguments)]
     fn check(
         n: usize,
         h: usize,

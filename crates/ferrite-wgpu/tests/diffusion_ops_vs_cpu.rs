@@ -42,6 +42,8 @@ fn conv2d_matches_the_cpu() {
         (1, 10, 11, 7, 5, 3, 2, 1),
         (2, 5, 3, 12, 9, 1, 1, 0),
         (1, 2, 2, 3, 2, 3, 1, 1),
+        // Several 64-pixel x 64-channel workgroup tiles, partial in both directions.
+        (1, 12, 12, 8, 70, 3, 1, 1),
     ] {
         let p = Conv2dParams { stride, padding };
         let (xc, xg) = pair(&random(n * h * w * ci, 1, 2.0), &[n, h, w, ci], g);

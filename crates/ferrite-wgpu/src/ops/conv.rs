@@ -1,5 +1,5 @@
-//! 2-D convolution of NHWC images (`shaders/conv.wgsl`): a direct kernel, one thread per
-//! output element, reading f32, f16 or bf16 weights in place. Shapes are checked by the CPU
+//! 2-D convolution of NHWC images (`shaders/conv.wgsl`): an implicit GEMM (no im2col buffer),
+//! one workgroup per 64 pixels x 64 output channels, reading f32, f16 or bf16 weights in place. Shapes are checked by the CPU
 //! backend's [`ConvShape::check`], so both backends accept and refuse the same calls.
 
 use ferrite_tensor::cpu::ops::conv::ConvShape;
@@ -8,6 +8,11 @@ use ferrite_tensor::{Conv2dParams, DType, Result, Tensor};
 use super::f32_offset;
 use crate::dispatch::{groups, Params};
 use crate::{buffer_of, shader, WgpuBackend};
+
+/// Output pixels of one workgroup (the shader's `TM`).
+const TILE_PIXELS: usize = 64;
+/// Output channels of one workgroup (the shader's `TN`).
+const TILE_CHANNELS: usize = 64;
 
 /// `x [n, h, w, c_in]` convolved with `w [c_out, kh, kw, c_in]` plus `bias [c_out]`.
 pub fn conv2d(be: &WgpuBackend, x: &Tensor, w: &Tensor, bias: Option<&Tensor>, p: &Conv2dParams) -> Result<Tensor> {
@@ -44,6 +49,7 @@ pub fn conv2d(be: &WgpuBackend, x: &Tensor, w: &Tensor, bias: Option<&Tensor>, p
     let xb = buffer_of(x, "conv2d")?;
     let bb = bias.map(|b| buffer_of(b, "conv2d")).transpose()?.unwrap_or(xb);
     let bufs = [xb, buffer_of(w, "conv2d")?, bb, &storage.buffer];
-    be.run(shader!("conv"), "conv2d", &params, &bufs, groups(total, 256))?;
+    let tiles = groups(s.pixels(), TILE_PIXELS) * groups(s.c_out, TILE_CHANNELS);
+    be.run(shader!("conv"), "conv2d", &params, &bufs, tiles)?;
     Ok(out)
 }

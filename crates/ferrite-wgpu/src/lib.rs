@@ -13,10 +13,9 @@
 //!   the matmul and embedding kernels decode them (`shaders/quant_blocks.wgsl`) and multiply
 //!   f32 activations by the exact dequantized weights.
 //!
-//! `attention_full` and `attention_dense` (the diffusion pipeline's causal / score-bias
-//! attention) have no WGSL kernel yet: they take the trait's default, a round trip through the
-//! CPU kernel. The other diffusion ops (conv2d, group_norm, upsample_nearest, rotary, concat,
-//! narrow, modulate, gated_add) run as their own kernels.
+//! `attention_full` and `attention_dense` (encoders; the diffusion pipeline's causal / score-bias
+//! attention) share one kernel, `shaders/attention_dense.wgsl`, for heads up to 512 wide (wider
+//! ones take a round trip through the CPU kernel).
 //!
 //! Ops not written for the GPU yet answer [`Error::UnsupportedDType`] or
 //! [`Error::Backend`] naming the op, never a wrong result.
@@ -29,8 +28,8 @@ pub mod storage;
 use std::sync::Arc;
 
 use ferrite_tensor::{
-    Activation, AttentionParams, AttentionSeq, Backend, BackendStorage, Conv2dParams, DType, Device, Error, Result,
-    RopeConfig, RopeLayout, Tensor,
+    Activation, AttentionParams, AttentionSeq, Backend, BackendStorage, Conv2dParams, DType, DenseAttention, Device,
+    Error, Result, RopeConfig, RopeLayout, Tensor,
 };
 
 pub use context::{describe_adapters, Gpu, ADAPTER_ENV};
@@ -208,5 +207,27 @@ impl Backend for WgpuBackend {
 
     fn gated_add(&self, x: &Tensor, gate: &Tensor, y: &Tensor) -> Result<Tensor> {
         ops::modulate::gated_add(self, x, gate, y)
+    }
+
+    fn attention_full(&self, q: &Tensor, k: &Tensor, v: &Tensor, seq_lens: &[usize], scale: f32) -> Result<Tensor> {
+        ops::attention_dense::attention_dense(
+            self,
+            q,
+            k,
+            v,
+            seq_lens,
+            &DenseAttention { scale, causal: false, bias: None },
+        )
+    }
+
+    fn attention_dense(
+        &self,
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        seq_lens: &[usize],
+        opts: &DenseAttention,
+    ) -> Result<Tensor> {
+        ops::attention_dense::attention_dense(self, q, k, v, seq_lens, opts)
     }
 }

@@ -175,4 +175,23 @@ fn attention_dense_matches_the_cpu() {
         assert_eq!(gg.device().name(), g.name(), "the result stays on the GPU");
         assert_close(&format!("attention_dense causal={causal} bias={bias}"), &c, &gg, 1e-5);
     }
+    // attention_full is the same kernel without options; 130 keys span three chunks of 64.
+    let lens = [130usize, 7];
+    let (qc, qg) = pair(&random(137 * 2 * 32, 44, 1.0), &[137, 2, 32], g);
+    let (kc, kg) = pair(&random(137 * 2 * 32, 45, 1.0), &[137, 2, 32], g);
+    let (c, gg) = (qc.attention_full(&kc, &kc, &lens, 0.2).unwrap(), qg.attention_full(&kg, &kg, &lens, 0.2).unwrap());
+    assert_close("attention_full", &c, &gg, 1e-5);
+    // One head of 512 (the VAE's mid block: the kernel's widest), and one of 640 (host path).
+    for d in [512usize, 640] {
+        let (qc, qg) = pair(&random(70 * d, 46, 0.2), &[70, 1, d], g);
+        let (kc, kg) = pair(&random(70 * d, 47, 0.2), &[70, 1, d], g);
+        let (vc, vg) = pair(&random(70 * d, 48, 1.0), &[70, 1, d], g);
+        let o = DenseAttention { scale: 1.0 / (d as f32).sqrt(), causal: false, bias: None };
+        let (c, gg) =
+            (qc.attention_dense(&kc, &vc, &[70], &o).unwrap(), qg.attention_dense(&kg, &vg, &[70], &o).unwrap());
+        assert_close(&format!("attention_dense head_dim {d}"), &c, &gg, 1e-5);
+    }
+    // Shapes are checked as on the CPU.
+    let none = DenseAttention { scale: 1.0, causal: true, bias: None };
+    assert!(matches!(qg.attention_dense(&kg, &kg, &[3], &none), Err(Error::Shape { .. })));
 }

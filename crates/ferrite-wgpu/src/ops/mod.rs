@@ -1,6 +1,7 @@
 //! The ops, one file per family, each over its shader in `shaders/`.
 
 pub mod attention;
+pub mod attention_dense;
 pub mod conv;
 pub mod elementwise;
 pub mod embedding;

@@ -5,7 +5,7 @@
 //!
 //! The tokens of a batch are packed back to back; `seq_lens` splits them into sequences, and
 //! every query sees the keys of its own sequence (the earlier ones only, when causal) and
-//! nothing else. Queries go in blocks (see [`QUERY_BLOCK`]); each worker holds one block's
+//! nothing else. Queries go in blocks of 32 (`QUERY_BLOCK`); each worker holds one block's
 //! scores at a time, never an `L x L` matrix.
 
 use rayon::prelude::*;

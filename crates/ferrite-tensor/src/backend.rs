@@ -232,7 +232,8 @@ pub trait Backend: Send + Sync + Debug {
     // ---- ops of the diffusion pipeline (image tensors are NHWC: [n, h, w, c]) ----
 
     /// [`Backend::attention_full`] with a causal mask and/or an additive bias (see
-    /// [`DenseAttention`]).
+    /// [`DenseAttention`]). The default, like `attention_full`'s, copies to the host and runs
+    /// the CPU kernel, so a backend without its own kernel still works.
     fn attention_dense(
         &self,
         q: &Tensor,
@@ -241,8 +242,11 @@ pub trait Backend: Send + Sync + Debug {
         seq_lens: &[usize],
         opts: &DenseAttention,
     ) -> Result<Tensor> {
-        let _ = (q, k, v, seq_lens, opts);
-        Err(crate::Error::Backend(format!("{} has no attention_dense", self.name())))
+        let cpu = crate::Device::cpu();
+        let (hq, hk, hv) = (q.to_device(&cpu)?, k.to_device(&cpu)?, v.to_device(&cpu)?);
+        let bias = opts.bias.map(|b| b.to_device(&cpu)).transpose()?;
+        let host = DenseAttention { bias: bias.as_ref(), ..*opts };
+        crate::cpu::ops::attention_full::attention_dense(&hq, &hk, &hv, seq_lens, &host)?.to_device(q.device())
     }
     /// 2-D convolution of `x [n, h, w, c_in]` (f32) with `w [c_out, kh, kw, c_in]` (f32/f16/bf16)
     /// and an optional `bias [c_out]` (f32). Returns `[n, h_out, w_out, c_out]` f32 with

@@ -13,6 +13,10 @@
 //!   the matmul and embedding kernels decode them (`shaders/quant_blocks.wgsl`) and multiply
 //!   f32 activations by the exact dequantized weights.
 //!
+//! `attention_full` and `attention_dense` (encoders; the diffusion pipeline's causal / score-bias
+//! attention) share one kernel, `shaders/attention_dense.wgsl`, for heads up to 512 wide (wider
+//! ones take a round trip through the CPU kernel).
+//!
 //! Ops not written for the GPU yet answer [`Error::UnsupportedDType`] or
 //! [`Error::Backend`] naming the op, never a wrong result.
 
@@ -24,8 +28,8 @@ pub mod storage;
 use std::sync::Arc;
 
 use ferrite_tensor::{
-    Activation, AttentionParams, AttentionSeq, Backend, BackendStorage, DType, Device, Error, Result, RopeConfig,
-    Tensor,
+    Activation, AttentionParams, AttentionSeq, Backend, BackendStorage, Conv2dParams, DType, DenseAttention, Device,
+    Error, Result, RopeConfig, RopeLayout, Tensor,
 };
 
 pub use context::{describe_adapters, Gpu, ADAPTER_ENV};
@@ -171,5 +175,59 @@ impl Backend for WgpuBackend {
         params: &AttentionParams,
     ) -> Result<Tensor> {
         ops::attention::attention(self, q, k_cache, v_cache, seqs, params)
+    }
+
+    fn conv2d(&self, x: &Tensor, w: &Tensor, bias: Option<&Tensor>, p: &Conv2dParams) -> Result<Tensor> {
+        ops::conv::conv2d(self, x, w, bias, p)
+    }
+
+    fn group_norm(&self, x: &Tensor, groups: usize, w: &Tensor, b: &Tensor, eps: f32) -> Result<Tensor> {
+        ops::group_norm::group_norm(self, x, groups, w, b, eps)
+    }
+
+    fn upsample_nearest(&self, x: &Tensor, factor: usize) -> Result<Tensor> {
+        ops::resample::upsample_nearest(self, x, factor)
+    }
+
+    fn rotary(&self, x: &Tensor, cos: &Tensor, sin: &Tensor, layout: RopeLayout) -> Result<Tensor> {
+        ops::rotary::rotary(self, x, cos, sin, layout)
+    }
+
+    fn concat(&self, xs: &[&Tensor], axis: usize) -> Result<Tensor> {
+        ops::layout::concat(self, xs, axis)
+    }
+
+    fn narrow(&self, x: &Tensor, axis: usize, start: usize, len: usize) -> Result<Tensor> {
+        ops::layout::narrow(self, x, axis, start, len)
+    }
+
+    fn modulate(&self, x: &Tensor, scale: &Tensor, shift: &Tensor) -> Result<Tensor> {
+        ops::modulate::modulate(self, x, scale, shift)
+    }
+
+    fn gated_add(&self, x: &Tensor, gate: &Tensor, y: &Tensor) -> Result<Tensor> {
+        ops::modulate::gated_add(self, x, gate, y)
+    }
+
+    fn attention_full(&self, q: &Tensor, k: &Tensor, v: &Tensor, seq_lens: &[usize], scale: f32) -> Result<Tensor> {
+        ops::attention_dense::attention_dense(
+            self,
+            q,
+            k,
+            v,
+            seq_lens,
+            &DenseAttention { scale, causal: false, bias: None },
+        )
+    }
+
+    fn attention_dense(
+        &self,
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        seq_lens: &[usize],
+        opts: &DenseAttention,
+    ) -> Result<Tensor> {
+        ops::attention_dense::attention_dense(self, q, k, v, seq_lens, opts)
     }
 }

@@ -5,8 +5,8 @@
 //!
 //! The tokens of a batch are packed back to back; `seq_lens` splits them into sequences, and
 //! every query sees the keys of its own sequence (the earlier ones only, when causal) and
-//! nothing else. Memory: each worker holds one score row of its sequence's length at a time,
-//! never an `L x L` matrix, so 4096 VAE tokens or 4600 FLUX tokens need a few KB per thread.
+//! nothing else. Queries go in blocks of 32 (`QUERY_BLOCK`); each worker holds one block's
+//! scores at a time, never an `L x L` matrix.
 
 use rayon::prelude::*;
 
@@ -79,8 +79,23 @@ pub fn check_dense(
     Ok(([n, hq, hkv, d], side))
 }
 
-/// The kernel: one token's queries at a time, all heads, with one score row per worker (no
-/// `L x L` matrix per head).
+/// Queries of one sequence attended together: each key and value row is loaded once for the
+/// whole block (and stays in L1 while the block's queries use it), so K and V stream from memory
+/// `L / QUERY_BLOCK` times per head instead of `L` times.
+const QUERY_BLOCK: usize = 32;
+
+/// One block of queries: tokens `t0 .. t0 + rows` of the sequence starting at token `s0`.
+#[derive(Clone, Copy)]
+struct Block {
+    s0: usize,
+    len: usize,
+    t0: usize,
+    rows: usize,
+}
+
+/// The kernel: blocks of up to [`QUERY_BLOCK`] queries of one sequence, all heads, in parallel
+/// over blocks. A worker holds one `[rows, keys]` score block at a time (`32 x 4600` f32, about
+/// 600 KB, for FLUX at 1024x1024), never an `L x L` matrix.
 fn run(
     q: &Tensor,
     k: &Tensor,
@@ -90,48 +105,68 @@ fn run(
     op: &'static str,
 ) -> Result<Tensor> {
     let ([n, hq, hkv, d], side) = check_dense(q, k, v, seq_lens, opts.bias, op)?;
-    // The first token of each token's sequence, and that sequence's length.
-    let mut start_of = Vec::with_capacity(n);
-    let mut at = 0;
-    for &l in seq_lens {
-        start_of.extend(std::iter::repeat_n((at, l), l));
-        at += l;
-    }
     let (qr, kr, vr) = (TensorRead::new(q, op)?, TensorRead::new(k, op)?, TensorRead::new(v, op)?);
     let br = opts.bias.map(|b| TensorRead::new(b, op)).transpose()?;
     let bias = br.as_ref().map(|b| b.f32()).transpose()?;
     let (qs, ks, vs) = (qr.f32()?, kr.f32()?, vr.f32()?);
     let (q_row, kv_row, group, scale) = (hq * d, hkv * d, hq / hkv, opts.scale);
     let mut out = vec![0f32; n * q_row];
-    let attend_token = |(t, o): (usize, &mut [f32])| {
-        let (s0, len) = start_of[t];
-        let i = t - s0;
-        // Keys `0 .. visible` of the sequence.
-        let visible = if opts.causal { i + 1 } else { len };
-        let mut scores = vec![0f32; visible];
-        let mut probs = vec![0f32; visible];
+    // The blocks in token order, each with its rows of `out`.
+    let mut blocks = Vec::new();
+    let mut rest = &mut out[..];
+    let mut s0 = 0;
+    for &len in seq_lens {
+        let mut t0 = s0;
+        while t0 < s0 + len {
+            let rows = QUERY_BLOCK.min(s0 + len - t0);
+            let (o, r) = rest.split_at_mut(rows * q_row);
+            blocks.push((Block { s0, len, t0, rows }, o));
+            rest = r;
+            t0 += rows;
+        }
+        s0 += len;
+    }
+    let attend_block = |(b, o): (Block, &mut [f32])| {
+        let first = b.t0 - b.s0;
+        // Keys `0 .. keys` of the sequence are visible to some query of the block.
+        let keys = if opts.causal { first + b.rows } else { b.len };
+        let mut scores = vec![0f32; b.rows * keys];
+        let mut probs = vec![0f32; keys];
         for h in 0..hq {
-            let qh = &qs[t * q_row + h * d..][..d];
             let kvh = h / group;
-            for (j, s) in scores.iter_mut().enumerate() {
-                *s = dot(qh, &ks[(s0 + j) * kv_row + kvh * d..][..d]) * scale;
+            let qh = |r: usize| &qs[(b.t0 + r) * q_row + h * d..][..d];
+            for j in 0..keys {
+                let kj = &ks[(b.s0 + j) * kv_row + kvh * d..][..d];
+                for r in 0..b.rows {
+                    let masked = opts.causal && j > first + r;
+                    scores[r * keys + j] = if masked { f32::NEG_INFINITY } else { dot(qh(r), kj) * scale };
+                }
             }
-            if let Some(b) = bias {
-                let row = &b[(h * side + i) * side..][..visible];
-                scores.iter_mut().zip(row).for_each(|(s, b)| *s += b);
+            for r in 0..b.rows {
+                let row = &mut scores[r * keys..(r + 1) * keys];
+                if let Some(bias) = bias {
+                    let brow = &bias[(h * side + first + r) * side..][..keys];
+                    row.iter_mut().zip(brow).for_each(|(s, b)| *s += b);
+                }
+                super::softmax::softmax_row(row, &mut probs);
+                row.copy_from_slice(&probs);
             }
-            super::softmax::softmax_row(&scores, &mut probs);
-            let oh = &mut o[h * d..(h + 1) * d];
-            for (j, &w) in probs.iter().enumerate() {
-                axpy(oh, w, &vs[(s0 + j) * kv_row + kvh * d..][..d]);
+            for j in 0..keys {
+                let vj = &vs[(b.s0 + j) * kv_row + kvh * d..][..d];
+                for r in 0..b.rows {
+                    let w = scores[r * keys + j];
+                    if w != 0.0 {
+                        axpy(&mut o[r * q_row + h * d..][..d], w, vj);
+                    }
+                }
             }
         }
     };
     let longest = seq_lens.iter().copied().max().unwrap_or(0);
     if n * longest * q_row < super::PARALLEL_MIN_ELEMS {
-        out.chunks_mut(q_row.max(1)).enumerate().for_each(attend_token);
+        blocks.into_iter().for_each(attend_block);
     } else {
-        out.par_chunks_mut(q_row).enumerate().for_each(attend_token);
+        blocks.into_par_iter().for_each(attend_block);
     }
     f32_tensor(out, q.shape().clone(), q.device())
 }

@@ -3,7 +3,7 @@
 //!
 //! With the weight `[c_out, kh, kw, c_in]` read as a `[c_out, kh·kw·c_in]` matrix, an output
 //! pixel is one row of a matmul whose activation row is the `kh x kw x c_in` patch under it (in
-//! the same order). The output pixels are cut into tiles of at most [`SCRATCH_BYTES`] of patch
+//! the same order). The output pixels are cut into tiles of at most `SCRATCH_BYTES` (2 MiB) of patch
 //! rows; each rayon task gathers one tile's patches (zeros where the patch leaves the image)
 //! and multiplies it with [`crate::cpu::matmul::matmul`] straight into its rows of the output,
 //! so the full im2col matrix never exists. A 1x1, stride-1, unpadded convolution is one plain
@@ -217,6 +217,7 @@ mod tests {
     }
 
     /// One case: `[n, h, w, c_in]`, `[c_out, k, k]`, stride, padding, weight dtype.
+    #[allow(clippy::too_many_arguments)]
     fn check(
         n: usize,
         h: usize,

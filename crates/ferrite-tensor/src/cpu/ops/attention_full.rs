@@ -5,12 +5,13 @@
 //!
 //! The tokens of a batch are packed back to back; `seq_lens` splits them into sequences, and
 //! every query sees the keys of its own sequence (the earlier ones only, when causal) and
-//! nothing else. Queries go in blocks of 32 (`QUERY_BLOCK`); each worker holds one block's
-//! scores at a time, never an `L x L` matrix.
+//! nothing else. Queries go in blocks of 64 (`QUERY_BLOCK`); per head, a block's scores are one
+//! GEMM (`Q Kᵀ`, the `gemm` crate reading Q, K and V in place through their strides) and its
+//! output another (`P V`); each worker holds one block's scores at a time, never an `L x L`
+//! matrix.
 
 use rayon::prelude::*;
 
-use super::simd::{axpy, dot};
 use crate::backend::DenseAttention;
 use crate::cpu::{expect_f32, f32_tensor, TensorRead};
 use crate::{Error, Result, Tensor};
@@ -79,10 +80,9 @@ pub fn check_dense(
     Ok(([n, hq, hkv, d], side))
 }
 
-/// Queries of one sequence attended together: each key and value row is loaded once for the
-/// whole block (and stays in L1 while the block's queries use it), so K and V stream from memory
-/// `L / QUERY_BLOCK` times per head instead of `L` times.
-const QUERY_BLOCK: usize = 32;
+/// Queries of one sequence attended together: the two products of a block are GEMMs of this
+/// many rows, so K and V stream from memory `L / QUERY_BLOCK` times per head instead of `L`.
+const QUERY_BLOCK: usize = 64;
 
 /// One block of queries: tokens `t0 .. t0 + rows` of the sequence starting at token `s0`.
 #[derive(Clone, Copy)]
@@ -134,16 +134,38 @@ fn run(
         let mut probs = vec![0f32; keys];
         for h in 0..hq {
             let kvh = h / group;
-            let qh = |r: usize| &qs[(b.t0 + r) * q_row + h * d..][..d];
-            for j in 0..keys {
-                let kj = &ks[(b.s0 + j) * kv_row + kvh * d..][..d];
-                for r in 0..b.rows {
-                    let masked = opts.causal && j > first + r;
-                    scores[r * keys + j] = if masked { f32::NEG_INFINITY } else { dot(qh(r), kj) * scale };
-                }
+            // scores [rows, keys] = scale · Q_h [rows, d] · K_hᵀ, both read in place (strided).
+            // SAFETY: Q_h rows `t0 .. t0 + rows` and K_h/V_h rows `s0 .. s0 + keys` lie inside
+            // `qs`/`ks`/`vs` (checked shapes; the block lies in its sequence), `scores` holds
+            // `rows·keys` and this block's `o` rows `rows` rows of `q_row`.
+            unsafe {
+                gemm::gemm(
+                    b.rows,
+                    keys,
+                    d,
+                    scores.as_mut_ptr(),
+                    1,
+                    keys as isize,
+                    false,
+                    qs.as_ptr().add(b.t0 * q_row + h * d),
+                    1,
+                    q_row as isize,
+                    ks.as_ptr().add(b.s0 * kv_row + kvh * d),
+                    kv_row as isize,
+                    1,
+                    0.0f32,
+                    scale,
+                    false,
+                    false,
+                    false,
+                    gemm::Parallelism::None,
+                );
             }
             for r in 0..b.rows {
                 let row = &mut scores[r * keys..(r + 1) * keys];
+                if opts.causal {
+                    row[first + r + 1..].fill(f32::NEG_INFINITY);
+                }
                 if let Some(bias) = bias {
                     let brow = &bias[(h * side + first + r) * side..][..keys];
                     row.iter_mut().zip(brow).for_each(|(s, b)| *s += b);
@@ -151,14 +173,30 @@ fn run(
                 super::softmax::softmax_row(row, &mut probs);
                 row.copy_from_slice(&probs);
             }
-            for j in 0..keys {
-                let vj = &vs[(b.s0 + j) * kv_row + kvh * d..][..d];
-                for r in 0..b.rows {
-                    let w = scores[r * keys + j];
-                    if w != 0.0 {
-                        axpy(&mut o[r * q_row + h * d..][..d], w, vj);
-                    }
-                }
+            // O_h [rows, d] = P [rows, keys] · V_h [keys, d], written into the block's rows.
+            // SAFETY: as above.
+            unsafe {
+                gemm::gemm(
+                    b.rows,
+                    d,
+                    keys,
+                    o.as_mut_ptr().add(h * d),
+                    1,
+                    q_row as isize,
+                    false,
+                    scores.as_ptr(),
+                    1,
+                    keys as isize,
+                    vs.as_ptr().add(b.s0 * kv_row + kvh * d),
+                    1,
+                    kv_row as isize,
+                    0.0f32,
+                    1.0f32,
+                    false,
+                    false,
+                    false,
+                    gemm::Parallelism::None,
+                );
             }
         }
     };

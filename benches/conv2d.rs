@@ -31,10 +31,37 @@ struct Case {
 
 const CASES: &[Case] = &[
     Case { name: "dec_3x3_512_at_64", hw: 64, c_in: 512, c_out: 512, k: 3, stride: 1, padding: 1, dtype: DType::F32 },
-    Case { name: "dec_3x3_512_at_64_f16", hw: 64, c_in: 512, c_out: 512, k: 3, stride: 1, padding: 1, dtype: DType::F16 },
+    Case {
+        name: "dec_3x3_512_at_64_f16",
+        hw: 64,
+        c_in: 512,
+        c_out: 512,
+        k: 3,
+        stride: 1,
+        padding: 1,
+        dtype: DType::F16,
+    },
     Case { name: "dec_3x3_256_at_128", hw: 128, c_in: 256, c_out: 256, k: 3, stride: 1, padding: 1, dtype: DType::F32 },
-    Case { name: "dec_1x1_512to256_at_128", hw: 128, c_in: 512, c_out: 256, k: 1, stride: 1, padding: 0, dtype: DType::F32 },
-    Case { name: "enc_3x3_s2_128_at_256", hw: 256, c_in: 128, c_out: 128, k: 3, stride: 2, padding: 0, dtype: DType::F32 },
+    Case {
+        name: "dec_1x1_512to256_at_128",
+        hw: 128,
+        c_in: 512,
+        c_out: 256,
+        k: 1,
+        stride: 1,
+        padding: 0,
+        dtype: DType::F32,
+    },
+    Case {
+        name: "enc_3x3_s2_128_at_256",
+        hw: 256,
+        c_in: 128,
+        c_out: 128,
+        k: 3,
+        stride: 2,
+        padding: 0,
+        dtype: DType::F32,
+    },
 ];
 
 fn random(n: usize, rng: &mut StdRng) -> Vec<f32> {
@@ -47,8 +74,12 @@ fn conv2d(c: &mut Criterion) {
     let mut group = c.benchmark_group("conv2d");
     group.sample_size(10).warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(5));
     for case in CASES {
-        let x = Tensor::from_f32(&random(case.hw * case.hw * case.c_in, &mut rng), vec![1, case.hw, case.hw, case.c_in], &dev)
-            .expect("x");
+        let x = Tensor::from_f32(
+            &random(case.hw * case.hw * case.c_in, &mut rng),
+            vec![1, case.hw, case.hw, case.c_in],
+            &dev,
+        )
+        .expect("x");
         let wv = random(case.c_out * case.k * case.k * case.c_in, &mut rng);
         let dims = vec![case.c_out, case.k, case.k, case.c_in];
         let w = match case.dtype {

@@ -26,3 +26,15 @@ fn gather_f16(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgr
     let pair = unpack2x16float(table[e / 2u]);
     out[i] = select(pair.x, pair.y, e % 2u == 1u);
 }
+
+// The same with a bf16 table (off in bf16 elements): a bf16 is the high half of an f32.
+@compute @workgroup_size(256)
+fn gather_bf16(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = gid.x + gid.y * nwg.x * 256u;
+    if (i >= p.n) { return; }
+    let row = ids[i / p.d];
+    let e = p.off + row * p.d + i % p.d;
+    let word = table[e / 2u];
+    let h16 = select(word & 0xffffu, word >> 16u, e % 2u == 1u);
+    out[i] = bitcast<f32>(h16 << 16u);
+}

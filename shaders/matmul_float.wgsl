@@ -1,4 +1,4 @@
-// out [m, n] = x [m, k] · w [n, k]ᵀ for f32 and f16 weights: one workgroup of 64 threads per
+// out [m, n] = x [m, k] · w [n, k]ᵀ for f32, f16 and bf16 weights: one workgroup of 64 threads per
 // output element, each thread a strided share of k, then a tree sum.
 
 struct Params { m: u32, n: u32, k: u32, x_off: u32, w_off: u32, _p0: u32, _p1: u32, _p2: u32 }
@@ -47,6 +47,24 @@ fn matmul_f16(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg
         let e = p.w_off + j * p.k + t;
         let pair = unpack2x16float(w[e / 2u]);
         s += x[p.x_off + r * p.k + t] * select(pair.x, pair.y, e % 2u == 1u);
+    }
+    finish(li, s, o);
+}
+
+// w_off in bf16 elements: a bf16 is the high half of an f32.
+@compute @workgroup_size(64)
+fn matmul_bf16(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+               @builtin(local_invocation_index) li: u32) {
+    let o = wg.x + wg.y * nwg.x;
+    if (o >= p.m * p.n) { return; }
+    let r = o / p.n;
+    let j = o % p.n;
+    var s = 0.0;
+    for (var t = li; t < p.k; t += 64u) {
+        let e = p.w_off + j * p.k + t;
+        let word = w[e / 2u];
+        let h16 = select(word & 0xffffu, word >> 16u, e % 2u == 1u);
+        s += x[p.x_off + r * p.k + t] * bitcast<f32>(h16 << 16u);
     }
     finish(li, s, o);
 }

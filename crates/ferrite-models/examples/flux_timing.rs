@@ -1,7 +1,7 @@
-use std::ops::ControlFlow;
-use std::time::Instant;
 use ferrite_models::diffusion::FluxPipeline;
 use ferrite_tensor::Device;
+use std::ops::ControlFlow;
+use std::time::Instant;
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let dir = std::path::PathBuf::from(&args[1]);
@@ -15,7 +15,13 @@ fn main() {
     eprintln!("text {:.3}", t0.elapsed().as_secs_f64());
     let lat = p.noise(1, rows, cols, 1).unwrap();
     let mut last = Instant::now();
-    let x = p.denoise(lat, rows, cols, &emb, 4, None, &mut |i, n| { eprintln!("step {i}/{n} {:.3}", last.elapsed().as_secs_f64()); last = Instant::now(); ControlFlow::Continue(()) }).unwrap();
+    let x = p
+        .denoise(lat, rows, cols, &emb, 4, None, &mut |i, n| {
+            eprintln!("step {i}/{n} {:.3}", last.elapsed().as_secs_f64());
+            last = Instant::now();
+            ControlFlow::Continue(())
+        })
+        .unwrap();
     let t1 = Instant::now();
     let px = p.decode(&x, rows, cols).unwrap();
     let _ = px.to_vec_f32().unwrap();

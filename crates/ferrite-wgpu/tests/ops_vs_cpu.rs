@@ -101,6 +101,10 @@ fn gather_cast_and_float_matmul_match_the_cpu() {
     let hc = Tensor::from_f16(&halves, vec![vocab, d], &Device::cpu()).unwrap();
     let hg = hc.to_device(g).unwrap();
     assert_close("gather f16", &hc.embedding(&ids).unwrap(), &hg.embedding(&ids).unwrap(), 1e-6);
+    let brains: Vec<half::bf16> = table.iter().map(|&v| half::bf16::from_f32(v)).collect();
+    let bc = Tensor::from_bf16(&brains, vec![vocab, d], &Device::cpu()).unwrap();
+    let bg = bc.to_device(g).unwrap();
+    assert_close("gather bf16", &bc.embedding(&ids).unwrap(), &bg.embedding(&ids).unwrap(), 0.0);
     assert!(tg.embedding(&[50]).is_err(), "an id outside the table is an error");
     // Casts: f32 -> f16 equals the CPU's rounding on these values; f16 -> f32 is exact.
     let odd = &table[..d * 3 - 1];
@@ -108,7 +112,7 @@ fn gather_cast_and_float_matmul_match_the_cpu() {
     let (c16, g16) = (oc.cast(DType::F16).unwrap(), og.cast(DType::F16).unwrap());
     assert_eq!(g16.dtype(), DType::F16);
     assert_close("cast to f16 and back", &c16.cast(DType::F32).unwrap(), &g16.cast(DType::F32).unwrap(), 1e-6);
-    // Matmul, decode and prefill shapes, f32 and f16 weights.
+    // Matmul, decode and prefill shapes, f32, f16 and bf16 weights.
     for (m, k, n) in [(1, 64, 33), (5, 576, 40), (3, 2, 1)] {
         let (xc, xg) = pair(&random(m * k, 40, 1.0), &[m, k], g);
         let w = random(n * k, 41, 0.5);
@@ -118,6 +122,10 @@ fn gather_cast_and_float_matmul_match_the_cpu() {
         let whc = Tensor::from_f16(&wh, vec![n, k], &Device::cpu()).unwrap();
         let whg = whc.to_device(g).unwrap();
         assert_close("matmul f16", &xc.matmul(&whc).unwrap(), &xg.matmul(&whg).unwrap(), 1e-5);
+        let wb: Vec<half::bf16> = w.iter().map(|&v| half::bf16::from_f32(v)).collect();
+        let wbc = Tensor::from_bf16(&wb, vec![n, k], &Device::cpu()).unwrap();
+        let wbg = wbc.to_device(g).unwrap();
+        assert_close("matmul bf16", &xc.matmul(&wbc).unwrap(), &xg.matmul(&wbg).unwrap(), 1e-5);
     }
 }
 

@@ -85,8 +85,13 @@ impl CheckedWeights {
         Ok(self.weights.get(stored)?.to_device(&self.device)?)
     }
 
-    /// Listed tensor `name` as f32 (norm weights, biases).
+    /// Listed tensor `name` as f32 (norm weights, biases), converted on the host before the
+    /// upload (not every backend converts bf16).
     pub(crate) fn get_f32(&self, name: &str) -> Result<Tensor> {
-        Ok(self.get(name)?.cast(DType::F32)?)
+        let stored = self
+            .expected
+            .get(name)
+            .ok_or_else(|| Error::Config(format!("loader asked for `{name}`, which its weight list lacks")))?;
+        Ok(self.weights.get(stored)?.cast(DType::F32)?.to_device(&self.device)?)
     }
 }

@@ -10,7 +10,7 @@ use super::quant;
 use crate::dispatch::{groups, Params};
 use crate::{buffer_of, shader, WgpuBackend, WgpuStorage};
 
-/// Rows `ids` of `table [vocab, d]` as `[ids.len(), d]` f32 (f32, f16 and quantized tables).
+/// Rows `ids` of `table [vocab, d]` as `[ids.len(), d]` f32 (f32, f16, bf16 and quantized tables).
 pub fn embedding(be: &WgpuBackend, table: &Tensor, ids: &[u32]) -> Result<Tensor> {
     let [vocab, d] = match table.dims() {
         &[v, d] => [v, d],
@@ -25,6 +25,7 @@ pub fn embedding(be: &WgpuBackend, table: &Tensor, ids: &[u32]) -> Result<Tensor
     let (entry, off) = match table.dtype() {
         DType::F32 => ("gather_f32", table.offset_bytes() / 4),
         DType::F16 => ("gather_f16", table.offset_bytes() / 2),
+        DType::BF16 => ("gather_bf16", table.offset_bytes() / 2),
         other => return Err(Error::UnsupportedDType { dtype: other, op: "embedding (wgpu)" }),
     };
     let n = ids.len() * d;

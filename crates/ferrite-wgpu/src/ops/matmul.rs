@@ -1,4 +1,4 @@
-//! `x [.., k] · w [n, k]ᵀ`: f32 and f16 weights (`shaders/matmul_float.wgsl`), and GGUF
+//! `x [.., k] · w [n, k]ᵀ`: f32, f16 and bf16 weights (`shaders/matmul_float.wgsl`), and GGUF
 //! block-quantized weights decoded in the kernel (`shaders/matmul_quant.wgsl` over
 //! `shaders/quant_blocks.wgsl`; the weights stay in their blocks on the device).
 
@@ -39,6 +39,7 @@ pub fn matmul(be: &WgpuBackend, x: &Tensor, w: &Tensor) -> Result<Tensor> {
     let (entry, w_off) = match w.dtype() {
         DType::F32 => ("matmul_f32", w.offset_bytes() / 4),
         DType::F16 if k % 2 == 0 => ("matmul_f16", w.offset_bytes() / 2),
+        DType::BF16 if k % 2 == 0 => ("matmul_bf16", w.offset_bytes() / 2),
         other => return Err(Error::UnsupportedDType { dtype: other, op: "matmul (wgpu)" }),
     };
     let params = Params::new().u(m)?.u(n)?.u(k)?.u(x_off)?.u(w_off)?;

@@ -15,21 +15,7 @@ use half::{bf16, f16};
 
 mod common;
 
-use common::{gpu, random};
-
-/// `x` on both devices.
-fn pair(data: &[f32], shape: &[usize], gpu: &Device) -> (Tensor, Tensor) {
-    let cpu = Tensor::from_f32(data, shape.to_vec(), &Device::cpu()).unwrap();
-    (cpu.clone(), cpu.to_device(gpu).unwrap())
-}
-
-fn assert_close(what: &str, cpu: &Tensor, gpu: &Tensor, tol: f32) {
-    assert_eq!(cpu.dims(), gpu.dims(), "{what}: shapes");
-    let (a, b) = (cpu.to_vec_f32().unwrap(), gpu.to_vec_f32().unwrap());
-    let peak = a.iter().fold(1e-6f32, |m, v| m.max(v.abs()));
-    let worst = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
-    assert!(worst <= tol * peak, "{what}: max |cpu - gpu| = {worst:e}, over {tol:e} × {peak}");
-}
+use common::{assert_close, gpu, pair, random};
 
 #[test]
 fn conv2d_matches_the_cpu() {

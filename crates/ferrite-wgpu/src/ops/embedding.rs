@@ -22,15 +22,16 @@ pub fn embedding(be: &WgpuBackend, table: &Tensor, ids: &[u32]) -> Result<Tensor
     if table.dtype().is_quantized() {
         return quantized(be, table, ids, d);
     }
-    let (entry, off) = match table.dtype() {
-        DType::F32 => ("gather_f32", table.offset_bytes() / 4),
-        DType::F16 => ("gather_f16", table.offset_bytes() / 2),
-        DType::BF16 => ("gather_bf16", table.offset_bytes() / 2),
+    // (entry, table offset in elements, 16-bit kind: 0 f16, 1 bf16)
+    let (entry, off, kind) = match table.dtype() {
+        DType::F32 => ("gather_f32", table.offset_bytes() / 4, 0),
+        DType::F16 => ("gather_half", table.offset_bytes() / 2, 0),
+        DType::BF16 => ("gather_half", table.offset_bytes() / 2, 1),
         other => return Err(Error::UnsupportedDType { dtype: other, op: "embedding (wgpu)" }),
     };
     let n = ids.len() * d;
     let (out, storage) = be.output(table, [ids.len(), d])?;
-    let params = Params::new().u(n)?.u(d.max(1))?.u(off)?.u(0)?;
+    let params = Params::new().u(n)?.u(d.max(1))?.u(off)?.u(kind)?;
     let idb = be.u32_buffer(ids);
     be.run(
         shader!("gather"),

@@ -36,13 +36,14 @@ pub fn matmul(be: &WgpuBackend, x: &Tensor, w: &Tensor) -> Result<Tensor> {
         be.run(shader!("matmul_quant", "quant_blocks"), "matmul_quant", &params, &bufs, groups)?;
         return Ok(out);
     }
-    let (entry, w_off) = match w.dtype() {
-        DType::F32 => ("matmul_f32", w.offset_bytes() / 4),
-        DType::F16 if k % 2 == 0 => ("matmul_f16", w.offset_bytes() / 2),
-        DType::BF16 if k % 2 == 0 => ("matmul_bf16", w.offset_bytes() / 2),
+    // (entry, weight offset in elements, 16-bit kind: 0 f16, 1 bf16)
+    let (entry, w_off, kind) = match w.dtype() {
+        DType::F32 => ("matmul_f32", w.offset_bytes() / 4, 0),
+        DType::F16 if k % 2 == 0 => ("matmul_half", w.offset_bytes() / 2, 0),
+        DType::BF16 if k % 2 == 0 => ("matmul_half", w.offset_bytes() / 2, 1),
         other => return Err(Error::UnsupportedDType { dtype: other, op: "matmul (wgpu)" }),
     };
-    let params = Params::new().u(m)?.u(n)?.u(k)?.u(x_off)?.u(w_off)?;
+    let params = Params::new().u(m)?.u(n)?.u(k)?.u(x_off)?.u(w_off)?.u(kind)?;
     be.run(shader!("matmul_float"), entry, &params, &bufs, m * n)?;
     Ok(out)
 }

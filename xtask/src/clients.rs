@@ -2,7 +2,8 @@
 //! `openai` Python package in a virtualenv and the `openai` npm package in a folder, both pinned
 //! and kept outside the repository (`$FERRITE_CLIENTS`, default `<models dir>/../clients`, that
 //! is `~/.cache/ferrite/clients`). The same virtualenv holds `kubernetes-validate`, which
-//! `deploy/validate.py` uses (see `deploy_check`). Installing is idempotent: an installed pinned
+//! `deploy/validate.py` uses (see `deploy_check`), and `pillow`, with which the image example
+//! (`tests/clients/images.py`) opens the PNGs the server returns. Installing is idempotent: an installed pinned
 //! version is left alone, without asking a registry.
 
 use anyhow::{bail, Context, Result};
@@ -15,8 +16,12 @@ pub const OPENAI_PY: &str = "3.57.0";
 /// that `deploy/validate.py` checks the manifests against, offline; it brings `jsonschema` and
 /// `PyYAML`, which the script uses too.
 pub const KUBERNETES_VALIDATE: &str = "1.37.0";
+/// The pinned `pillow` Python package: DeepInfra's image example opens the returned PNG with
+/// PIL, and so does `tests/clients/images.py`.
+pub const PILLOW: &str = "11.3.0";
 /// The Python packages of the virtualenv, pinned.
-const PYTHON_PINS: [(&str, &str); 2] = [("openai", OPENAI_PY), ("kubernetes-validate", KUBERNETES_VALIDATE)];
+const PYTHON_PINS: [(&str, &str); 3] =
+    [("openai", OPENAI_PY), ("kubernetes-validate", KUBERNETES_VALIDATE), ("pillow", PILLOW)];
 /// The pinned `openai` npm package: the newest 6.x (7.x needs Node.js 22; this machine has 20).
 pub const OPENAI_NODE: &str = "6.30.1";
 
@@ -57,10 +62,11 @@ pub fn system_packages_needed() -> Vec<&'static str> {
 /// one-line account.
 pub fn ensure_clients(dir: &Path) -> Result<String> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let py = ensure_python(&dir.join("venv")).context("the Python packages (openai, kubernetes-validate)")?;
+    let py = ensure_python(&dir.join("venv")).context("the Python packages (openai, kubernetes-validate, pillow)")?;
     let node = ensure_node(&dir.join("node")).context("the Node.js openai client")?;
     Ok(format!(
-        "python openai {OPENAI_PY} and kubernetes-validate {KUBERNETES_VALIDATE} {py}, npm openai {OPENAI_NODE} {node} in {}",
+        "python openai {OPENAI_PY}, kubernetes-validate {KUBERNETES_VALIDATE} and pillow {PILLOW} {py}, \
+         npm openai {OPENAI_NODE} {node} in {}",
         dir.display()
     ))
 }

@@ -6,7 +6,7 @@
 //!   system packages, fetches the models and the OpenAI clients, runs `cargo test --workspace`
 //!   and sums up.
 //! * `cargo xtask clients [--dir DIR]` installs the pinned official OpenAI clients (Python and
-//!   Node.js) that the server's end-to-end tests drive, and `kubernetes-validate`.
+//!   Node.js) that the server's end-to-end tests drive, `kubernetes-validate` and `pillow`.
 //! * `cargo xtask deploy-check [--dir DIR]` validates the Kubernetes manifests in `deploy/`
 //!   offline (`deploy/validate.py`, with the clients virtualenv's Python).
 //!
@@ -41,8 +41,8 @@ commands:
   clients [--dir DIR]
       Install the pinned official OpenAI clients into DIR (default: $FERRITE_CLIENTS, else
       ~/.cache/ferrite/clients): the openai Python package in DIR/venv, the openai npm
-      package in DIR/node, and kubernetes-validate (for deploy-check) in DIR/venv. Already
-      installed pinned versions are left alone.
+      package in DIR/node, kubernetes-validate (for deploy-check) and pillow (for the image
+      client test) in DIR/venv. Already installed pinned versions are left alone.
   deploy-check [--dir DIR]
       Validate the Kubernetes manifests in deploy/ offline: deploy/validate.py run by the
       Python of DIR/venv (DIR as for clients), against the Kubernetes schemas and the CRD

@@ -5,6 +5,8 @@
 //!   recompute preemption, `n` choices sharing their prompt's blocks, stop strings, logprobs.
 //! * [`embed`]: the embedding worker ([`EmbedHandle`]): encoder batches packed by a token
 //!   budget from all waiting requests.
+//! * [`image`]: the image worker ([`ImageHandle`]): text-to-image jobs under their own
+//!   concurrency limit and bounded queue, cancelled between denoising steps.
 //! * [`KvCacheManager`] over a [`BlockPool`]: per-sequence block tables, prefix caching by
 //!   block-content hashes, LRU eviction.
 //! * [`Sampler`]: per-sequence sampling (temperature, top-k/p, min-p, penalties, logit bias,
@@ -14,6 +16,7 @@
 pub mod block_pool;
 pub mod embed;
 pub mod engine;
+pub mod image;
 pub mod kv_cache_manager;
 pub mod latency;
 pub mod sampler;
@@ -23,6 +26,10 @@ pub use embed::{EmbedHandle, EmbedModel, EmbedReply, EmbedResult, EmbedSubmitErr
 pub use engine::{
     EngineConfig, EngineCore, EngineHandle, EngineStats, Event, EventSink, FinishReason, LlamaRunner, LogitsProcessor,
     Request, RequestId, StepModel, SubmitError, TokenLogprob, TokenText, Usage,
+};
+pub use image::{
+    CancelFlag, ImageHandle, ImageJob, ImageJobError, ImageModel, ImageProgress, ImageReply, ImageResult,
+    ImageSubmitError,
 };
 pub use kv_cache_manager::{ComputedBlocks, KvCacheManager, SeqId};
 pub use latency::{Histogram, RequestLatency};

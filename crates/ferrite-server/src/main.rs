@@ -1,4 +1,5 @@
-//! `ferrite`: serve the OpenAI API, generate text, embed texts, benchmark a model.
+//! `ferrite`: serve the OpenAI API, generate text, embed texts, generate images, benchmark a
+//! model.
 //! Output goes to stdout; logs go to stderr.
 
 mod cli;
@@ -22,6 +23,8 @@ enum Command {
     Generate(cli::generate::GenerateArgs),
     /// Print the embedding of each text (an embedding model), one JSON array per line.
     Embed(cli::embed::EmbedArgs),
+    /// Generate images of a prompt with a diffusers FLUX folder and write them as PNG files.
+    Image(cli::image::ImageArgs),
     /// Measure prefill and decode speed; prints one JSON line.
     Bench(cli::bench::BenchArgs),
 }
@@ -36,6 +39,7 @@ fn main() -> std::process::ExitCode {
         }
         Command::Generate(a) => cli::generate::run(a),
         Command::Embed(a) => cli::embed::run(a),
+        Command::Image(a) => cli::image::run(a),
         Command::Bench(a) => cli::bench::run(a),
     };
     match result {

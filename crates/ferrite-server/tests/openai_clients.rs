@@ -251,3 +251,17 @@ fn python_json_response_formats() {
     let s = Server::start(&["--model", model.to_str().unwrap(), "--name", "qwen2.5-coder"], &[]);
     check_done(Lang::Python, "json_mode", &client.run("json_mode", &s, None));
 }
+
+/// DeepInfra's image generation example (`size="256x256"`, `n` 1 and 2) and the extensions,
+/// on the tiny random FLUX pipeline served under the name hosted APIs give FLUX.1 [schnell]
+/// (`tests/clients/images.py`; the PNGs are opened with PIL).
+#[test]
+fn python_images_seed_example() {
+    let Some(client) = client(Lang::Python) else { return };
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../ferrite-models/tests/fixtures/tiny-flux");
+    if !dir.join("model_index.json").exists() {
+        return skip(&format!("the tiny FLUX pipeline {} is missing", dir.display())).unwrap_or(());
+    }
+    let s = Server::start(&["--model", dir.to_str().unwrap(), "--name", "black-forest-labs/FLUX-1-schnell"], &[]);
+    check_done(Lang::Python, "images", &client.run("images", &s, None));
+}

@@ -94,7 +94,8 @@ fn http_level_errors() {
     assert!(body["error"]["message"].as_str().unwrap().contains("does not support embeddings"), "{body}");
     let (status, body) = s.post("/v1/openai/images/generations", &json!({"model": "smol", "prompt": "a cat"}), None);
     assert_eq!(status, 400);
-    assert!(body["error"]["message"].as_str().unwrap().contains("does not support image"), "{body}");
+    assert_error(&body, INVALID, Some("model"), None);
+    assert!(body["error"]["message"].as_str().unwrap().contains("model smol does not generate images"), "{body}");
     let (status, body) = s.post("/v1/embeddings", &json!({"model": "bert", "input": "hi"}), None);
     assert_eq!(status, 404);
     assert_error(&body, INVALID, Some("model"), Some("model_not_found"));

@@ -21,7 +21,7 @@ impl LogitsProcessor for Ban {
 pub fn main() -> Result<(), ferrite::Error> {
     let model = std::env::var("FERRITE_EXAMPLE_MODEL").unwrap_or_else(|_| "smollm2".into());
     let engine = ferrite::blocking::Engine::new(Engine::builder().model(model).build()?);
-    let tok = engine.0.tokenizer();
+    let tok = engine.0.tokenizer().ok_or_else(|| ferrite::Error::Load("this example needs a text model".into()))?;
     let banned: Vec<u32> = (0..tok.vocab_size() as u32)
         .filter(|&id| tok.token_to_piece(id, false).is_ok_and(|p| p.iter().any(|b| b.eq_ignore_ascii_case(&b'e'))))
         .collect();

@@ -20,6 +20,7 @@ use futures_core::Stream;
 
 use crate::types::{ChatCompletionChunk, ChatCompletionRequest, ChatCompletionResponse};
 use crate::types::{CompletionChunk, CompletionRequest, CompletionResponse, EmbeddingRequest, EmbeddingResponse};
+use crate::types::{ImageGenerationRequest, ImagesResponse};
 use crate::{ChatCompletionStream, CompletionStream, Error, RequestOptions};
 
 /// A blocking view of an [`crate::Engine`].
@@ -54,6 +55,21 @@ impl Engine {
     /// [`crate::Engine::embed`], blocking.
     pub fn embed(&self, req: EmbeddingRequest) -> Result<EmbeddingResponse, Error> {
         block_on(self.0.embed(req))
+    }
+
+    /// [`crate::Engine::generate_images`], blocking.
+    pub fn generate_images(&self, req: ImageGenerationRequest) -> Result<ImagesResponse, Error> {
+        block_on(self.0.generate_images(req))
+    }
+
+    /// [`crate::Engine::generate_images_with_progress`], blocking (`progress` runs on the image
+    /// worker's thread).
+    pub fn generate_images_with_progress(
+        &self,
+        req: ImageGenerationRequest,
+        progress: impl FnMut(usize, usize) + Send + 'static,
+    ) -> Result<ImagesResponse, Error> {
+        block_on(self.0.generate_images_with_progress(req, progress))
     }
 
     /// The chunks of a chat answer as an iterator; dropping it cancels the generation.

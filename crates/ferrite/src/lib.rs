@@ -21,6 +21,8 @@
 //!   batched together by the scheduler.
 //! * [`Engine::embed`]: sentence embeddings from an embedding model (a sentence-transformers
 //!   folder such as all-MiniLM-L6-v2), concurrent requests batched together.
+//! * [`Engine::generate_images`]: text to image (base64 PNGs) from a diffusers FLUX folder, on
+//!   its own worker threads under a concurrency limit.
 //! * [`blocking`]: the same for programs without an async runtime.
 //! * [`types`]: the OpenAI request and response bodies, with builders.
 //! * [`RequestOptions`]: per-request extras such as a custom [`LogitsProcessor`].

@@ -55,7 +55,7 @@ async fn golden_texts_concurrency_and_formats() {
     assert_eq!(engine.context_length(), 512);
     let cases = golden();
     for (text, ids, _) in &cases {
-        assert_eq!(&engine.tokenizer().encode(text, true).unwrap(), ids, "{text:?}");
+        assert_eq!(&engine.tokenizer().unwrap().encode(text, true).unwrap(), ids, "{text:?}");
     }
 
     // All texts in one request.

@@ -173,7 +173,7 @@ fn blocking_api_and_logits_processor() {
         }
     }
     let b = ferrite::blocking::Engine::new(e.clone());
-    let x = e.tokenizer().encode("x", false).unwrap()[0];
+    let x = e.tokenizer().unwrap().encode("x", false).unwrap()[0];
     let opts = ferrite::RequestOptions::new().logits_processor(move || OnlyToken(x));
     let r = b.chat_with(greedy_chat("Say hi", 3), opts).unwrap();
     assert_eq!(r.choices[0].message.content.as_deref(), Some("xxx"));

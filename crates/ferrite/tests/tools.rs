@@ -75,7 +75,7 @@ fn weather_call_then_answer_from_the_result() {
     // question, result text and system prompt tried), so the test holds it to what it does:
     // well-formed calls, each with JSON-object arguments.
     let result = r#"{"location": "Paris", "temperature": 22, "unit": "celsius", "forecast": "sunny"}"#;
-    let result_tokens = e.tokenizer().encode(result, false).unwrap().len() as u32;
+    let result_tokens = e.tokenizer().unwrap().encode(result, false).unwrap().len() as u32;
     let id = calls[0].id.clone();
     let second =
         weather_request(vec![question(), ChatMessage::assistant_tool_calls(calls), ChatMessage::tool(id, result)]);

@@ -82,7 +82,8 @@ pub fn run(a: BenchArgs) -> Result<()> {
         .kv_cache_tokens(c * (a.prompt_tokens + a.gen_tokens + 16) + 64)
         .prefix_caching(false)
         .build()?;
-    let vocab = engine.tokenizer().vocab_size() as u32;
+    let vocab =
+        engine.tokenizer().context("`bench` measures text models; this one has no tokenizer")?.vocab_size() as u32;
     // Fixed pseudo-random prompts, one per stream (llama-bench also uses random tokens).
     let prompts: Vec<Vec<u32>> = (0..c as u32)
         .map(|s| {

@@ -3,7 +3,9 @@
 pub mod bench;
 pub mod embed;
 pub mod generate;
+pub mod image;
 pub mod serve;
+pub mod step_bar;
 
 use std::path::PathBuf;
 
@@ -13,7 +15,9 @@ use clap::Args;
 #[derive(Args, Debug, Clone)]
 pub struct ModelArgs {
     /// A .gguf file, a Hugging Face folder (config.json, safetensors, tokenizer.json), a
-    /// sentence-transformers folder (embedding models), or a built-in model name (smollm2, qwen2.5-coder, gemma3), fetched when missing.
+    /// sentence-transformers folder (embedding models), a diffusers FLUX folder (image models,
+    /// with model_index.json), or a built-in model name (smollm2, qwen2.5-coder, gemma3),
+    /// fetched when missing.
     #[arg(long)]
     pub model: PathBuf,
     /// Worker threads (default: all cores).

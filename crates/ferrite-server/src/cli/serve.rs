@@ -16,7 +16,8 @@ pub struct ServeArgs {
     /// Port to listen on (0 picks a free one; the bound address is printed to stderr).
     #[arg(long, default_value_t = 8080)]
     pub port: u16,
-    /// The model to serve: a .gguf file, a Hugging Face folder or a built-in model name
+    /// The model to serve: a .gguf file, a Hugging Face folder, a diffusers FLUX folder (image
+    /// generation) or a built-in model name
     /// (default, without --config: the built-in `smollm2` for chat and `minilm` for
     /// embeddings, fetched when missing).
     #[arg(long, conflicts_with = "config")]
@@ -44,9 +45,13 @@ pub struct ServeArgs {
     /// Most sequences generated together.
     #[arg(long)]
     pub max_num_seqs: Option<usize>,
-    /// Most requests waiting for admission; more get 503.
+    /// Most requests waiting for admission (for an image model: image jobs waiting for a
+    /// worker); more get 503.
     #[arg(long)]
     pub max_queue: Option<usize>,
+    /// Image jobs an image model runs at once (default 1); more wait in its queue.
+    #[arg(long)]
+    pub max_concurrent_images: Option<usize>,
     /// Seconds the requests in flight get to finish after SIGTERM; then they are answered with
     /// an error and the process exits.
     #[arg(long, default_value_t = 30.0, value_parser = parse_seconds)]
@@ -74,6 +79,7 @@ pub fn run(a: ServeArgs) -> Result<()> {
         kv_cache_mb: a.kv_cache_mb,
         max_num_seqs: a.max_num_seqs,
         max_queue: a.max_queue,
+        max_concurrent_images: a.max_concurrent_images,
     };
     let (models, engine) = match (a.config, a.model) {
         (Some(path), _) => {

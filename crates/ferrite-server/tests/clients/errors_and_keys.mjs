@@ -1,7 +1,7 @@
 // Errors as the official `openai` npm package sees them, against a ferrite started with
 // `--api-key` (FERRITE_API_KEY): the right key works, a wrong one throws AuthenticationError
 // (401), a bad temperature BadRequestError (400) with ferrite's message, an unknown model
-// NotFoundError (404), and embeddings and images (not served yet) an OpenAI error. Prints
+// NotFoundError (404), and embeddings and images asked of a chat model an OpenAI error. Prints
 // `ok NAME` per check and `### done N checks`; any failure throws.
 
 import { readFileSync } from "node:fs";
@@ -64,7 +64,8 @@ await raises("embeddings example", OpenAI.NotFoundError, 404, () => client.embed
 }));
 await raises("embeddings", OpenAI.BadRequestError, 400, () => client.embeddings.create({ model: MODEL, input: "hi" }),
   { message: "does not support embeddings" });
-// DeepInfra's images example names no model (DeepInfra picks one); ferrite needs one.
+// DeepInfra's images example names no model: ferrite takes its first image model, and this
+// server has none.
 await raises("images example", OpenAI.BadRequestError, 400, () => client.images.generate({
   prompt: "A photo of an astronaut riding a horse on Mars.", size: "1024x1024", n: 1,
 }), { param: "model" });

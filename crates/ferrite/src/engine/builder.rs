@@ -23,6 +23,7 @@ pub struct EngineBuilder {
     kv_cache_mb: usize,
     kv_cache_tokens: Option<usize>,
     embedding_batch_tokens: usize,
+    max_concurrent_images: usize,
     config: EngineConfig,
 }
 
@@ -35,6 +36,7 @@ impl Default for EngineBuilder {
             kv_cache_mb: 512,
             kv_cache_tokens: None,
             embedding_batch_tokens: 4096,
+            max_concurrent_images: 1,
             config: EngineConfig::default(),
         }
     }
@@ -82,7 +84,8 @@ impl EngineBuilder {
     }
 
     /// Waiting requests beyond which new ones are refused with [`Error::Overloaded`]
-    /// (default 1024). An embedding model's worker bounds its queue the same way.
+    /// (default 1024). The workers of embedding and image models bound their queues the same
+    /// way.
     pub fn max_queue(mut self, n: usize) -> Self {
         self.config.max_queue = n;
         self
@@ -107,8 +110,15 @@ impl EngineBuilder {
         self
     }
 
+    /// Image jobs an image model runs at once (default 1); more wait in its queue.
+    pub fn max_concurrent_images(mut self, n: usize) -> Self {
+        self.max_concurrent_images = n.max(1);
+        self
+    }
+
     /// Loads the model and starts the engine thread. A sentence-transformers or BERT-style
-    /// folder (`modules.json`, or an encoder in `config.json`) gives an embedding engine.
+    /// folder (`modules.json`, or an encoder in `config.json`) gives an embedding engine; a
+    /// diffusers folder whose `model_index.json` names a FLUX pipeline gives an image engine.
     pub fn build(self) -> Result<Engine, Error> {
         let spec = self.model.clone().ok_or_else(|| Error::Load("no model given (EngineBuilder::model)".into()))?;
         let path = resolve_model(&spec)?;
@@ -118,6 +128,11 @@ impl EngineBuilder {
             let e =
                 super::embed::Embedder::load(&path, name, &device, self.embedding_batch_tokens, self.config.max_queue)?;
             return Ok(Engine { model: super::Model::Embedder(Arc::new(e)) });
+        }
+        if super::image::is_image_model(&path) {
+            let (concurrent, queue) = (self.max_concurrent_images, self.config.max_queue);
+            let i = super::image::Imager::load(&path, name, &device, concurrent, queue)?;
+            return Ok(Engine { model: super::Model::Imager(Arc::new(i)) });
         }
         let load = |e: &dyn std::fmt::Display| Error::Load(format!("{}: {e}", path.display()));
         let (weights, cfg) = load_weights(&path).map_err(|e| load(&e))?;

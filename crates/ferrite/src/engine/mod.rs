@@ -7,7 +7,9 @@ mod completion;
 mod embed;
 mod events;
 mod grammar;
+mod image;
 mod options;
+mod png;
 mod request;
 mod tools;
 
@@ -24,7 +26,7 @@ pub use options::{LogitsProcessor, RequestOptions};
 
 use crate::types::{
     ChatCompletionRequest, ChatCompletionResponse, CompletionRequest, CompletionResponse, EmbeddingRequest,
-    EmbeddingResponse,
+    EmbeddingResponse, ImageGenerationRequest, ImagesResponse,
 };
 use crate::Error;
 
@@ -32,8 +34,9 @@ use crate::Error;
 /// and requests from all of them are batched together.
 ///
 /// A generative model answers chat and completions; an embedding model (a sentence-transformers
-/// or BERT-style folder) answers [`Engine::embed`]. Asking either for the other's kind of request
-/// is an [`Error::InvalidRequest`].
+/// or BERT-style folder) answers [`Engine::embed`]; an image model (a diffusers FLUX folder)
+/// answers [`Engine::generate_images`]. Asking one for another's kind of request is an
+/// [`Error::InvalidRequest`].
 #[derive(Clone)]
 pub struct Engine {
     model: Model,
@@ -43,6 +46,7 @@ pub struct Engine {
 enum Model {
     Generator(Arc<Inner>),
     Embedder(Arc<embed::Embedder>),
+    Imager(Arc<image::Imager>),
 }
 
 pub(crate) struct Inner {
@@ -73,6 +77,7 @@ impl Engine {
         match &self.model {
             Model::Generator(g) => &g.name,
             Model::Embedder(e) => &e.name,
+            Model::Imager(i) => &i.name,
         }
     }
 
@@ -81,54 +86,68 @@ impl Engine {
         matches!(self.model, Model::Embedder(_))
     }
 
+    /// Whether this is an image model (answers [`Engine::generate_images`] only).
+    pub fn is_image_model(&self) -> bool {
+        matches!(self.model, Model::Imager(_))
+    }
+
     /// The length of the model's embedding vectors (`None` for a generative model).
     pub fn embedding_dimensions(&self) -> Option<usize> {
         match &self.model {
-            Model::Generator(_) => None,
+            Model::Generator(_) | Model::Imager(_) => None,
             Model::Embedder(e) => Some(e.dim),
         }
     }
 
     /// The longest sequence (prompt plus completion) a request may use: the model's context
-    /// length, or the KV cache if that is smaller. For an embedding model, the longest input.
+    /// length, or the KV cache if that is smaller. For an embedding model, the longest input;
+    /// 0 for an image model.
     pub fn context_length(&self) -> usize {
         match &self.model {
             Model::Generator(g) => g.limits.max_sequence(),
             Model::Embedder(e) => e.max_tokens,
+            Model::Imager(_) => 0,
         }
     }
 
-    /// Bytes of the KV cache (allocated once at build time; 0 for an embedding model).
+    /// Bytes of the KV cache (allocated once at build time; 0 for embedding and image models).
     pub fn kv_cache_bytes(&self) -> usize {
         match &self.model {
             Model::Generator(g) => g.kv_cache_bytes,
-            Model::Embedder(_) => 0,
+            Model::Embedder(_) | Model::Imager(_) => 0,
         }
     }
 
-    /// The tokenizer of the model.
-    pub fn tokenizer(&self) -> &Tokenizer {
+    /// The tokenizer of a text model (`None` for an image model, whose text encoders each have
+    /// their own).
+    pub fn tokenizer(&self) -> Option<&Tokenizer> {
         match &self.model {
-            Model::Generator(g) => &g.tokenizer,
-            Model::Embedder(e) => &e.tokenizer,
+            Model::Generator(g) => Some(&g.tokenizer),
+            Model::Embedder(e) => Some(&e.tokenizer),
+            Model::Imager(_) => None,
         }
     }
 
     /// Scheduler counters: queue depth, running sequences, KV blocks, tokens (all zero for an
-    /// embedding model).
+    /// embedding model). For an image model, `waiting` and `running` count image jobs, `steps`
+    /// the denoising steps done, and the rest is zero.
     pub fn stats(&self) -> EngineStats {
         match &self.model {
             Model::Generator(g) => g.handle.stats(),
             Model::Embedder(_) => EngineStats::default(),
+            Model::Imager(i) => {
+                let (waiting, running, steps) = (i.handle.waiting(), i.handle.running(), i.handle.steps());
+                EngineStats { waiting, running, steps, ..EngineStats::default() }
+            }
         }
     }
 
     /// Latency histograms of the finished generation requests: time to first token, time per
-    /// output token, end to end (empty for an embedding model).
+    /// output token, end to end (empty for embedding and image models).
     pub fn latency(&self) -> RequestLatency {
         match &self.model {
             Model::Generator(g) => g.handle.latency(),
-            Model::Embedder(_) => RequestLatency::default(),
+            Model::Embedder(_) | Model::Imager(_) => RequestLatency::default(),
         }
     }
 
@@ -138,17 +157,44 @@ impl Engine {
     pub async fn embed(&self, req: EmbeddingRequest) -> Result<EmbeddingResponse, Error> {
         match &self.model {
             Model::Embedder(e) => e.embed(req).await,
-            Model::Generator(_) => {
+            Model::Generator(_) | Model::Imager(_) => {
                 Err(Error::invalid("model", format!("model {} does not support embeddings", req.model)))
             }
         }
     }
 
-    /// The generative model, or the error for asking embedding model `model` for `what`.
+    /// Generates `n` images of the prompt (an image model), as base64 PNGs. Jobs run on the
+    /// image worker under its concurrency limit; dropping the future cancels the job after its
+    /// current denoising step. A bad size, `n`, `response_format` or an option the model cannot
+    /// use, or a text model, is an [`Error::InvalidRequest`].
+    pub async fn generate_images(&self, req: ImageGenerationRequest) -> Result<ImagesResponse, Error> {
+        self.generate_images_with_progress(req, |_, _| {}).await
+    }
+
+    /// [`Engine::generate_images`], with `progress(done, total)` called after each denoising
+    /// step (on the worker thread).
+    pub async fn generate_images_with_progress(
+        &self,
+        req: ImageGenerationRequest,
+        progress: impl FnMut(usize, usize) + Send + 'static,
+    ) -> Result<ImagesResponse, Error> {
+        match &self.model {
+            Model::Imager(i) => i.generate(req, Some(Box::new(progress))).await,
+            Model::Generator(_) | Model::Embedder(_) => {
+                let model = req.model.as_deref().unwrap_or(self.model_name());
+                Err(Error::invalid("model", format!("model {model} does not generate images")))
+            }
+        }
+    }
+
+    /// The generative model, or the error for asking embedding or image model `model` for
+    /// `what`.
     fn generator(&self, what: &str, model: &str) -> Result<&Arc<Inner>, Error> {
         match &self.model {
             Model::Generator(g) => Ok(g),
-            Model::Embedder(_) => Err(Error::invalid("model", format!("model {model} does not support {what}"))),
+            Model::Embedder(_) | Model::Imager(_) => {
+                Err(Error::invalid("model", format!("model {model} does not support {what}")))
+            }
         }
     }
 

@@ -2,7 +2,8 @@
 //! need a metrics crate).
 //!
 //! HTTP series come from a middleware that sees every request; engine series (queue depth,
-//! running sequences, KV blocks, tokens) are read from each engine's stats at scrape time.
+//! running sequences, KV blocks, tokens; image jobs waiting and running) are read from each
+//! engine's stats at scrape time.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -76,6 +77,7 @@ impl Metrics {
             render_histogram(&mut out, h, name, "route", route);
         }
         render_engines(&mut out, registry);
+        render_image_engines(&mut out, registry);
         out
     }
 }
@@ -88,7 +90,7 @@ fn render_engines(out: &mut String, registry: &ModelRegistry) {
     let mut seen: Vec<&str> = Vec::new();
     let mut rows = Vec::new();
     for d in registry.deployments() {
-        if seen.contains(&d.spec.path.as_str()) || d.engine.is_embedding_model() {
+        if seen.contains(&d.spec.path.as_str()) || d.engine.is_embedding_model() || d.engine.is_image_model() {
             continue;
         }
         seen.push(&d.spec.path);
@@ -138,6 +140,32 @@ fn render_engines(out: &mut String, registry: &ModelRegistry) {
         header(out, name, "histogram", help);
         for (model, _, latency) in &rows {
             render_histogram(out, pick(latency), name, "model_name", model);
+        }
+    }
+}
+
+/// The image workers' series, once per image engine: jobs waiting for a worker, jobs running,
+/// denoising steps done.
+fn render_image_engines(out: &mut String, registry: &ModelRegistry) {
+    let mut seen: Vec<&str> = Vec::new();
+    let mut rows = Vec::new();
+    for d in registry.deployments() {
+        if seen.contains(&d.spec.path.as_str()) || !d.engine.is_image_model() {
+            continue;
+        }
+        seen.push(&d.spec.path);
+        rows.push((escape(&d.id), d.engine.stats()));
+    }
+    type Field = fn(&EngineStats) -> u64;
+    let series: [(&str, &str, &str, Field); 3] = [
+        ("ferrite:image_requests_waiting", "gauge", "Image jobs waiting for a worker.", |s| s.waiting as u64),
+        ("ferrite:image_requests_running", "gauge", "Image jobs being generated.", |s| s.running as u64),
+        ("ferrite:image_denoising_steps_total", "counter", "Denoising steps done.", |s| s.steps),
+    ];
+    for (name, kind, help, field) in series {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        for (model, stats) in &rows {
+            let _ = writeln!(out, "{name}{{model_name=\"{model}\"}} {}", field(stats));
         }
     }
 }

@@ -13,8 +13,8 @@
 //! # Ok::<(), ferrite::server::ServerError>(())
 //! ```
 //!
-//! One file per concern: `routes` (the route table), `chat`, `completions`, `embeddings`, `models` and
-//! `unsupported` (handlers), `errors` (errors to status and OpenAI body), `sse` (streaming),
+//! One file per concern: `routes` (the route table), `chat`, `completions`, `embeddings`, `images`
+//! and `models` (handlers), `errors` (errors to status and OpenAI body), `sse` (streaming),
 //! `auth` (API keys), `registry` (deployments and model names), `metrics`, `lifecycle`
 //! (readiness and draining), `shutdown` (signals), `log` (structured lines) and `openapi`. The server only parses, routes and frames: validation, templates and generation
 //! are the facade's.
@@ -24,6 +24,7 @@ mod chat;
 mod completions;
 mod embeddings;
 mod errors;
+mod images;
 pub mod lifecycle;
 mod log;
 mod metrics;
@@ -33,7 +34,6 @@ pub mod registry;
 mod routes;
 mod shutdown;
 mod sse;
-mod unsupported;
 
 use std::future::IntoFuture;
 use std::sync::{Arc, OnceLock};

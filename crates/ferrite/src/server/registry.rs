@@ -10,6 +10,7 @@
 //! kv_cache_mb = 512
 //! max_num_seqs = 16
 //! max_queue = 256
+//! max_concurrent_images = 1  # image jobs run at once per image model; more wait in the queue
 //!
 //! [[model]]
 //! name = "smollm2"
@@ -74,6 +75,8 @@ pub struct EngineSettings {
     pub max_num_seqs: Option<usize>,
     /// Most requests waiting for admission before new ones get 503.
     pub max_queue: Option<usize>,
+    /// Image jobs an image model runs at once (default 1).
+    pub max_concurrent_images: Option<usize>,
 }
 
 impl EngineSettings {
@@ -85,6 +88,7 @@ impl EngineSettings {
             kv_cache_mb: over.kv_cache_mb.or(self.kv_cache_mb),
             max_num_seqs: over.max_num_seqs.or(self.max_num_seqs),
             max_queue: over.max_queue.or(self.max_queue),
+            max_concurrent_images: over.max_concurrent_images.or(self.max_concurrent_images),
         }
     }
 
@@ -104,6 +108,9 @@ impl EngineSettings {
         }
         if let Some(n) = self.max_queue {
             b = b.max_queue(n);
+        }
+        if let Some(n) = self.max_concurrent_images {
+            b = b.max_concurrent_images(n);
         }
         b.build()
     }

@@ -3,7 +3,8 @@
 
 use crate::{
     ChatCompletionChunk, ChatCompletionRequest, ChatCompletionResponse, CompletionChunk, CompletionRequest,
-    CompletionResponse, EmbeddingRequest, EmbeddingResponse, ErrorBody, ModelInfo, ModelList,
+    CompletionResponse, EmbeddingRequest, EmbeddingResponse, ImageGenerationRequest, ImagesResponse, ModelInfo,
+    ModelList,
 };
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{header, Method, Uri};
@@ -13,7 +14,7 @@ use axum::{middleware, Router};
 use schemars::{json_schema, Schema, SchemaGenerator};
 
 use super::errors::ApiError;
-use super::{auth, chat, completions, embeddings, lifecycle, metrics, models, openapi, unsupported, AppState};
+use super::{auth, chat, completions, embeddings, images, lifecycle, metrics, models, openapi, AppState};
 
 /// Largest request body accepted; larger ones get 413.
 pub const BODY_LIMIT: usize = 32 * 1024 * 1024;
@@ -54,7 +55,7 @@ pub enum Endpoint {
     GetModel,
     /// `POST /embeddings`.
     Embeddings,
-    /// `POST /images/generations` (not supported yet).
+    /// `POST /images/generations`.
     Images,
     /// `GET /health`.
     Health,
@@ -135,9 +136,10 @@ pub const ROUTES: &[Route] = &[
         ..route(HttpMethod::Post, "/embeddings", true, Endpoint::Embeddings, "createEmbedding")
     },
     Route {
-        summary: "Image generation: not supported by the models served yet (answers 400 or 404).",
-        request: Some(|_| json_schema!({"type": "object"})),
-        response: Some(|g| g.subschema_for::<ErrorBody>()),
+        summary: "Creates images of a prompt as base64 PNGs (image models; `model` defaults to the first one \
+                  served, and text models answer 400).",
+        request: Some(|g| g.subschema_for::<ImageGenerationRequest>()),
+        response: Some(|g| g.subschema_for::<ImagesResponse>()),
         ..route(HttpMethod::Post, "/images/generations", true, Endpoint::Images, "createImage")
     },
     Route {
@@ -167,7 +169,7 @@ fn handler(endpoint: Endpoint) -> MethodRouter<AppState> {
         Endpoint::ListModels => get(models::list),
         Endpoint::GetModel => get(models::get),
         Endpoint::Embeddings => post(embeddings::create),
-        Endpoint::Images => post(unsupported::images),
+        Endpoint::Images => post(images::create),
         Endpoint::Health => get(|| async { "ok" }),
         Endpoint::Ready => get(|State(s): State<AppState>| lifecycle::ready(State(s.lifecycle))),
         Endpoint::Metrics => get(metrics::scrape),

@@ -120,7 +120,7 @@ impl EmbeddingVector {
             EncodingFormat::Float => EmbeddingVector::Float(v),
             EncodingFormat::Base64 => {
                 let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
-                EmbeddingVector::Base64(base64_encode(&bytes))
+                EmbeddingVector::Base64(super::base64::encode(&bytes))
             }
         }
     }
@@ -130,7 +130,7 @@ impl EmbeddingVector {
         match self {
             EmbeddingVector::Float(v) => Some(v.clone()),
             EmbeddingVector::Base64(s) => {
-                let bytes = base64_decode(s)?;
+                let bytes = super::base64::decode(s)?;
                 if bytes.len() % 4 != 0 {
                     return None;
                 }
@@ -147,36 +147,6 @@ pub struct EmbeddingUsage {
     pub prompt_tokens: u32,
     /// The same number.
     pub total_tokens: u32,
-}
-
-const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-/// Standard base64 with padding (RFC 4648).
-fn base64_encode(bytes: &[u8]) -> String {
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for c in bytes.chunks(3) {
-        let n = (c[0] as u32) << 16 | (*c.get(1).unwrap_or(&0) as u32) << 8 | *c.get(2).unwrap_or(&0) as u32;
-        for (i, shift) in [18, 12, 6, 0].into_iter().enumerate() {
-            out.push(if i <= c.len() { B64[(n >> shift & 63) as usize] as char } else { '=' });
-        }
-    }
-    out
-}
-
-fn base64_decode(s: &str) -> Option<Vec<u8>> {
-    let s = s.trim_end_matches('=').as_bytes();
-    let mut out = Vec::with_capacity(s.len() * 3 / 4);
-    let (mut acc, mut bits) = (0u32, 0);
-    for &ch in s {
-        let v = B64.iter().position(|&b| b == ch)? as u32;
-        acc = acc << 6 | v;
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits & 0xff) as u8);
-        }
-    }
-    Some(out)
 }
 
 #[cfg(test)]
@@ -210,11 +180,7 @@ mod tests {
     }
 
     #[test]
-    fn base64_matches_rfc4648() {
-        for (raw, enc) in [("", ""), ("f", "Zg=="), ("fo", "Zm8="), ("foo", "Zm9v"), ("foobar", "Zm9vYmFy")] {
-            assert_eq!(base64_encode(raw.as_bytes()), enc);
-            assert_eq!(base64_decode(enc).as_deref(), Some(raw.as_bytes()));
-        }
+    fn base64_vectors_are_little_endian_f32() {
         // The little-endian bytes of 1.0f32 (00 00 80 3f), as numpy's frombuffer(dtype=float32) reads.
         assert_eq!(
             EmbeddingVector::encode(vec![1.0], EncodingFormat::Base64),

@@ -54,7 +54,7 @@ pub struct Image {
 /// The most images one request may ask for.
 pub const MAX_IMAGES: usize = 10;
 /// The most denoising steps one request may ask for.
-pub const MAX_STEPS: usize = 100;
+pub const MAX_STEPS: usize = 1000;
 /// FluxPipeline's default distilled guidance.
 const DEFAULT_GUIDANCE: f32 = 3.5;
 

@@ -1,7 +1,8 @@
 //! `ferrite bench`: prefill and decode throughput through the engine, as llama-bench's pp/tg
 //! tests measure them (prefill of N prompt tokens in one batch; decode of M tokens), and with
 //! `--concurrency C`, C streams at once as llama-batched-bench does (aggregate decode tok/s
-//! and per-stream latency).
+//! and per-stream latency). On an image model it times image generation instead
+//! ([`super::bench_image`]).
 
 use std::time::{Duration, Instant};
 
@@ -26,9 +27,15 @@ pub struct BenchArgs {
     /// Timed repetitions; the median is reported.
     #[arg(long, default_value_t = 3)]
     pub repetitions: usize,
+    /// Image models: WIDTHxHEIGHT of the image.
+    #[arg(long, default_value = "256x256")]
+    pub size: String,
+    /// Image models: denoising steps.
+    #[arg(long, default_value_t = 4)]
+    pub steps: u32,
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
+pub(super) fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
 }
@@ -74,6 +81,10 @@ pub fn run(a: BenchArgs) -> Result<()> {
         bail!("--prompt-tokens, --concurrency and --repetitions must be positive, --gen-tokens at least 2");
     }
     let c = a.concurrency;
+    let threads = a.model.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    if super::is_image_folder(&a.model.model) {
+        return super::bench_image::run(a.model.engine().build()?, &a.size, a.steps, a.repetitions, threads);
+    }
     let engine = a
         .model
         .engine()
@@ -113,7 +124,6 @@ pub fn run(a: BenchArgs) -> Result<()> {
             times.iter().map(|t| (t.last - t.first).as_secs_f64() * 1e3 / (a.gen_tokens - 1) as f64).collect(),
         ));
     }
-    let threads = a.model.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     let r2 = |x: f64| (x * 100.0).round() / 100.0;
     let line = serde_json::json!({
         "model": engine.model_name(),

@@ -1,6 +1,7 @@
 //! Command-line subcommands.
 
 pub mod bench;
+pub mod bench_image;
 pub mod embed;
 pub mod generate;
 pub mod image;
@@ -38,4 +39,10 @@ impl ModelArgs {
         }
         b
     }
+}
+
+/// Whether `path` is a diffusers pipeline folder (its `model_index.json` is there), which
+/// `bench` times as an image model.
+pub fn is_image_folder(path: &std::path::Path) -> bool {
+    path.join("model_index.json").is_file()
 }

@@ -241,3 +241,21 @@ fn image_command_writes_pngs() {
     assert!(stderr.contains("ferrite: error:") && stderr.contains("multiples of 16"), "{stderr}");
     std::fs::remove_dir_all(&out_dir).unwrap();
 }
+
+/// `ferrite bench` on an image model prints one JSON line of positive timings.
+#[test]
+fn bench_times_an_image_model() {
+    let Some(dir) = tiny_flux() else { return };
+    let out = Command::new(env!("CARGO_BIN_EXE_ferrite"))
+        .args(["bench", "--threads", "2", "--model", dir.to_str().unwrap(), "--size", "32x48", "--steps", "3"])
+        .args(["--repetitions", "1"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let line: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!((line["size"].as_str(), line["steps"].as_u64()), (Some("32x48"), Some(3)));
+    for key in ["s_per_step", "s_decode", "s_per_image"] {
+        assert!(line[key].as_f64().is_some_and(|v| v >= 0.0), "{key} in {line}");
+    }
+    assert!(line["s_per_image"].as_f64() >= line["s_decode"].as_f64());
+}

@@ -19,13 +19,13 @@ pub struct ImageArgs {
     /// WIDTHxHEIGHT in pixels, each a multiple of 16, up to the model's limit.
     #[arg(long, default_value = "512x512")]
     pub size: String,
-    /// Denoising steps (default: the model's, 4 for FLUX.1 [schnell]).
+    /// Denoising steps (default: the model's, 4 for FLUX.1-schnell).
     #[arg(long)]
     pub steps: Option<u32>,
     /// Seed of the initial noise (default: a random one).
     #[arg(long)]
     pub seed: Option<u64>,
-    /// Distilled guidance, for models with a guidance embedding (FLUX.1 [dev]).
+    /// Distilled guidance, for models with a guidance embedding (FLUX.1-dev).
     #[arg(long)]
     pub guidance_scale: Option<f32>,
     /// Images to generate (1 to 10, in one batched pass). With more than one, each gets its

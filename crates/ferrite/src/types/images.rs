@@ -43,10 +43,10 @@ pub struct ImageGenerationRequest {
     /// given seed, size and `n`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seed: Option<u64>,
-    /// Extension: denoising steps (default: the model's, 4 for FLUX.1 \[schnell\]).
+    /// Extension: denoising steps (default: the model's, 4 for FLUX.1-schnell).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub num_inference_steps: Option<u32>,
-    /// Extension: distilled guidance, for models with a guidance embedding (FLUX.1 \[dev\]).
+    /// Extension: distilled guidance, for models with a guidance embedding (FLUX.1-dev).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub guidance_scale: Option<f32>,
     /// Extension: what not to draw, for models with true classifier-free guidance (FLUX

@@ -2,6 +2,7 @@
 //! (sample, group), then an elementwise kernel. Statistics are f32 (two-pass: mean, then the
 //! squared deviations), where the CPU backend uses f64.
 
+use ferrite_tensor::cpu::ops::group_norm::check_group_norm;
 use ferrite_tensor::{Error, Result, Tensor};
 
 use super::f32_offset;
@@ -12,14 +13,8 @@ use crate::{buffer_of, shader, WgpuBackend};
 pub fn group_norm(be: &WgpuBackend, x: &Tensor, groups: usize, w: &Tensor, b: &Tensor, eps: f32) -> Result<Tensor> {
     let x_off = f32_offset(x, "group_norm")?;
     let dims = x.dims();
-    if dims.len() < 2 {
-        return Err(Error::shape("group_norm", format!("x must be [n, .., c], got {dims:?}")));
-    }
-    let (n, c) = (dims[0], dims[dims.len() - 1]);
-    if groups == 0 || !c.is_multiple_of(groups) {
-        return Err(Error::shape("group_norm", format!("{c} channels in {groups} groups")));
-    }
-    if w.dims() != [c] || b.dims() != [c] || w.offset_bytes() != 0 || b.offset_bytes() != 0 {
+    let (n, c) = check_group_norm(x, groups, w, b)?;
+    if w.offset_bytes() != 0 || b.offset_bytes() != 0 {
         return Err(Error::shape("group_norm", format!("x {dims:?}, w {:?}, b {:?}", w.dims(), b.dims())));
     }
     f32_offset(w, "group_norm")?;

@@ -8,12 +8,9 @@ use rayon::prelude::*;
 use crate::cpu::{expect_f32, f32_tensor, TensorRead};
 use crate::{Error, Result, Tensor};
 
-/// `x [n, .., c]` normalised per (sample, group of `c / groups` channels) over all its positions,
-/// then scaled by `w [c]` and shifted by `b [c]`.
-pub fn group_norm(x: &Tensor, groups: usize, w: &Tensor, b: &Tensor, eps: f32) -> Result<Tensor> {
-    for t in [x, w, b] {
-        expect_f32(t, "group_norm")?;
-    }
+/// Checks the shapes of a group norm of `x [n, .., c]` in `groups` groups with `w`, `b [c]`;
+/// returns `(n, c)`. Shared with the other backends.
+pub fn check_group_norm(x: &Tensor, groups: usize, w: &Tensor, b: &Tensor) -> Result<(usize, usize)> {
     let dims = x.dims();
     if dims.len() < 2 {
         return Err(Error::shape("group_norm", format!("x must be [n, .., c], got {dims:?}")));
@@ -25,6 +22,16 @@ pub fn group_norm(x: &Tensor, groups: usize, w: &Tensor, b: &Tensor, eps: f32) -
     if w.dims() != [c] || b.dims() != [c] {
         return Err(Error::shape("group_norm", format!("x {dims:?}, w {:?}, b {:?}", w.dims(), b.dims())));
     }
+    Ok((n, c))
+}
+
+/// `x [n, .., c]` normalised per (sample, group of `c / groups` channels) over all its positions,
+/// then scaled by `w [c]` and shifted by `b [c]`.
+pub fn group_norm(x: &Tensor, groups: usize, w: &Tensor, b: &Tensor, eps: f32) -> Result<Tensor> {
+    for t in [x, w, b] {
+        expect_f32(t, "group_norm")?;
+    }
+    let (n, c) = check_group_norm(x, groups, w, b)?;
     let positions = x.numel().checked_div(n * c).unwrap_or(0);
     let cg = c / groups;
     let mut out = vec![0f32; x.numel()];

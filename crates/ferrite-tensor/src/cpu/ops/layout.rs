@@ -7,13 +7,14 @@
 use crate::cpu::{expect_f32, f32_tensor, TensorRead};
 use crate::{Error, Result, Tensor};
 
-/// `(outer, inner)` of `dims` split at `axis`.
-fn split(dims: &[usize], axis: usize) -> (usize, usize) {
+/// `(outer, inner)` of `dims` split at `axis`. Shared with the other backends.
+pub fn split(dims: &[usize], axis: usize) -> (usize, usize) {
     (dims[..axis].iter().product(), dims[axis + 1..].iter().product())
 }
 
-/// Concatenates `xs` along `axis`; every other dimension must agree.
-pub fn concat(xs: &[&Tensor], axis: usize) -> Result<Tensor> {
+/// Checks the shapes of a concatenation of `xs` along `axis` (every other dimension equal) and
+/// returns the output's dimensions. Shared with the other backends.
+pub fn check_concat(xs: &[&Tensor], axis: usize) -> Result<Vec<usize>> {
     let first = xs.first().ok_or_else(|| Error::shape("concat", "no tensors"))?;
     let rank = first.dims().len();
     if axis >= rank {
@@ -21,15 +22,36 @@ pub fn concat(xs: &[&Tensor], axis: usize) -> Result<Tensor> {
     }
     let mut total = 0usize;
     for x in xs {
-        expect_f32(x, "concat")?;
         let d = x.dims();
-        let same_rest = d.len() == rank && (0..rank).all(|i| i == axis || d[i] == first.dims()[i]);
-        if !same_rest {
+        if d.len() != rank || (0..rank).any(|i| i != axis && d[i] != first.dims()[i]) {
             return Err(Error::shape("concat", format!("{:?} and {:?} along axis {axis}", first.dims(), d)));
         }
         total += d[axis];
     }
-    let (outer, inner) = split(first.dims(), axis);
+    let mut dims = first.dims().to_vec();
+    dims[axis] = total;
+    Ok(dims)
+}
+
+/// Checks `start .. start + len` along `axis` of `dims` and returns the narrowed dimensions.
+/// Shared with the other backends.
+pub fn check_narrow(dims: &[usize], axis: usize, start: usize, len: usize) -> Result<Vec<usize>> {
+    if axis >= dims.len() || start.checked_add(len).is_none_or(|e| e > dims[axis]) {
+        return Err(Error::shape("narrow", format!("{start}..{start}+{len} on axis {axis} of {dims:?}")));
+    }
+    let mut new_dims = dims.to_vec();
+    new_dims[axis] = len;
+    Ok(new_dims)
+}
+
+/// Concatenates `xs` along `axis`; every other dimension must agree.
+pub fn concat(xs: &[&Tensor], axis: usize) -> Result<Tensor> {
+    let dims = check_concat(xs, axis)?;
+    for x in xs {
+        expect_f32(x, "concat")?;
+    }
+    let first = xs[0];
+    let (total, (outer, inner)) = (dims[axis], split(&dims, axis));
     let reads = xs.iter().map(|x| TensorRead::new(x, "concat")).collect::<Result<Vec<_>>>()?;
     let srcs = reads.iter().map(|r| r.f32()).collect::<Result<Vec<_>>>()?;
     let mut out = Vec::with_capacity(outer * total * inner);
@@ -39,8 +61,6 @@ pub fn concat(xs: &[&Tensor], axis: usize) -> Result<Tensor> {
             out.extend_from_slice(&s[o * block..(o + 1) * block]);
         }
     }
-    let mut dims = first.dims().to_vec();
-    dims[axis] = total;
     f32_tensor(out, dims, first.device())
 }
 
@@ -48,9 +68,7 @@ pub fn concat(xs: &[&Tensor], axis: usize) -> Result<Tensor> {
 pub fn narrow(x: &Tensor, axis: usize, start: usize, len: usize) -> Result<Tensor> {
     expect_f32(x, "narrow")?;
     let dims = x.dims();
-    if axis >= dims.len() || start.checked_add(len).is_none_or(|e| e > dims[axis]) {
-        return Err(Error::shape("narrow", format!("{start}..{start}+{len} on axis {axis} of {dims:?}")));
-    }
+    let new_dims = check_narrow(dims, axis, start, len)?;
     let (outer, inner) = split(dims, axis);
     let read = TensorRead::new(x, "narrow")?;
     let s = read.f32()?;
@@ -59,8 +77,6 @@ pub fn narrow(x: &Tensor, axis: usize, start: usize, len: usize) -> Result<Tenso
     for o in 0..outer {
         out.extend_from_slice(&s[o * block + start * inner..][..len * inner]);
     }
-    let mut new_dims = dims.to_vec();
-    new_dims[axis] = len;
     f32_tensor(out, new_dims, x.device())
 }
 

@@ -221,19 +221,17 @@ pub trait Backend: Send + Sync + Debug {
     /// Bidirectional attention of packed sequences (encoders): `q [tokens, q_heads, head_dim]`,
     /// `k`/`v [tokens, kv_heads, head_dim]`; `seq_lens` splits the tokens into sequences and
     /// each query sees every key of its own sequence (no cache, no padding, so no mask).
-    /// Returns `[tokens, q_heads, head_dim]` f32. The default copies to the host and runs the
-    /// CPU kernel, so a backend without its own kernel still works.
+    /// Returns `[tokens, q_heads, head_dim]` f32. It is [`Backend::attention_dense`] without a
+    /// mask or bias.
     fn attention_full(&self, q: &Tensor, k: &Tensor, v: &Tensor, seq_lens: &[usize], scale: f32) -> Result<Tensor> {
-        let cpu = crate::Device::cpu();
-        let (hq, hk, hv) = (q.to_device(&cpu)?, k.to_device(&cpu)?, v.to_device(&cpu)?);
-        crate::cpu::ops::attention_full::attention_full(&hq, &hk, &hv, seq_lens, scale)?.to_device(q.device())
+        self.attention_dense(q, k, v, seq_lens, &DenseAttention { scale, causal: false, bias: None })
     }
 
     // ---- ops of the diffusion pipeline (image tensors are NHWC: [n, h, w, c]) ----
 
     /// [`Backend::attention_full`] with a causal mask and/or an additive bias (see
-    /// [`DenseAttention`]). The default, like `attention_full`'s, copies to the host and runs
-    /// the CPU kernel, so a backend without its own kernel still works.
+    /// [`DenseAttention`]). The default copies to the host and runs the CPU kernel, so a backend
+    /// without its own kernel still works.
     fn attention_dense(
         &self,
         q: &Tensor,

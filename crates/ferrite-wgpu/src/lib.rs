@@ -209,17 +209,6 @@ impl Backend for WgpuBackend {
         ops::modulate::gated_add(self, x, gate, y)
     }
 
-    fn attention_full(&self, q: &Tensor, k: &Tensor, v: &Tensor, seq_lens: &[usize], scale: f32) -> Result<Tensor> {
-        ops::attention_dense::attention_dense(
-            self,
-            q,
-            k,
-            v,
-            seq_lens,
-            &DenseAttention { scale, causal: false, bias: None },
-        )
-    }
-
     fn attention_dense(
         &self,
         q: &Tensor,

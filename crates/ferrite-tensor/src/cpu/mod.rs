@@ -154,10 +154,6 @@ impl Backend for CpuBackend {
         self.run(|| ops::attention::attention(q, k_cache, v_cache, seqs, params))
     }
 
-    fn attention_full(&self, q: &Tensor, k: &Tensor, v: &Tensor, seq_lens: &[usize], scale: f32) -> Result<Tensor> {
-        self.run(|| ops::attention_full::attention_full(q, k, v, seq_lens, scale))
-    }
-
     fn attention_dense(
         &self,
         q: &Tensor,

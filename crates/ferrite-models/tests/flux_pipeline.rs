@@ -113,19 +113,20 @@ fn bad_requests_are_refused_with_reasons() {
     let ok = request(1, 1);
     assert!(p.validate(&ok).is_ok());
     let cases = [
-        (ImageRequest { width: 50, ..ok.clone() }, "multiples of 16"),
-        (ImageRequest { height: 0, ..ok.clone() }, "multiples of 16"),
-        (ImageRequest { width: 2048, height: 2048, ..ok.clone() }, "limit"),
-        (ImageRequest { n: 0, ..ok.clone() }, "n must be"),
-        (ImageRequest { n: 11, ..ok.clone() }, "n must be"),
-        (ImageRequest { steps: Some(0), ..ok.clone() }, "num_inference_steps"),
-        (ImageRequest { negative_prompt: Some("blurry".into()), ..ok.clone() }, "negative_prompt"),
-        (ImageRequest { guidance_scale: Some(3.5), ..ok.clone() }, "guidance_scale"),
-        (ImageRequest { prompt: " ".into(), ..ok.clone() }, "prompt"),
+        (ImageRequest { width: 50, ..ok.clone() }, "size", "multiples of 16"),
+        (ImageRequest { height: 0, ..ok.clone() }, "size", "multiples of 16"),
+        (ImageRequest { width: 2048, height: 2048, ..ok.clone() }, "size", "limit"),
+        (ImageRequest { n: 0, ..ok.clone() }, "n", "n must be"),
+        (ImageRequest { n: 11, ..ok.clone() }, "n", "n must be"),
+        (ImageRequest { steps: Some(0), ..ok.clone() }, "num_inference_steps", "num_inference_steps"),
+        (ImageRequest { negative_prompt: Some("blurry".into()), ..ok.clone() }, "negative_prompt", "negative_prompt"),
+        (ImageRequest { guidance_scale: Some(3.5), ..ok.clone() }, "guidance_scale", "guidance_scale"),
+        (ImageRequest { prompt: " ".into(), ..ok.clone() }, "prompt", "prompt"),
     ];
-    for (req, want) in cases {
+    for (req, field, want) in cases {
         let err = p.validate(&req).unwrap_err();
-        assert!(err.contains(want), "{req:?}: {err}");
+        assert!(err.message.contains(want), "{req:?}: {err}");
+        assert_eq!(err.field, field, "{req:?}: {err}");
         assert!(p.generate(&req, &mut run_ok).is_err());
     }
     assert_eq!(p.max_pixels(), 4096 * 256);

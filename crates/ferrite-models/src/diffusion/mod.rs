@@ -22,7 +22,7 @@ pub mod t5;
 pub mod vae;
 
 pub use clip::{ClipConfig, ClipTextEncoder};
-pub use pipeline::{FluxPipeline, Image, ImageRequest};
+pub use pipeline::{FluxPipeline, Image, ImageRequest, InvalidImageRequest};
 pub use prompt_tokens::PromptTokenizer;
 pub use t5::{T5Config, T5Encoder};
 

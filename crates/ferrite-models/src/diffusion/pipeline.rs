@@ -51,6 +51,19 @@ pub struct Image {
     pub rgb: Vec<u8>,
 }
 
+/// Why [`FluxPipeline::validate`] refused a request: the request field at fault (named as in
+/// OpenAI's Images API and its extensions) and a message fit for an HTTP 400.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct InvalidImageRequest {
+    pub field: &'static str,
+    pub message: String,
+}
+
+fn invalid(field: &'static str, message: impl Into<String>) -> InvalidImageRequest {
+    InvalidImageRequest { field, message: message.into() }
+}
+
 /// The most images one request may ask for.
 pub const MAX_IMAGES: usize = 10;
 /// The most denoising steps one request may ask for.
@@ -198,46 +211,59 @@ impl FluxPipeline {
     /// [`FluxPipeline::max_pixels`]), `n`, steps, and options this model cannot use
     /// (`negative_prompt`; `guidance_scale` without a guidance embedding). The message suits an
     /// HTTP 400.
-    pub fn validate(&self, req: &ImageRequest) -> std::result::Result<(), String> {
+    pub fn validate(&self, req: &ImageRequest) -> std::result::Result<(), InvalidImageRequest> {
         let tp = self.token_pixels();
         if req.width == 0 || req.height == 0 || !req.width.is_multiple_of(tp) || !req.height.is_multiple_of(tp) {
-            return Err(format!("size {}x{} must be positive multiples of {tp}", req.width, req.height));
+            return Err(invalid(
+                "size",
+                format!("size {}x{} must be positive multiples of {tp}", req.width, req.height),
+            ));
         }
         if req.width * req.height > self.max_pixels() {
             let side = (self.max_pixels() as f64).sqrt() as usize;
-            return Err(format!(
-                "size {}x{} is larger than this model's limit of {} pixels (e.g. {side}x{side})",
-                req.width,
-                req.height,
-                self.max_pixels()
+            return Err(invalid(
+                "size",
+                format!(
+                    "size {}x{} is larger than this model's limit of {} pixels (e.g. {side}x{side})",
+                    req.width,
+                    req.height,
+                    self.max_pixels()
+                ),
             ));
         }
         if !(1..=MAX_IMAGES).contains(&req.n) {
-            return Err(format!("n must be between 1 and {MAX_IMAGES}, got {}", req.n));
+            return Err(invalid("n", format!("n must be between 1 and {MAX_IMAGES}, got {}", req.n)));
         }
         if let Some(s) = req.steps {
             if !(1..=MAX_STEPS).contains(&s) {
-                return Err(format!("num_inference_steps must be between 1 and {MAX_STEPS}, got {s}"));
+                return Err(invalid(
+                    "num_inference_steps",
+                    format!("num_inference_steps must be between 1 and {MAX_STEPS}, got {s}"),
+                ));
             }
         }
         if req.negative_prompt.is_some() {
-            return Err(
-                "negative_prompt is not supported: FLUX is guidance-distilled and has no classifier-free guidance"
-                    .into(),
-            );
+            return Err(invalid(
+                "negative_prompt",
+                "negative_prompt is not supported: FLUX is guidance-distilled and has no classifier-free guidance",
+            ));
         }
         if let Some(g) = req.guidance_scale {
             if !self.transformer.config().guidance_embeds {
-                return Err(
-                    "guidance_scale is not supported by this model (its transformer has no guidance embedding)".into(),
-                );
+                return Err(invalid(
+                    "guidance_scale",
+                    "guidance_scale is not supported by this model (its transformer has no guidance embedding)",
+                ));
             }
             if !g.is_finite() || g < 0.0 {
-                return Err(format!("guidance_scale must be a non-negative number, got {g}"));
+                return Err(invalid(
+                    "guidance_scale",
+                    format!("guidance_scale must be a non-negative number, got {g}"),
+                ));
             }
         }
         if req.prompt.trim().is_empty() {
-            return Err("prompt must not be empty".into());
+            return Err(invalid("prompt", "prompt must not be empty"));
         }
         Ok(())
     }
@@ -336,7 +362,7 @@ impl FluxPipeline {
         req: &ImageRequest,
         on_step: &mut dyn FnMut(usize, usize) -> ControlFlow<()>,
     ) -> Result<Vec<Image>> {
-        self.validate(req).map_err(Error::Config)?;
+        self.validate(req).map_err(|e| Error::Config(e.message))?;
         let tp = self.token_pixels();
         let (rows, cols) = (req.height / tp, req.width / tp);
         let prompts = vec![req.prompt.as_str(); req.n];

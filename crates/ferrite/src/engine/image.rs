@@ -78,7 +78,7 @@ impl Imager {
             guidance_scale: req.guidance_scale,
             seed: req.seed,
         };
-        self.pipeline.validate(&ir).map_err(|m| Error::invalid(param_of(&m), m))?;
+        self.pipeline.validate(&ir).map_err(|e| Error::invalid(e.field, e.message))?;
         Ok(ir)
     }
 
@@ -135,24 +135,6 @@ fn default_side(max_pixels: usize) -> usize {
     (max_pixels as f64).sqrt() as usize / 16 * 16
 }
 
-/// The request field a pipeline's validation message is about: the one it names or speaks of,
-/// else `size` (the pipeline's other limits are on width and height).
-fn param_of(message: &str) -> &'static str {
-    const FIELDS: [(&str, &str); 6] = [
-        ("negative_prompt", "negative_prompt"),
-        ("negative prompt", "negative_prompt"),
-        ("guidance", "guidance_scale"),
-        ("step", "num_inference_steps"),
-        ("prompt", "prompt"),
-        ("seed", "seed"),
-    ];
-    let m = message.to_ascii_lowercase();
-    if m.starts_with("n ") || m.contains(" n ") {
-        return "n";
-    }
-    FIELDS.iter().find(|(word, _)| m.contains(word)).map_or("size", |&(_, param)| param)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -163,15 +145,6 @@ mod tests {
         assert_eq!(default_side(1024 * 1024), 1024);
         assert_eq!(default_side(512 * 512), 512);
         assert_eq!(default_side(300 * 300), 288);
-    }
-
-    #[test]
-    fn validation_messages_find_their_field() {
-        assert_eq!(param_of("negative_prompt is not supported by FLUX"), "negative_prompt");
-        assert_eq!(param_of("this model has no guidance embedding"), "guidance_scale");
-        assert_eq!(param_of("at most 50 steps"), "num_inference_steps");
-        assert_eq!(param_of("width 4096 is above the limit"), "size");
-        assert_eq!(param_of("n must be at most 4"), "n");
     }
 
     #[test]

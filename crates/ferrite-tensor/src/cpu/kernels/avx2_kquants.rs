@@ -24,33 +24,46 @@ fn hsum_i32x4(v: &[__m256i; 4]) -> __m128i {
     _mm_add_epi32(_mm256_castsi256_si128(c), _mm256_extracti128_si256::<1>(c))
 }
 
+/// The sum of the 4 i32 lanes (exact integers).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn hsum_i32_128(s: __m128i) -> i32 {
+    let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b01_00_11_10>(s));
+    _mm_cvtsi128_si32(_mm_add_epi32(s, _mm_shuffle_epi32::<0b10_11_00_01>(s)))
+}
+
+/// The 8 6-bit scales (i16 lanes 0..8) and 8 mins (lanes 8..16) of the Q4_K/Q5_K block at
+/// `p`, from its 12 packed bytes at `p + 4` (the same values as `scalar::k4_scales_mins`,
+/// unpacked 4 at a time with 32-bit masks).
+///
+/// # Safety
+/// The 16 bytes at `p` are readable.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn k4_scales_mins_v(p: *const u8) -> __m256i {
+    const LOW6: u32 = 0x3f3f_3f3f;
+    const LOW4: u32 = 0x0f0f_0f0f;
+    const LOW2: u32 = 0x0303_0303;
+    // SAFETY: the caller guarantees bytes `p + 4 .. p + 16`.
+    let u: [u32; 3] = std::array::from_fn(|i| unsafe { std::ptr::read_unaligned(p.add(4 + 4 * i) as *const u32) });
+    let scales_lo = u[0] & LOW6;
+    let scales_hi = (u[2] & LOW4) | (((u[0] >> 6) & LOW2) << 4);
+    let mins_lo = u[1] & LOW6;
+    let mins_hi = ((u[2] >> 4) & LOW4) | (((u[1] >> 6) & LOW2) << 4);
+    _mm256_cvtepu8_epi16(_mm_set_epi32(mins_hi as i32, mins_lo as i32, scales_hi as i32, scales_lo as i32))
+}
+
 /// For 4 activation rows `r` and the 4 sub-block pairs `i` of super-block `sb`: the exact
-/// integers `Σ_{j ∈ {2i, 2i+1}} mn[j] · (bsums[2j] + bsums[2j+1])` as `out[i] = [row 0..4]`.
+/// integers `Σ_{j ∈ {2i, 2i+1}} mn[j] · (bsums[2j] + bsums[2j+1])` as `out[i] = [row 0..4]`,
+/// with the 8 mins `mn` as i16 lanes.
 ///
 /// # Safety
 /// Every row's `bsums` covers `16·sb + 16` values.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn k4_mins_x4(mn: &[i32; 8], xs: &[ActRow<'_>], sb: usize) -> [__m128i; 4] {
+unsafe fn k4_mins_x4(mins: __m128i, xs: &[ActRow<'_>], sb: usize) -> [__m128i; 4] {
     // Each min twice, for the two 16-value sums of its 32-value sub-block.
-    let m = _mm256_set_epi16(
-        mn[7] as i16,
-        mn[7] as i16,
-        mn[6] as i16,
-        mn[6] as i16,
-        mn[5] as i16,
-        mn[5] as i16,
-        mn[4] as i16,
-        mn[4] as i16,
-        mn[3] as i16,
-        mn[3] as i16,
-        mn[2] as i16,
-        mn[2] as i16,
-        mn[1] as i16,
-        mn[1] as i16,
-        mn[0] as i16,
-        mn[0] as i16,
-    );
+    let m = _mm256_set_m128i(_mm_unpackhi_epi16(mins, mins), _mm_unpacklo_epi16(mins, mins));
     // SAFETY: the caller guarantees the 16 sums at `16·sb` exist in each row.
     let v: [__m256i; 4] = std::array::from_fn(|r| unsafe {
         _mm256_madd_epi16(_mm256_loadu_si256(xs[r].bsums.as_ptr().add(16 * sb) as *const __m256i), m)
@@ -83,7 +96,10 @@ unsafe fn k4<const FIVE: bool, const R: usize>(w: &[u8], xs: &[ActRow<'_>], out:
     unsafe {
         for sb in 0..nsb {
             let p = w.as_ptr().add(sb * ts);
-            let (sc, mn) = super::scalar::k4_scales_mins(std::slice::from_raw_parts(p, 16));
+            let scales_mins = k4_scales_mins_v(p);
+            let mins = _mm256_extracti128_si256::<1>(scales_mins);
+            let mut sc = [0i16; 16];
+            _mm256_storeu_si256(sc.as_mut_ptr() as *mut __m256i, scales_mins);
             let (d, dmin) = (f16_at(p), f16_at(p.add(2)));
             let qh = if FIVE { _mm256_loadu_si256(p.add(16) as *const __m256i) } else { mask4 };
             let mut iacc = [_mm256_setzero_si256(); R];
@@ -93,7 +109,7 @@ unsafe fn k4<const FIVE: bool, const R: usize>(w: &[u8], xs: &[ActRow<'_>], out:
                 let dx = _mm_setr_ps(xs[0].d[8 * sb], xs[1].d[8 * sb], xs[2].d[8 * sb], xs[3].d[8 * sb]);
                 dd4 = _mm_mul_ps(_mm_set1_ps(d), dx);
                 dm4 = _mm_mul_ps(_mm_set1_ps(dmin), dx);
-                imin4 = k4_mins_x4(&mn, xs, sb);
+                imin4 = k4_mins_x4(mins, xs, sb);
             }
             for i in 0..4 {
                 let y = _mm256_loadu_si256(p.add(qs_off + 32 * i) as *const __m256i);
@@ -107,7 +123,7 @@ unsafe fn k4<const FIVE: bool, const R: usize>(w: &[u8], xs: &[ActRow<'_>], out:
                     hi =
                         _mm256_or_si256(hi, _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(qh, bh), bh), sixteen));
                 }
-                let (sl, sh) = (_mm256_set1_epi16(sc[2 * i] as i16), _mm256_set1_epi16(sc[2 * i + 1] as i16));
+                let (sl, sh) = (_mm256_set1_epi16(sc[2 * i]), _mm256_set1_epi16(sc[2 * i + 1]));
                 for r in 0..R {
                     let x = xs[r].qs.as_ptr().add(256 * sb + 64 * i);
                     let xl = _mm256_loadu_si256(x as *const __m256i);
@@ -126,8 +142,11 @@ unsafe fn k4<const FIVE: bool, const R: usize>(w: &[u8], xs: &[ActRow<'_>], out:
                 } else if i == 3 {
                     for r in 0..R {
                         let isum = hsum_i32(iacc[r]);
-                        let bs = &xs[r].bsums[16 * sb..16 * sb + 16];
-                        let imin: i32 = (0..8).map(|j| mn[j] * (bs[2 * j] as i32 + bs[2 * j + 1] as i32)).sum();
+                        // `Σ_j mn[j] · (bsums[2j] + bsums[2j+1])`, exactly (the pair sums fit
+                        // i16: 32 values of at most 128 in magnitude).
+                        let bs = _mm256_loadu_si256(xs[r].bsums.as_ptr().add(16 * sb) as *const __m256i);
+                        let pairs = _mm_hadd_epi16(_mm256_castsi256_si128(bs), _mm256_extracti128_si256::<1>(bs));
+                        let imin = hsum_i32_128(_mm_madd_epi16(mins, pairs));
                         let dx = xs[r].d[8 * sb];
                         acc[r] = (isum as f32).mul_add(d * dx, acc[r]);
                         acc_min[r] = (imin as f32).mul_add(dmin * dx, acc_min[r]);

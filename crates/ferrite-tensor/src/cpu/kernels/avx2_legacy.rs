@@ -278,8 +278,7 @@ unsafe fn legacy_pair<const KIND: u8, const R: usize, const PRE: bool>(
     }
 }
 
-/// One activation row: weight rows one at a time through [`legacy`] (streamed from memory).
-/// Several: pairs of weight rows through [`legacy_pair`] (reading `pre`, the rows unpacked by
+/// Pairs of weight rows through [`legacy_pair`] (reading `pre`, the rows unpacked by
 /// [`unpack_rows`], when given), an odd last one through [`legacy`].
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn rows<const KIND: u8, const R: usize>(
@@ -296,7 +295,10 @@ unsafe fn rows<const KIND: u8, const R: usize>(
     // SAFETY: as `legacy` / `legacy_pair`, for rows inside `w` and outputs inside `out`; `pre`
     // holds the unpacked rows of `w` (checked by `Kernels::quant_dot_unpacked`).
     unsafe {
-        while R > 1 && j + 2 <= n {
+        // One activation row: pairs too (the activation block and its offset are loaded once
+        // for two weight rows, the scales come from the table), but for Q4_1, whose scalar
+        // `summs` chains make the pair slower than single rows (in-cache rates, 1 thread).
+        while (R > 1 || KIND != Q4_1) && j + 2 <= n {
             let o = &mut out[j * stride..];
             match pre {
                 Some(u) => {

@@ -1,9 +1,10 @@
 // out [m, n] = x [m, k] · w [n, k]ᵀ for GGUF block-quantized weights (Q4_0, Q4_1, Q5_0, Q8_0,
 // Q4_K, Q5_K, Q6_K), decoded here from their blocks (quant_blocks.wgsl, appended by the Rust
-// side) against f32 activations. One workgroup of 64 threads per weight row j and tile of up
-// to 4 activation rows: each thread decodes a strided share of the row's 8-weight units once
-// and multiplies it into the tile's rows, then a tree sum per row. m = 1 (decode) spreads over
-// n workgroups; prefill reuses each decoded unit 4 times.
+// side) against f32 activations. One workgroup of 64 threads per 16 weight rows and tile of up
+// to 4 activation rows: 4 threads per weight row, each decoding every 4th 8-weight unit of the
+// row once and multiplying it into the tile's rows, then one barrier and a sum of the 4
+// partials. Few, fat workgroups: a software device (lavapipe) pays per workgroup and per
+// barrier, and m = 1 (decode) still spreads over n / 16 workgroups.
 
 struct Params {
     m: u32, n: u32, k: u32, x_off: u32,
@@ -17,6 +18,9 @@ struct Params {
 @group(0) @binding(3) var<storage, read_write> out: array<f32>;
 
 const TILE: u32 = 4u;
+// Weight rows per workgroup, and threads per weight row (ROWS · LANES = 64).
+const ROWS: u32 = 16u;
+const LANES: u32 = 4u;
 
 var<workgroup> partial: array<vec4<f32>, 64>;
 
@@ -32,28 +36,28 @@ fn x4(at: u32) -> vec4<f32> {
 fn matmul_quant(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                 @builtin(local_invocation_index) li: u32) {
     let o = wg.x + wg.y * nwg.x;
+    let groups = (p.n + ROWS - 1u) / ROWS;
     let tiles = (p.m + TILE - 1u) / TILE;
-    if (o >= p.n * tiles) { return; }
-    let j = o % p.n;
-    let r0 = (o / p.n) * TILE;
+    if (o >= groups * tiles) { return; }
+    let j = (o % groups) * ROWS + li / LANES;
+    let lane = li % LANES;
+    let r0 = (o / groups) * TILE;
     let rows = min(TILE, p.m - r0);
-    let row = p.w_off + j * p.row_bytes;
     var s = vec4<f32>(0.0);
-    for (var u = li; u < p.units; u += 64u) {
-        let q = decode_unit(p.kind, row, u);
-        for (var r = 0u; r < rows; r++) {
-            let xr = p.x_off + (r0 + r) * p.k;
-            s[r] += dot(x4(xr + q.i0), q.lo) + dot(x4(xr + q.i1), q.hi);
+    if (j < p.n) {
+        let row = p.w_off + j * p.row_bytes;
+        for (var u = lane; u < p.units; u += LANES) {
+            let q = decode_unit(p.kind, row, u);
+            for (var r = 0u; r < rows; r++) {
+                let xr = p.x_off + (r0 + r) * p.k;
+                s[r] += dot(x4(xr + q.i0), q.lo) + dot(x4(xr + q.i1), q.hi);
+            }
         }
     }
     partial[li] = s;
     workgroupBarrier();
-    for (var h = 32u; h > 0u; h >>= 1u) {
-        if (li < h) { partial[li] += partial[li + h]; }
-        workgroupBarrier();
-    }
-    if (li == 0u) {
-        let t = partial[0];
+    if (lane == 0u && j < p.n) {
+        let t = (partial[li] + partial[li + 1u]) + (partial[li + 2u] + partial[li + 3u]);
         for (var r = 0u; r < rows; r++) {
             out[(r0 + r) * p.n + j] = t[r];
         }

@@ -10,6 +10,8 @@ use crate::{buffer_of, shader, WgpuBackend};
 
 /// Activation rows one workgroup of `matmul_quant` multiplies (the shader's `TILE`).
 const QUANT_TILE: usize = 4;
+/// Weight rows one workgroup of `matmul_quant` takes (the shader's `ROWS`).
+const QUANT_ROWS: usize = 16;
 
 /// `x [.., k]` f32 times `w [n, k]`ᵀ.
 pub fn matmul(be: &WgpuBackend, x: &Tensor, w: &Tensor) -> Result<Tensor> {
@@ -32,7 +34,7 @@ pub fn matmul(be: &WgpuBackend, x: &Tensor, w: &Tensor) -> Result<Tensor> {
         let rows = quant::rows(w, k, "matmul (wgpu)")?;
         let params =
             Params::new().u(m)?.u(n)?.u(k)?.u(x_off)?.u(rows.offset)?.u(rows.row_bytes)?.u(rows.units)?.u(rows.kind)?;
-        let groups = n * m.div_ceil(QUANT_TILE);
+        let groups = n.div_ceil(QUANT_ROWS) * m.div_ceil(QUANT_TILE);
         be.run(shader!("matmul_quant", "quant_blocks"), "matmul_quant", &params, &bufs, groups)?;
         return Ok(out);
     }

@@ -139,6 +139,13 @@ impl WgpuBackend {
         groups: usize,
     ) -> Result<()> {
         let device = &self.gpu.device;
+        let limit = device.limits().max_storage_buffer_binding_size;
+        if let Some(b) = buffers.iter().find(|b| b.size() > limit) {
+            return Err(Error::Backend(format!(
+                "wgpu: {entry}: a buffer of {} bytes exceeds this adapter's storage binding limit of {limit} bytes",
+                b.size()
+            )));
+        }
         let pipeline = self.pipeline(shader, entry)?;
         let uniform = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
             label: Some("params"),

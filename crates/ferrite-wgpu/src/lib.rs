@@ -102,6 +102,15 @@ impl Backend for WgpuBackend {
     }
 
     fn upload(&self, bytes: &[u8]) -> Result<Arc<dyn BackendStorage>> {
+        // Kernels bind whole buffers: one past the adapter's binding limit could never be used
+        // (e.g. Qwen2.5's 145 MB output matrix under lavapipe's 128 MiB), so refuse it here.
+        let limit = self.gpu.device.limits().max_storage_buffer_binding_size;
+        if bytes.len() as u64 > limit {
+            return Err(Error::Backend(format!(
+                "wgpu: a tensor of {} bytes exceeds this adapter's storage binding limit of {limit} bytes",
+                bytes.len()
+            )));
+        }
         Ok(Arc::new(self.upload_storage(bytes, "upload")))
     }
 

@@ -16,7 +16,7 @@
 use ferrite_chat::tokenizer::Tokenizer;
 use ferrite_models::weights::F32Weights;
 use ferrite_models::{load_weights, Batch, KvCache, Llama};
-use ferrite_tensor::model_files::{test_model, SMOLLM2};
+use ferrite_tensor::model_files::{test_model, QWEN25, SMOLLM2};
 use ferrite_tensor::gguf::GgufFile;
 use ferrite_tensor::{DType, Device};
 
@@ -111,5 +111,19 @@ fn smollm2_greedy_on_wgpu_equals_the_cpu_for_the_committed_prompts() {
         let text = |t: &[u32]| tok.decode(t, false).unwrap();
         eprintln!("{prompt:?}: cpu {:?} | wgpu {:?} | llama.cpp {:?}", text(&a), text(&b), case["continuation"]);
         assert_eq!(a, b, "{prompt:?}: cpu {:?} vs wgpu {:?}", text(&a), text(&b));
+    }
+}
+
+/// Kernels bind whole buffers, so a tensor past the adapter's binding limit (lavapipe: 128 MiB;
+/// Qwen2.5's output matrix is 145 MB) is refused at load with an error that says so, not a
+/// validation panic at the first forward pass.
+#[test]
+fn a_tensor_past_the_binding_limit_is_a_clear_error() {
+    let Some(g) = gpu() else { return };
+    let Some(path) = test_model(QWEN25) else { return };
+    let (w, cfg) = load_weights(&path).unwrap();
+    match Llama::load(w.as_ref(), cfg, g) {
+        Ok(_) => eprintln!("this adapter binds Qwen2.5's 145 MB output matrix: nothing to refuse"),
+        Err(e) => assert!(e.to_string().contains("storage binding limit"), "{e}"),
     }
 }

@@ -81,6 +81,15 @@ pub(crate) fn mad(y: &mut [f16], x: &[f16], v: f32) {
 
 /// `ggml_vec_scale_f16`: `y[i] = f16(y[i] · v)`.
 pub(crate) fn scale(y: &mut [f16], v: f32) {
+    match level() {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `level()` detected AVX2 and F16C (AVX-512F implies both).
+        Level::Avx512 | Level::Avx2 => unsafe { x86::scale_avx2(y, v) },
+        _ => scale_scalar(y, v),
+    }
+}
+
+fn scale_scalar(y: &mut [f16], v: f32) {
     for o in y.iter_mut() {
         *o = f16::from_f32(o.to_f32() * v);
     }
@@ -167,6 +176,25 @@ mod x86 {
         }
     }
 
+    /// `scale` 8 values at a time (`vcvtph2ps`, `vmulps`, `vcvtps2ph` to nearest even: the
+    /// scalar rounding).
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(super) unsafe fn scale_avx2(y: &mut [f16], v: f32) {
+        let n = y.len();
+        let vv = _mm256_set1_ps(v);
+        let mut i = 0;
+        // SAFETY: every access covers 8 values inside `0..n`.
+        unsafe {
+            while i + 8 <= n {
+                let yp = y.as_mut_ptr().add(i) as *mut __m128i;
+                let r = _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128(yp)), vv);
+                _mm_storeu_si128(yp, _mm256_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(r));
+                i += 8;
+            }
+        }
+        super::scale_scalar(&mut y[i..n], v);
+    }
+
     #[target_feature(enable = "avx512f")]
     pub(super) unsafe fn mad_avx512(y: &mut [f16], x: &[f16], v: f32) {
         let n = y.len().min(x.len());
@@ -197,7 +225,7 @@ mod tests {
         let vals = |n: usize, seed: usize| -> Vec<f16> {
             (0..n).map(|i| f16::from_f32((((i * 7919 + seed) % 2003) as f32 - 1001.0) * 1.37e-3)).collect()
         };
-        for n in [64usize, 200, 256] {
+        for n in [64usize, 200, 203, 256] {
             let (x, y) = (vals(n, 1), vals(n, 5));
             let want = dot_scalar(&x, &y);
             let exact: f64 = x.iter().zip(&y).map(|(a, b)| a.to_f64() * b.to_f64()).sum();
@@ -219,6 +247,18 @@ mod tests {
                 // SAFETY: the features were just detected.
                 unsafe { x86::mad_avx2(&mut b, &x, 0.3) };
                 assert_eq!(a, b, "avx2 mad n={n}");
+            }
+            let mut c = y.clone();
+            scale(&mut c, 0.7);
+            for (o, &yv) in c.iter().zip(&y) {
+                assert_eq!(*o, f16::from_f32(yv.to_f32() * 0.7));
+            }
+            #[cfg(target_arch = "x86_64")]
+            if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") && is_x86_feature_detected!("f16c") {
+                let mut d = y.clone();
+                // SAFETY: the features were just detected.
+                unsafe { x86::scale_avx2(&mut d, 0.7) };
+                assert_eq!(c, d, "avx2 scale n={n}");
             }
         }
     }

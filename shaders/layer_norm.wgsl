@@ -8,15 +8,7 @@ struct Params { rows: u32, d: u32, x_off: u32, eps: f32 }
 @group(0) @binding(3) var<storage, read> b: array<f32>;
 @group(0) @binding(4) var<storage, read_write> out: array<f32>;
 
-var<workgroup> partial: array<f32, 256>;
-
-fn reduce(li: u32) {
-    workgroupBarrier();
-    for (var k = 128u; k > 0u; k >>= 1u) {
-        if (li < k) { partial[li] += partial[li + k]; }
-        workgroupBarrier();
-    }
-}
+// `partial` and `reduce` come from reduce256.wgsl.
 
 @compute @workgroup_size(256)
 fn layer_norm(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,

@@ -28,8 +28,8 @@ pub fn group_norm(be: &WgpuBackend, x: &Tensor, groups: usize, w: &Tensor, b: &T
     let stats = be.scratch(n * groups * 8)?;
     let params = Params::new().u(n)?.u(positions)?.u(c)?.u(groups)?.u(x_off)?.f(eps).u(total)?;
     let xb = buffer_of(x, "group_norm")?;
-    be.run(shader!("group_norm"), "group_stats", &params, &[xb, &stats], n * groups)?;
+    be.run(shader!("group_norm", "reduce256"), "group_stats", &params, &[xb, &stats], n * groups)?;
     let bufs = [xb, &stats, buffer_of(w, "group_norm")?, buffer_of(b, "group_norm")?, &storage.buffer];
-    be.run(shader!("group_norm"), "group_apply", &params, &bufs, workgroups(total, 256))?;
+    be.run(shader!("group_norm", "reduce256"), "group_apply", &params, &bufs, workgroups(total, 256))?;
     Ok(out)
 }

@@ -36,7 +36,7 @@ pub fn layer_norm(be: &WgpuBackend, x: &Tensor, w: &Tensor, b: &Tensor, eps: f32
     let (out, storage) = be.output(x, x.shape().clone())?;
     let params = Params::new().u(rows)?.u(d)?.u(off)?.f(eps);
     let bufs = [buffer_of(x, "layer_norm")?, buffer_of(w, "layer_norm")?, buffer_of(b, "layer_norm")?, &storage.buffer];
-    be.run(shader!("layer_norm"), "layer_norm", &params, &bufs, rows)?;
+    be.run(shader!("layer_norm", "reduce256"), "layer_norm", &params, &bufs, rows)?;
     Ok(out)
 }
 

@@ -9,20 +9,14 @@ import os
 
 from openai import OpenAI
 
+from client_checks import check, done
+
+
 openai = OpenAI(
     api_key=os.environ.get("FERRITE_API_KEY", "none"),
     base_url=os.environ["FERRITE_BASE_URL"] + "/v1/openai",
     max_retries=0,
 )
-checks = 0
-
-
-def check(name, cond, detail=""):
-    global checks
-    if not cond:
-        raise AssertionError(f"{name}: {detail}")
-    checks += 1
-    print(f"ok {name}", flush=True)
 
 
 # DeepInfra's example, as written (a one-element tuple, because of its trailing comma).
@@ -61,4 +55,4 @@ check("known vector", all(abs(a - b) < 1e-4 for a, b in zip(got, want)), got)
 short = openai.embeddings.create(model="BAAI/bge-large-en-v1.5", input="hello", dimensions=64)
 v = short.data[0].embedding
 check("dimensions", len(v) == 64 and abs(math.sqrt(sum(x * x for x in v)) - 1) < 1e-5)
-print(f"### done {checks} checks")
+done()

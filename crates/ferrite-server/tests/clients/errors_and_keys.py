@@ -10,20 +10,14 @@ import os
 import openai
 from openai import OpenAI
 
+from client_checks import check, done
+
+
 BASE_URL = os.environ["FERRITE_BASE_URL"] + "/v1/openai"
 KEY = os.environ["FERRITE_API_KEY"]
 MODEL = "meta-llama/Meta-Llama-3-8B-Instruct"
 HELLO = [{"role": "user", "content": "Hello"}]
 client = OpenAI(api_key=KEY, base_url=BASE_URL, max_retries=0)
-checks = 0
-
-
-def check(name, cond, detail=""):
-    global checks
-    if not cond:
-        raise AssertionError(f"{name}: {detail}")
-    checks += 1
-    print(f"ok {name}", flush=True)
 
 
 def raises(name, kind, status, call, **fields):
@@ -84,4 +78,4 @@ raises("images example", openai.BadRequestError, 400, lambda: client.images.gene
 raises("images", openai.BadRequestError, 400, lambda: client.images.generate(
     model=MODEL, prompt="A photo of an astronaut riding a horse on Mars.", size="1024x1024", n=1),
     message="does not generate images")
-print(f"### done {checks} checks (openai {openai.__version__})", flush=True)
+done(f"(openai {openai.__version__})")

@@ -12,6 +12,8 @@ from openai.types.chat import ChatCompletion, ChatCompletionChunk
 from openai.types.chat.chat_completion_token_logprob import ChatCompletionTokenLogprob
 from openai.types.completion import Completion
 
+from client_checks import check, done
+
 client = OpenAI(
     api_key=os.environ.get("FERRITE_API_KEY", "none"),
     base_url=os.environ["FERRITE_BASE_URL"] + "/v1/openai",
@@ -19,15 +21,6 @@ client = OpenAI(
 )
 MODEL = "meta-llama/Meta-Llama-3-8B-Instruct"
 HELLO = [{"role": "user", "content": "Hello"}]
-checks = 0
-
-
-def check(name, cond, detail=""):
-    global checks
-    if not cond:
-        raise AssertionError(f"{name}: {detail}")
-    checks += 1
-    print(f"ok {name}", flush=True)
 
 
 def strict(name, objects):
@@ -137,4 +130,4 @@ def seed():
 for case in (include_usage, n_and_logprobs, echo_logprobs, seed):
     print(f"### {case.__name__}", flush=True)
     case()
-print(f"### done {checks} checks (openai {openai.__version__})", flush=True)
+done(f"(openai {openai.__version__})")

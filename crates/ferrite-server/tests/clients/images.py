@@ -16,6 +16,9 @@ import zlib
 import openai as openai_module
 from openai import OpenAI
 
+from client_checks import check, done
+
+
 try:
     from PIL import Image
 except ImportError:  # checked by hand below
@@ -26,16 +29,7 @@ client = OpenAI(
     base_url=os.environ["FERRITE_BASE_URL"] + "/v1/openai",
     max_retries=0,
 )
-checks = 0
 out_dir = tempfile.mkdtemp(prefix="ferrite-images-")
-
-
-def check(name, cond, detail=""):
-    global checks
-    if not cond:
-        raise AssertionError(f"{name}: {detail}")
-    checks += 1
-    print(f"ok {name}", flush=True)
 
 
 def png_size(data):
@@ -94,4 +88,4 @@ except openai_module.BadRequestError as e:
     check("url refused names the field", e.body.get("param") == "response_format", e.body)
 
 print("PIL" if Image is not None else "no PIL: PNG headers checked by hand")
-print(f"### done {checks} checks")
+done()

@@ -11,7 +11,10 @@ from typing import Literal
 
 import openai
 from openai import OpenAI
+
 from pydantic import BaseModel
+
+from client_checks import check, done
 
 client = OpenAI(
     api_key=os.environ.get("FERRITE_API_KEY", "none"),
@@ -19,15 +22,6 @@ client = OpenAI(
     max_retries=0,
 )
 MODEL = "qwen2.5-coder"
-checks = 0
-
-
-def check(name, cond, detail=""):
-    global checks
-    if not cond:
-        raise AssertionError(f"{name}: {detail}")
-    checks += 1
-    print(f"ok {name}", flush=True)
 
 
 PERSON = {
@@ -127,4 +121,4 @@ try:
 except openai.BadRequestError as e:
     check("invalid schema is a 400", e.status_code == 400 and e.body.get("param") == "response_format", e.body)
 
-print(f"### done {checks} checks")
+done()

@@ -13,6 +13,8 @@ import openai
 from openai import OpenAI
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
+from client_checks import check, done
+
 client = OpenAI(
     api_key=os.environ.get("FERRITE_API_KEY", "none"),
     base_url=os.environ["FERRITE_BASE_URL"] + "/v1/openai",
@@ -37,15 +39,6 @@ TOOLS = [{
 QUESTION = [{"role": "user", "content": "What is the weather like in Paris today?"}]
 RESULT = '{"location": "Paris", "temperature": 22, "unit": "celsius", "forecast": "sunny"}'
 ID = re.compile(r"^call_[A-Za-z0-9]{24}$")
-checks = 0
-
-
-def check(name, cond, detail=""):
-    global checks
-    if not cond:
-        raise AssertionError(f"{name}: {detail}")
-    checks += 1
-    print(f"ok {name}", flush=True)
 
 
 def strict(name, objects):
@@ -155,4 +148,4 @@ streamed(first)
 result_sent_back(first)
 choice_none_and_parallel()
 bad_choice()
-print(f"### done {checks} checks", flush=True)
+done()

@@ -19,9 +19,16 @@ pub const KUBERNETES_VALIDATE: &str = "1.37.0";
 /// The pinned `pillow` Python package: DeepInfra's image example opens the returned PNG with
 /// PIL, and so does `tests/clients/images.py`.
 pub const PILLOW: &str = "11.3.0";
+/// The pinned NVRTC wheel (`nvidia-cuda-nvrtc-cu12`): the CUDA backend's tests compile every
+/// kernel of `kernels/` with it for sm_80 and sm_90, without a GPU or a CUDA toolkit.
+pub const NVRTC: &str = "12.9.86";
 /// The Python packages of the virtualenv, pinned.
-const PYTHON_PINS: [(&str, &str); 3] =
-    [("openai", OPENAI_PY), ("kubernetes-validate", KUBERNETES_VALIDATE), ("pillow", PILLOW)];
+const PYTHON_PINS: [(&str, &str); 4] = [
+    ("openai", OPENAI_PY),
+    ("kubernetes-validate", KUBERNETES_VALIDATE),
+    ("pillow", PILLOW),
+    ("nvidia-cuda-nvrtc-cu12", NVRTC),
+];
 /// The pinned `openai` npm package: the newest 6.x (7.x needs Node.js 22; this machine has 20).
 pub const OPENAI_NODE: &str = "6.30.1";
 
@@ -31,6 +38,12 @@ pub fn clients_dir(models_dir: &Path) -> PathBuf {
         return PathBuf::from(d);
     }
     models_dir.parent().unwrap_or(models_dir).join("clients")
+}
+
+/// The folder of the venv's `libnvrtc.so.12` (pip's `nvidia/cuda_nvrtc/lib`), if installed.
+pub fn nvrtc_dir(dir: &Path) -> Option<PathBuf> {
+    let lib = dir.join("venv/lib");
+    std::fs::read_dir(&lib).ok()?.flatten().map(|e| e.path().join("site-packages/nvidia/cuda_nvrtc/lib")).find(|p| p.is_dir())
 }
 
 /// The Debian packages that installing and running the clients needs and that this machine
@@ -65,7 +78,8 @@ pub fn ensure_clients(dir: &Path) -> Result<String> {
     let py = ensure_python(&dir.join("venv")).context("the Python packages (openai, kubernetes-validate, pillow)")?;
     let node = ensure_node(&dir.join("node")).context("the Node.js openai client")?;
     Ok(format!(
-        "python openai {OPENAI_PY}, kubernetes-validate {KUBERNETES_VALIDATE} and pillow {PILLOW} {py}, \
+        "python openai {OPENAI_PY}, kubernetes-validate {KUBERNETES_VALIDATE}, pillow {PILLOW} and \
+         nvidia-cuda-nvrtc-cu12 {NVRTC} {py}, \
          npm openai {OPENAI_NODE} {node} in {}",
         dir.display()
     ))

@@ -119,7 +119,7 @@ pub fn workspace_root() -> PathBuf {
 
 /// Runs `cargo test --workspace --no-fail-fast [extra]`, echoing its output and tallying the
 /// `test result:` lines. `FERRITE_MODELS` and `FERRITE_CLIENTS` are set to the folders fetched
-/// into; `CI` passes through.
+/// into, `FERRITE_NVRTC` to the clients' NVRTC wheel; `CI` passes through.
 fn cargo_test(models_dir: &Path, clients_dir: &Path, extra: &[String]) -> Result<Counts> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = Command::new(cargo);
@@ -127,6 +127,7 @@ fn cargo_test(models_dir: &Path, clients_dir: &Path, extra: &[String]) -> Result
         .args(extra)
         .env("FERRITE_MODELS", models_dir)
         .env("FERRITE_CLIENTS", clients_dir)
+        .envs(clients::nvrtc_dir(clients_dir).map(|d| ("FERRITE_NVRTC", d)))
         .current_dir(workspace_root())
         .stdout(Stdio::piped());
     eprintln!("running: cargo test --workspace --no-fail-fast {}", extra.join(" "));

@@ -1,0 +1,116 @@
+//! The CUDA C sources of `kernels/` and the kernels each defines.
+//!
+//! A file is compiled as one source: `common.cuh`, then `quant.cuh`, then the file itself (no
+//! `#include`s: NVRTC runs without the toolkit's headers). See `kernels/README.md`.
+
+/// One `kernels/NAME.cu` file.
+#[derive(Debug, PartialEq, Eq)]
+pub struct KernelFile {
+    pub name: &'static str,
+    pub body: &'static str,
+}
+
+/// An `extern "C" __global__` kernel and the file that defines it.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Kernel {
+    pub name: &'static str,
+    pub file: &'static KernelFile,
+}
+
+macro_rules! kernel_file {
+    ($name:literal) => {
+        KernelFile {
+            name: $name,
+            body: include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../../kernels/", $name, ".cu")),
+        }
+    };
+}
+
+/// Headers every file is compiled with, in order.
+pub const PRELUDE: [&str; 2] = [
+    include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../../kernels/common.cuh")),
+    include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../../kernels/quant.cuh")),
+];
+
+pub static ELEMENTWISE: KernelFile = kernel_file!("elementwise");
+pub static NORM: KernelFile = kernel_file!("norm");
+pub static ROPE: KernelFile = kernel_file!("rope");
+pub static GATHER: KernelFile = kernel_file!("gather");
+pub static ATTENTION: KernelFile = kernel_file!("attention");
+pub static QUANTIZE: KernelFile = kernel_file!("quantize");
+pub static MATMUL_QUANT: KernelFile = kernel_file!("matmul_quant");
+pub static MATMUL_FLOAT: KernelFile = kernel_file!("matmul_float");
+pub static ARGMAX: KernelFile = kernel_file!("argmax");
+
+/// Every kernel file.
+pub static FILES: [&KernelFile; 9] =
+    [&ELEMENTWISE, &NORM, &ROPE, &GATHER, &ATTENTION, &QUANTIZE, &MATMUL_QUANT, &MATMUL_FLOAT, &ARGMAX];
+
+pub static ADD: Kernel = Kernel { name: "add_f32", file: &ELEMENTWISE };
+pub static MUL: Kernel = Kernel { name: "mul_f32", file: &ELEMENTWISE };
+pub static SCALE: Kernel = Kernel { name: "scale_f32", file: &ELEMENTWISE };
+pub static ACTIVATION: Kernel = Kernel { name: "activation_f32", file: &ELEMENTWISE };
+pub static GATED: Kernel = Kernel { name: "gated_f32", file: &ELEMENTWISE };
+pub static CAST: Kernel = Kernel { name: "cast_float", file: &ELEMENTWISE };
+pub static RMS_NORM: Kernel = Kernel { name: "rms_norm_f32", file: &NORM };
+pub static LAYER_NORM: Kernel = Kernel { name: "layer_norm_f32", file: &NORM };
+pub static SOFTMAX: Kernel = Kernel { name: "softmax_f32", file: &NORM };
+pub static ROPE_F32: Kernel = Kernel { name: "rope_f32", file: &ROPE };
+pub static EMBEDDING: Kernel = Kernel { name: "embedding", file: &GATHER };
+pub static WRITE_KV: Kernel = Kernel { name: "write_kv", file: &GATHER };
+pub static ATTENTION_PAGED: Kernel = Kernel { name: "attention_paged", file: &ATTENTION };
+pub static QUANTIZE_Q8_1: Kernel = Kernel { name: "quantize_q8_1", file: &QUANTIZE };
+pub static MATMUL_Q8_1: Kernel = Kernel { name: "matmul_q8_1", file: &MATMUL_QUANT };
+pub static MATMUL_FLOAT_K: Kernel = Kernel { name: "matmul_float", file: &MATMUL_FLOAT };
+pub static ARGMAX_F32: Kernel = Kernel { name: "argmax_f32", file: &ARGMAX };
+
+/// Every kernel the backend launches.
+pub static ALL: [&Kernel; 17] = [
+    &ADD,
+    &MUL,
+    &SCALE,
+    &ACTIVATION,
+    &GATED,
+    &CAST,
+    &RMS_NORM,
+    &LAYER_NORM,
+    &SOFTMAX,
+    &ROPE_F32,
+    &EMBEDDING,
+    &WRITE_KV,
+    &ATTENTION_PAGED,
+    &QUANTIZE_Q8_1,
+    &MATMUL_Q8_1,
+    &MATMUL_FLOAT_K,
+    &ARGMAX_F32,
+];
+
+/// The whole source NVRTC compiles for `file`.
+pub fn source(file: &KernelFile) -> String {
+    let mut s = String::with_capacity(PRELUDE.iter().map(|p| p.len()).sum::<usize>() + file.body.len() + 64);
+    for p in PRELUDE {
+        s.push_str(p);
+        s.push('\n');
+    }
+    s.push_str(file.body);
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_kernel_is_defined_in_its_file_and_registered_for_the_emulator() {
+        let registry = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../../kernels/emu/registry.inc"));
+        for k in ALL {
+            let decl = format!("void {}(", k.name);
+            assert!(k.file.body.contains(&decl), "{} is not defined in kernels/{}.cu", k.name, k.file.name);
+            assert!(registry.contains(&format!("FERRITE_KERNEL({})", k.name)), "{} missing from registry.inc", k.name);
+        }
+        for f in FILES {
+            assert!(!f.body.contains("#include"), "kernels/{}.cu includes a header", f.name);
+            assert!(ALL.iter().any(|k| std::ptr::eq(k.file, f)), "no kernel of kernels/{}.cu is used", f.name);
+        }
+    }
+}

@@ -1,0 +1,159 @@
+//! The KV cache and paged attention (`kernels/gather.cu`'s `write_kv`, `kernels/attention.cu`).
+
+use ferrite_tensor::{AttentionParams, AttentionSeq, DType, Error, Result, Tensor};
+
+use super::f32_ptr;
+use crate::{kernels, launch, ptr_of, Args, CudaBackend};
+
+/// `[slots, kv_heads, head_dim]` of a cache.
+fn cache_dims(cache: &Tensor, op: &'static str) -> Result<(usize, usize, usize)> {
+    match cache.dims() {
+        &[s, h, d] => Ok((s, h, d)),
+        other => Err(Error::shape(op, format!("cache must be [slots, kv_heads, head_dim], got {other:?}"))),
+    }
+}
+
+/// The kernels' cache code: 0 f32, 1 f16.
+fn cache_code(cache: &Tensor, op: &'static str) -> Result<usize> {
+    match cache.dtype() {
+        DType::F32 => Ok(0),
+        DType::F16 => Ok(1),
+        other => Err(Error::UnsupportedDType { dtype: other, op }),
+    }
+}
+
+/// Writes rows of `x [tokens, kv_heads, head_dim]` into `cache` at `slots`.
+pub fn write_kv(be: &CudaBackend, cache: &Tensor, x: &Tensor, slots: &[u32]) -> Result<()> {
+    let px = f32_ptr(x, "write_kv")?;
+    let (n_slots, h, d) = cache_dims(cache, "write_kv")?;
+    let row = h * d;
+    if x.numel() != slots.len() * row || x.dims().last() != Some(&d) {
+        return Err(Error::shape("write_kv", format!("x {:?} for {} slots of {h}x{d}", x.dims(), slots.len())));
+    }
+    if let Some(&bad) = slots.iter().find(|&&s| s as usize >= n_slots) {
+        return Err(Error::OutOfRange { op: "write_kv", index: bad as usize, len: n_slots });
+    }
+    let code = cache_code(cache, "write_kv")?;
+    if slots.is_empty() || row == 0 {
+        return Ok(());
+    }
+    let sb = be.temp_u32(slots)?;
+    let args = Args::new().ptr(px).ptr(ptr_of(cache, "write_kv")?).ptr(sb.ptr).u(row)?.u(code)?;
+    be.launch(&kernels::WRITE_KV, launch::per_row(slots.len(), 256)?, args)
+}
+
+/// Per query token: (first visible key position, its own position, block-table offset), and
+/// the concatenated block tables; checked against `tokens` queries and a cache of `slots`.
+pub(crate) fn token_info(
+    seqs: &[AttentionSeq],
+    params: &AttentionParams,
+    tokens: usize,
+    slots: usize,
+) -> Result<(Vec<u32>, Vec<u32>)> {
+    let bs = params.block_size.max(1);
+    let mut info = vec![0u32; tokens * 3];
+    let mut covered = vec![false; tokens];
+    let mut tables = Vec::new();
+    for s in seqs {
+        if s.q_len > s.kv_len || s.q_start + s.q_len > tokens || s.block_table.len() * bs < s.kv_len {
+            return Err(Error::shape("attention", format!("sequence {s:?} does not fit {tokens} tokens")));
+        }
+        if let Some(&b) = s.block_table.iter().find(|&&b| (b as usize + 1) * bs > slots) {
+            return Err(Error::OutOfRange { op: "attention", index: b as usize, len: slots / bs });
+        }
+        let table = u32::try_from(tables.len()).map_err(|_| Error::shape("attention", "block tables too long"))?;
+        tables.extend_from_slice(&s.block_table);
+        for i in 0..s.q_len {
+            let pos = s.kv_len - s.q_len + i;
+            let t = s.q_start + i;
+            if covered[t] {
+                return Err(Error::shape("attention", format!("query row {t} belongs to two sequences")));
+            }
+            covered[t] = true;
+            info[3 * t..3 * t + 3].copy_from_slice(&[params.first_visible(pos) as u32, pos as u32, table]);
+        }
+    }
+    if let Some(t) = covered.iter().position(|&c| !c) {
+        return Err(Error::shape("attention", format!("query row {t} belongs to no sequence")));
+    }
+    Ok((info, tables))
+}
+
+/// Causal attention of `q [tokens, q_heads, head_dim]` over the paged caches.
+pub fn attention(
+    be: &CudaBackend,
+    q: &Tensor,
+    k_cache: &Tensor,
+    v_cache: &Tensor,
+    seqs: &[AttentionSeq],
+    params: &AttentionParams,
+) -> Result<Tensor> {
+    let pq = f32_ptr(q, "attention")?;
+    let (tokens, hq, d) = match q.dims() {
+        &[t, h, d] => (t, h, d),
+        other => return Err(Error::shape("attention", format!("q must be [tokens, heads, head_dim], got {other:?}"))),
+    };
+    let (slots, hk, dk) = cache_dims(k_cache, "attention")?;
+    if cache_dims(v_cache, "attention")? != (slots, hk, dk) || dk != d || hk == 0 || hq % hk != 0 {
+        return Err(Error::shape("attention", format!("q {:?}, caches {:?}", q.dims(), k_cache.dims())));
+    }
+    if k_cache.dtype() != v_cache.dtype() {
+        return Err(Error::shape("attention", "k and v caches of different dtypes"));
+    }
+    let code = cache_code(k_cache, "attention")?;
+    let (info, tables) = token_info(seqs, params, tokens, slots)?;
+    let (out, po) = be.output(q, q.shape().clone())?;
+    if tokens == 0 || hq == 0 {
+        return Ok(out);
+    }
+    let dims = launch::attention(tokens, hq, d)?;
+    let (ib, tb) = (be.temp_u32(&info)?, be.temp_u32(&tables)?);
+    let args = Args::new()
+        .ptr(pq)
+        .ptr(ptr_of(k_cache, "attention")?)
+        .ptr(ptr_of(v_cache, "attention")?)
+        .ptr(po)
+        .ptr(ib.ptr)
+        .ptr(tb.ptr)
+        .u(hq)?
+        .u(hk)?
+        .u(d)?
+        .u(params.block_size.max(1))?
+        .u(code)?
+        .f(params.scale)
+        .f(params.softcap.unwrap_or(0.0));
+    be.launch(&kernels::ATTENTION_PAGED, dims, args)?;
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params(window: Option<usize>) -> AttentionParams {
+        AttentionParams { scale: 1.0, block_size: 4, sliding_window: window, softcap: None }
+    }
+
+    #[test]
+    fn token_info_places_each_query_and_its_table() {
+        let seqs = [
+            AttentionSeq { q_start: 0, q_len: 2, kv_len: 5, block_table: vec![3, 1] },
+            AttentionSeq { q_start: 2, q_len: 1, kv_len: 1, block_table: vec![0] },
+        ];
+        let (info, tables) = token_info(&seqs, &params(None), 3, 16).expect("valid");
+        assert_eq!(tables, vec![3, 1, 0]);
+        assert_eq!(info, vec![0, 3, 0, 0, 4, 0, 0, 0, 2]);
+        let (info, _) = token_info(&seqs, &params(Some(2)), 3, 16).expect("valid");
+        assert_eq!(&info[..6], &[2, 3, 0, 3, 4, 0]);
+    }
+
+    #[test]
+    fn token_info_refuses_bad_batches() {
+        let one = |q_start, q_len, kv_len, table: Vec<u32>| AttentionSeq { q_start, q_len, kv_len, block_table: table };
+        // A block past the cache, a table too short, rows left over, a row claimed twice.
+        assert!(token_info(&[one(0, 1, 1, vec![4])], &params(None), 1, 16).is_err());
+        assert!(token_info(&[one(0, 1, 5, vec![0])], &params(None), 1, 16).is_err());
+        assert!(token_info(&[one(0, 1, 1, vec![0])], &params(None), 2, 16).is_err());
+        assert!(token_info(&[one(0, 1, 1, vec![0]), one(0, 1, 1, vec![1])], &params(None), 1, 16).is_err());
+    }
+}

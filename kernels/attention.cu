@@ -54,7 +54,7 @@ extern "C" __global__ void attention_paged(const float* q, const void* k_cache, 
 
     // `c <= last` with first <= last; the `c >= first` test stops a wrap past 2^32.
     for (unsigned c = first; c <= last && c >= first; c += ATT_CHUNK) {
-        const unsigned count = umin(ATT_CHUNK, last - c + 1u);
+        const unsigned count = min_u32(ATT_CHUNK, last - c + 1u);
         if (tid < count) {
             const unsigned p = c + tid;
             slot_of[tid] = table[p / block_size] * block_size + p % block_size;

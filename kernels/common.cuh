@@ -55,7 +55,7 @@ __device__ FERRITE_INLINE float fma_rn(float a, float b, float c) {
 
 __device__ FERRITE_INLINE float neg_inf() { return bits_f32(0xff800000u); }
 
-__device__ FERRITE_INLINE unsigned int umin(unsigned int a, unsigned int b) { return a < b ? a : b; }
+__device__ FERRITE_INLINE unsigned int min_u32(unsigned int a, unsigned int b) { return a < b ? a : b; }
 
 // ---- f16 / bf16 <-> f32 -------------------------------------------------------------------------
 

@@ -232,7 +232,7 @@ extern "C" __global__ void matmul_q8_1(const unsigned char* w, const unsigned ch
     if (j < n && r0 < m) {
         const unsigned char* wr = w + (unsigned long long)j * row_bytes;
         const unsigned char* xr = xq + (unsigned long long)r0 * xrow;
-        const unsigned nr = umin(MMQ_ROWS, m - r0);
+        const unsigned nr = min_u32(MMQ_ROWS, m - r0);
         if (kind < KIND_Q4_K) {
             mmq_legacy(wr, xr, xrow, nr, k / 32u, lane, kind, acc);
         } else if (kind == KIND_Q6_K) {

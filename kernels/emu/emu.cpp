@@ -21,7 +21,7 @@
 // How it runs: every CUDA thread of a block is a coroutine with a 64 KiB stack; a block runs on
 // one OS thread, round-robin, and a coroutine gives up the CPU only at __syncthreads, warp-level
 // ops or its end. Blocks are shared out over FERRITE_EMU_THREADS OS threads (default: the CPU
-// count, at most 8; the calling thread is one of them). See README.md for what is emulated.
+// count, at most 8; the calling thread is one of them, the others are kept between launches). See README.md for what is emulated.
 #include "cuda_emu.h"
 
 #include <setjmp.h>
@@ -31,6 +31,7 @@
 #error "_longjmp between coroutine stacks needs _FORTIFY_SOURCE off (cuda_emu.h undefines it first)"
 #endif
 
+#include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
@@ -180,19 +181,22 @@ struct Worker {
         gridDim = l.grid;
     }
 };
-static thread_local Worker tw;
+// The hot paths reach the OS thread's worker through a plain pointer: a thread_local object with
+// a destructor costs an initialization check at every access.
+static thread_local Worker* tw;
 
 // Park the running coroutine in state s and switch to the scheduler.
 static void park(St s) {
-    Fiber& f = tw.fibers[tw.cur];
+    Worker* w = tw;
+    Fiber& f = w->fibers[w->cur];
     f.st = s;
-    if (!_setjmp(f.jb)) _longjmp(tw.sched, 1);
+    if (!_setjmp(f.jb)) _longjmp(w->sched, 1);
 }
 
 // A coroutine runs the kernel once per block: resumed after Done, it starts the next one.
 static void fiber_main() {
     for (;;) {
-        tw.launch->fn(tw.launch->params);
+        tw->launch->fn(tw->launch->params);
         park(St::Done);
     }
 }
@@ -217,7 +221,7 @@ static void resume(Worker& w, unsigned i) {
 void sync_block() { park(St::Barrier); }
 
 std::uint64_t warp_op(WarpOp op, unsigned mask, std::uint64_t val, int src) {
-    Fiber& f = tw.fibers[tw.cur];
+    Fiber& f = tw->fibers[tw->cur];
     f.op = op, f.mask = mask, f.val = val, f.src = src;
     park(St::Warp);
     return f.res;  // filled in by the scheduler when the whole group had arrived
@@ -269,7 +273,7 @@ static bool release_warps(Fiber* f, unsigned n) {
     return any;
 }
 
-// Runs block `b` (blockIdx already set) to completion; false (and a message) on deadlock.
+// Runs the block blockIdx to completion; false (and a message) on deadlock.
 static bool run_block(Worker& w, const Launch& l, std::string& err) {
     unsigned n = l.nthreads;
     Fiber* f = w.fibers.data();
@@ -305,9 +309,17 @@ static bool run_block(Worker& w, const Launch& l, std::string& err) {
     }
 }
 
+// This OS thread's worker, destroyed (stacks unmapped) when the thread ends. Its destructor,
+// registered at the first call, also keeps glibc from unloading the library (dlclose) while the
+// thread lives.
+static Worker& this_worker() {
+    static thread_local Worker worker;
+    return *(tw = &worker);
+}
+
 static void work(Launch& l) {
     try {
-        Worker& w = tw;
+        Worker& w = this_worker();
         w.prepare(l);
         std::string err;
         const std::uint64_t gx = l.grid.x, gxy = gx * l.grid.y;
@@ -320,6 +332,56 @@ static void work(Launch& l) {
     } catch (const std::exception& e) {
         l.fail(5, std::string("internal error: ") + e.what());
     }
+}
+
+// Helper OS threads, started on demand and kept (with their coroutine stacks) for later
+// launches: starting threads and stacks anew at every launch cost milliseconds. They are never
+// stopped, and each pins the library in memory through this_worker() (see there).
+struct Pool {
+    std::mutex use;  // held by the launch that has the helpers; a concurrent one runs alone
+    std::mutex mu;
+    std::condition_variable work_cv, done_cv;
+    Launch* job = nullptr;
+    std::uint64_t gen = 0;  // bumped for every job
+    unsigned started = 0, seats = 0, joined = 0, running = 0;
+
+    void helper() {
+        this_worker();
+        std::uint64_t seen = 0;
+        std::unique_lock<std::mutex> lk(mu);
+        for (;;) {
+            work_cv.wait(lk, [&] { return gen != seen; });
+            seen = gen;
+            if (joined >= seats) continue;  // enough helpers, or the job is over
+            joined++, running++;
+            Launch* l = job;
+            lk.unlock();
+            work(*l);
+            lk.lock();
+            if (--running == 0) done_cv.notify_all();
+        }
+    }
+    // Runs l on the calling thread plus up to `extra` helpers.
+    void run(Launch& l, unsigned extra) {
+        std::unique_lock<std::mutex> u(use, std::try_to_lock);
+        if (!u.owns_lock() || extra == 0) return work(l);
+        {
+            std::lock_guard<std::mutex> g(mu);
+            try {
+                for (; started < extra; started++) std::thread([this] { helper(); }).detach();
+            } catch (const std::exception&) {}  // could not start more: fewer do the work
+            job = &l, seats = std::min(extra, started), joined = 0, gen++;
+        }
+        work_cv.notify_all();
+        work(l);
+        std::unique_lock<std::mutex> lk(mu);
+        seats = joined;  // close the door: a helper waking up late must not touch l
+        done_cv.wait(lk, [&] { return running == 0; });
+    }
+};
+static Pool& pool() {
+    static Pool* p = new Pool;  // never destroyed: helpers may still wait on it at exit
+    return *p;
 }
 
 static unsigned os_threads() {
@@ -347,13 +409,7 @@ static int launch(const char* name, const unsigned* g, const unsigned* b, unsign
     Launch l;
     l.fn = k->fn, l.params = params, l.grid = {g[0], g[1], g[2]}, l.block = {b[0], b[1], b[2]};
     l.dyn = dyn, l.nthreads = unsigned(nt), l.nblocks = std::uint64_t(g[0]) * g[1] * g[2];
-    std::uint64_t want = std::min<std::uint64_t>(os_threads(), l.nblocks);
-    std::vector<std::thread> pool;
-    try {
-        for (std::uint64_t i = 1; i < want; i++) pool.emplace_back(work, std::ref(l));
-    } catch (const std::exception&) {}  // could not start more threads: fewer do the work
-    work(l);  // the calling thread takes blocks too
-    for (std::thread& t : pool) t.join();
+    pool().run(l, unsigned(std::min<std::uint64_t>(os_threads(), l.nblocks) - 1));
     return l.failed ? bad(l.code, l.msg) : 0;
 }
 

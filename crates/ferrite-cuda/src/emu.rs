@@ -52,7 +52,7 @@ pub fn build(out_dir: &Path) -> Result<PathBuf, CudaError> {
     let tmp = out_dir.join(format!("libferrite_cuda_emu-{hash}.{}.tmp", std::process::id()));
     let cxx = std::env::var("CXX").unwrap_or_else(|_| "c++".into());
     let out = std::process::Command::new(&cxx)
-        .args(["-std=c++20", "-O2", "-fPIC", "-shared", "-pthread", "-DFERRITE_EMU", "-o"])
+        .args(["-std=c++20", "-O2", "-ffp-contract=off", "-fPIC", "-shared", "-pthread", "-DFERRITE_EMU", "-o"])
         .arg(&tmp)
         .arg(Path::new(KERNEL_DIR).join("emu/emu.cpp"))
         .output()

@@ -27,6 +27,8 @@ enum Command {
     Image(cli::image::ImageArgs),
     /// Measure prefill and decode speed; prints one JSON line.
     Bench(cli::bench::BenchArgs),
+    /// List the devices each backend (cpu, wgpu, cuda) finds, one per line.
+    Devices,
 }
 
 fn main() -> std::process::ExitCode {
@@ -41,6 +43,12 @@ fn main() -> std::process::ExitCode {
         Command::Embed(a) => cli::embed::run(a),
         Command::Image(a) => cli::image::run(a),
         Command::Bench(a) => cli::bench::run(a),
+        Command::Devices => {
+            for line in ferrite::devices() {
+                println!("{line}");
+            }
+            Ok(())
+        }
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -76,3 +76,26 @@ fn bad_arguments_give_clear_errors() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("malformed"), "{}", String::from_utf8_lossy(&out.stderr));
 }
+
+/// `ferrite devices` lists each backend's devices (or why there are none), and `--device cuda`
+/// on a machine without an NVIDIA driver is a one-line error, not a panic. (On a machine with
+/// a GPU the device list shows it instead.)
+#[test]
+fn devices_are_listed_and_a_missing_cuda_driver_is_a_clear_error() {
+    let run = |args: &[&str]| Command::new(env!("CARGO_BIN_EXE_ferrite")).args(args).output().expect("run ferrite");
+    let out = run(&["devices"]);
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(text.lines().next().is_some_and(|l| l.starts_with("cpu: ")), "{text}");
+    assert!(text.lines().any(|l| l.starts_with("wgpu")), "{text}");
+    assert!(text.lines().any(|l| l.starts_with("cuda")), "{text}");
+    if text.contains("no CUDA driver") {
+        let Some(path) = test_model(SMOLLM2) else { return };
+        for (device, says) in [("cuda", "no CUDA driver"), ("cuda:x", "ordinal")] {
+            let out = run(&["generate", "--model", path.to_str().unwrap(), "--prompt", "x", "--device", device]);
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(!out.status.success());
+            assert!(err.contains(says) && !err.contains("panicked"), "{device}: {err}");
+        }
+    }
+}

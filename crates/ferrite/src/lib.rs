@@ -42,7 +42,7 @@ pub mod server;
 pub mod types;
 
 pub use engine::{
-    ChatCompletionStream, CompletionStream, Engine, EngineBuilder, EngineStats, Histogram, LogitsProcessor,
+    devices, ChatCompletionStream, CompletionStream, Engine, EngineBuilder, EngineStats, Histogram, LogitsProcessor,
     RequestLatency, RequestOptions,
 };
 pub use error::Error;

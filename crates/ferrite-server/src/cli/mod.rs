@@ -25,7 +25,8 @@ pub struct ModelArgs {
     #[arg(long)]
     pub threads: Option<usize>,
     /// Compute device: cpu, wgpu or wgpu:ADAPTER (an index or part of the adapter's name; else
-    /// FERRITE_WGPU_ADAPTER, else the first GPU, else a software device such as lavapipe).
+    /// FERRITE_WGPU_ADAPTER, else the first GPU, else a software device such as lavapipe), or
+    /// cuda / cuda:N (an NVIDIA GPU by ordinal). `ferrite devices` lists them.
     #[arg(long, default_value = "cpu")]
     pub device: String,
 }

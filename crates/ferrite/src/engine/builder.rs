@@ -52,8 +52,9 @@ impl EngineBuilder {
         self
     }
 
-    /// The device: `cpu` (the default), or `wgpu` / `wgpu:ADAPTER` (feature `wgpu`; ADAPTER is
-    /// an index or part of an adapter's name, else `FERRITE_WGPU_ADAPTER`, else the first GPU).
+    /// The device: `cpu` (the default), `wgpu` / `wgpu:ADAPTER` (feature `wgpu`; ADAPTER is an
+    /// index or part of an adapter's name, else `FERRITE_WGPU_ADAPTER`, else the first GPU), or
+    /// `cuda` / `cuda:N` (feature `cuda`; N is the GPU's ordinal, default 0).
     pub fn device(mut self, device: impl Into<String>) -> Self {
         self.device = device.into();
         self
@@ -189,7 +190,7 @@ fn resolve_model(spec: &str) -> Result<PathBuf, Error> {
         .ok_or_else(|| Error::Load(format!("{spec}: no such file or folder, and not a built-in model name")))
 }
 
-/// The device `spec` names (`cpu`, `wgpu`, `wgpu:ADAPTER`).
+/// The device `spec` names (`cpu`, `wgpu`, `wgpu:ADAPTER`, `cuda`, `cuda:N`).
 fn open_device(spec: &str, threads: Option<usize>) -> Result<Device, Error> {
     let (kind, choice) = match spec.split_once(':') {
         Some((k, c)) => (k, Some(c)),
@@ -204,6 +205,38 @@ fn open_device(spec: &str, threads: Option<usize>) -> Result<Device, Error> {
         ("wgpu", choice) => ferrite_wgpu::device(choice).map_err(|e| Error::Load(e.to_string())),
         #[cfg(not(feature = "wgpu"))]
         ("wgpu", _) => Err(Error::Load("device `wgpu` needs ferrite built with the `wgpu` feature".into())),
-        _ => Err(Error::Load(format!("unknown device `{spec}` (supported: cpu, wgpu, wgpu:ADAPTER)"))),
+        #[cfg(feature = "cuda")]
+        ("cuda", choice) => ferrite_cuda::device(choice).map_err(|e| Error::Load(e.to_string())),
+        #[cfg(not(feature = "cuda"))]
+        ("cuda", _) => Err(Error::Load("device `cuda` needs ferrite built with the `cuda` feature".into())),
+        _ => Err(Error::Load(format!("unknown device `{spec}` (supported: cpu, wgpu, wgpu:ADAPTER, cuda, cuda:N)"))),
     }
+}
+
+/// What each compiled-in backend finds on this machine: one line per device, or a line saying
+/// why there is none (`ferrite devices` prints it).
+pub fn devices() -> Vec<String> {
+    let mut out = vec![format!(
+        "cpu: {} threads",
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+    )];
+    #[cfg(feature = "wgpu")]
+    {
+        let adapters = ferrite_wgpu::describe_adapters();
+        if adapters.is_empty() {
+            out.push("wgpu: no Vulkan, Metal or DX12 adapter".into());
+        }
+        out.extend(adapters.into_iter().map(|a| format!("wgpu:{a}")));
+    }
+    #[cfg(not(feature = "wgpu"))]
+    out.push("wgpu: not built in (feature `wgpu`)".into());
+    #[cfg(feature = "cuda")]
+    match ferrite_cuda::describe_devices() {
+        Ok(list) if list.is_empty() => out.push("cuda: the driver sees no GPU".into()),
+        Ok(list) => out.extend(list),
+        Err(e) => out.push(format!("cuda: {e}")),
+    }
+    #[cfg(not(feature = "cuda"))]
+    out.push("cuda: not built in (feature `cuda`)".into());
+    out
 }

@@ -19,7 +19,7 @@ use ferrite_chat::{ChatTemplate, Tokenizer};
 use ferrite_scheduler::engine::Limits;
 use ferrite_scheduler::EngineHandle;
 
-pub use builder::EngineBuilder;
+pub use builder::{devices, EngineBuilder};
 pub use events::{ChatCompletionStream, CompletionStream};
 pub use ferrite_scheduler::{EngineStats, Histogram, RequestLatency};
 pub use options::{LogitsProcessor, RequestOptions};

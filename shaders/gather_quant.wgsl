@@ -5,8 +5,9 @@
 struct Params {
     // Units in all (ids × units per row), units per row, byte offset of the table, the format.
     total: u32, units: u32, off: u32, kind: u32,
-    // Bytes per table row, elements per row.
-    row_bytes: u32, d: u32, _p0: u32, _p1: u32,
+    // Bytes per table row, elements per row, and the window of table rows bound (a table past
+    // the binding limit is gathered from a window of rows at a time; else 0 and all rows).
+    row_bytes: u32, d: u32, row0: u32, rows: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -23,7 +24,9 @@ fn gather_quant(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
     let i = gid.x + gid.y * nwg.x * 256u;
     if (i >= p.total) { return; }
     let t = i / p.units;
-    let q = decode_unit(p.kind, p.off + ids[t] * p.row_bytes, i % p.units);
+    let id = ids[t];
+    if (id < p.row0 || id - p.row0 >= p.rows) { return; }
+    let q = decode_unit(p.kind, p.off + (id - p.row0) * p.row_bytes, i % p.units);
     let o = t * p.d;
     for (var l = 0u; l < 4u; l++) {
         out[o + q.i0 + l] = q.lo[l];

@@ -10,6 +10,9 @@ struct Params {
     m: u32, n: u32, k: u32, x_off: u32,
     // Byte offset of w's first row, bytes per row, 8-weight units per row, the format.
     w_off: u32, row_bytes: u32, units: u32, kind: u32,
+    // Output column of this call's first weight row and the output's row stride (a weight past
+    // the binding limit is multiplied a window of rows at a time; else 0 and n).
+    j_base: u32, out_stride: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -59,7 +62,7 @@ fn matmul_quant(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) n
     if (lane == 0u && j < p.n) {
         let t = (partial[li] + partial[li + 1u]) + (partial[li + 2u] + partial[li + 3u]);
         for (var r = 0u; r < rows; r++) {
-            out[(r0 + r) * p.n + j] = t[r];
+            out[(r0 + r) * p.out_stride + p.j_base + j] = t[r];
         }
     }
 }

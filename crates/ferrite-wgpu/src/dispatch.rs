@@ -43,6 +43,56 @@ macro_rules! shader {
     };
 }
 
+/// A storage buffer bound whole, or the byte range `(offset, size)` of it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Bind<'a> {
+    pub buffer: &'a wgpu::Buffer,
+    pub range: Option<(u64, u64)>,
+}
+
+impl<'a> Bind<'a> {
+    pub fn whole(buffer: &'a wgpu::Buffer) -> Self {
+        Bind { buffer, range: None }
+    }
+
+    /// Bytes bound.
+    pub fn size(&self) -> u64 {
+        self.range.map_or(self.buffer.size(), |(_, s)| s)
+    }
+}
+
+/// Windows of whole rows of a tensor in a buffer, each bindable: `rows` rows of `row_bytes`
+/// bytes starting at byte `first` of a buffer of `buffer_size` bytes, split into runs of rows
+/// whose bound range (starting at a multiple of `align`, a whole number of 4-byte words) stays
+/// within `limit` bytes. Each item: (first row, rows, bound range offset, bound range size, byte
+/// offset of the first row within the range).
+pub(crate) fn row_windows(
+    first: u64,
+    rows: u64,
+    row_bytes: u64,
+    buffer_size: u64,
+    limit: u64,
+    align: u64,
+) -> Result<Vec<(u64, u64, u64, u64, u64)>> {
+    // Room for the alignment slack and the word of look-ahead a 4-byte load at the end reads.
+    let room = limit.saturating_sub(align + 8);
+    let per = if row_bytes == 0 { rows.max(1) } else { room / row_bytes };
+    if per == 0 {
+        return Err(Error::Backend(format!("wgpu: one row of {row_bytes} bytes exceeds the binding limit of {limit}")));
+    }
+    let mut out = Vec::new();
+    let mut r = 0;
+    while r < rows {
+        let n = per.min(rows - r);
+        let start = first + r * row_bytes;
+        let at = start / align * align;
+        let end = (start + n * row_bytes + 4).div_ceil(4) * 4;
+        out.push((r, n, at, end.min(buffer_size) - at, start - at));
+        r += n;
+    }
+    Ok(out)
+}
+
 /// Compiled pipelines and the pending encoder.
 #[derive(Debug, Default)]
 pub struct Kernels {
@@ -138,6 +188,20 @@ impl WgpuBackend {
         buffers: &[&wgpu::Buffer],
         groups: usize,
     ) -> Result<()> {
+        let binds: Vec<Bind> = buffers.iter().map(|&b| Bind::whole(b)).collect();
+        self.run_bound(shader, entry, params, &binds, groups)
+    }
+
+    /// [`WgpuBackend::run`] with bindings that may be byte ranges of their buffers (weights past
+    /// the storage binding limit are bound a range of rows at a time).
+    pub(crate) fn run_bound(
+        &self,
+        shader: Shader,
+        entry: &'static str,
+        params: &Params,
+        buffers: &[Bind],
+        groups: usize,
+    ) -> Result<()> {
         let device = &self.gpu.device;
         let limit = device.limits().max_storage_buffer_binding_size;
         if let Some(b) = buffers.iter().find(|b| b.size() > limit) {
@@ -154,7 +218,15 @@ impl WgpuBackend {
         });
         let mut entries = vec![wgpu::BindGroupEntry { binding: 0, resource: uniform.as_entire_binding() }];
         for (i, b) in buffers.iter().enumerate() {
-            entries.push(wgpu::BindGroupEntry { binding: i as u32 + 1, resource: b.as_entire_binding() });
+            let resource = match b.range {
+                None => b.buffer.as_entire_binding(),
+                Some((offset, size)) => wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                    buffer: b.buffer,
+                    offset,
+                    size: wgpu::BufferSize::new(size),
+                }),
+            };
+            entries.push(wgpu::BindGroupEntry { binding: i as u32 + 1, resource });
         }
         let bind_group = device.create_bind_group(&wgpu::BindGroupDescriptor {
             label: Some(entry),
@@ -297,4 +369,30 @@ impl WgpuBackend {
 /// Workgroups of `size` threads covering `n` items.
 pub(crate) fn groups(n: usize, size: usize) -> usize {
     n.div_ceil(size)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::row_windows;
+
+    #[test]
+    fn row_windows_cover_every_row_within_the_limit() {
+        // 1000 rows of 34 bytes after a 10-byte offset, bound at most 1024 bytes at a time.
+        let (first, rows, rb, size, limit, align) = (10, 1000, 34, 10 + 34_000, 1024, 32);
+        let w = row_windows(first, rows, rb, size, limit, align).expect("rows fit");
+        let mut next = 0;
+        for &(r, n, at, len, off) in &w {
+            assert_eq!(r, next);
+            assert!(n > 0 && len <= limit && at % align == 0);
+            assert!(len % 4 == 0 || at + len == size);
+            assert_eq!(at + off, first + r * rb, "the first row's byte");
+            assert!(off + n * rb <= len, "the rows lie inside the range");
+            next = r + n;
+        }
+        assert_eq!(next, rows);
+        assert!(w.len() > 1);
+        assert_eq!(row_windows(0, 4, 10, 40, 1 << 20, 32).expect("fits").len(), 1);
+        assert!(row_windows(0, 4, 4096, 16384, 1024, 32).is_err(), "a row past the limit");
+        assert!(row_windows(0, 0, 34, 0, 1024, 32).expect("no rows").is_empty());
+    }
 }

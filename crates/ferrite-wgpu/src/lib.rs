@@ -102,12 +102,14 @@ impl Backend for WgpuBackend {
     }
 
     fn upload(&self, bytes: &[u8]) -> Result<Arc<dyn BackendStorage>> {
-        // Kernels bind whole buffers: one past the adapter's binding limit could never be used
-        // (e.g. Qwen2.5's 145 MB output matrix under lavapipe's 128 MiB), so refuse it here.
-        let limit = self.gpu.device.limits().max_storage_buffer_binding_size;
+        // Buffers up to the adapter's largest buffer; those past its binding limit (Qwen2.5's
+        // 145 MB output matrix under lavapipe's 128 MiB) are quantized weights that the matmul
+        // and gather kernels bind a window of rows at a time, while any other kernel given one
+        // refuses it with an error naming the limit.
+        let limit = self.gpu.device.limits().max_buffer_size;
         if bytes.len() as u64 > limit {
             return Err(Error::Backend(format!(
-                "wgpu: a tensor of {} bytes exceeds this adapter's storage binding limit of {limit} bytes",
+                "wgpu: a tensor of {} bytes exceeds this adapter's largest buffer of {limit} bytes",
                 bytes.len()
             )));
         }

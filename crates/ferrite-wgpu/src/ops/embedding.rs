@@ -7,7 +7,7 @@ use std::sync::Arc;
 use ferrite_tensor::{DType, Error, Result, Tensor};
 
 use super::quant;
-use crate::dispatch::{groups, Params};
+use crate::dispatch::{groups, Bind, Params};
 use crate::{buffer_of, shader, WgpuBackend, WgpuStorage};
 
 /// Rows `ids` of `table [vocab, d]` as `[ids.len(), d]` f32 (f32, f16, bf16 and quantized tables).
@@ -48,15 +48,26 @@ fn quantized(be: &WgpuBackend, table: &Tensor, ids: &[u32], d: usize) -> Result<
     let rows = quant::rows(table, d, "embedding (wgpu)")?;
     let total = ids.len() * rows.units;
     let (out, storage) = be.output(table, [ids.len(), d])?;
-    let params = Params::new().u(total)?.u(rows.units.max(1))?.u(rows.offset)?.u(rows.kind)?.u(rows.row_bytes)?.u(d)?;
     let idb = be.u32_buffer(ids);
-    be.run(
-        shader!("gather_quant", "quant_blocks"),
-        "gather_quant",
-        &params,
-        &[buffer_of(table, "embedding")?, &idb, &storage.buffer],
-        groups(total, 256),
-    )?;
+    let buf = buffer_of(table, "embedding")?;
+    let vocab = table.dims()[0];
+    for win in quant::windows(be, buf, &rows, vocab)? {
+        // Only windows holding an id do any work.
+        if !ids.iter().any(|&i| (win.row0..win.row0 + win.rows).contains(&(i as usize))) {
+            continue;
+        }
+        let params = Params::new()
+            .u(total)?
+            .u(rows.units.max(1))?
+            .u(win.offset)?
+            .u(rows.kind)?
+            .u(rows.row_bytes)?
+            .u(d)?
+            .u(win.row0)?
+            .u(win.rows)?;
+        let binds = [Bind { buffer: buf, range: win.range }, Bind::whole(&idb), Bind::whole(&storage.buffer)];
+        be.run_bound(shader!("gather_quant", "quant_blocks"), "gather_quant", &params, &binds, groups(total, 256))?;
+    }
     Ok(out)
 }
 

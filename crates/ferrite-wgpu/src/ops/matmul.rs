@@ -5,7 +5,7 @@
 use ferrite_tensor::{DType, Error, Result, Tensor};
 
 use super::{f32_offset, quant};
-use crate::dispatch::Params;
+use crate::dispatch::{Bind, Params};
 use crate::{buffer_of, shader, WgpuBackend};
 
 /// Activation rows one workgroup of `matmul_quant` multiplies (the shader's `TILE`).
@@ -32,10 +32,22 @@ pub fn matmul(be: &WgpuBackend, x: &Tensor, w: &Tensor) -> Result<Tensor> {
     let bufs = [buffer_of(x, "matmul")?, buffer_of(w, "matmul")?, &storage.buffer];
     if w.dtype().is_quantized() {
         let rows = quant::rows(w, k, "matmul (wgpu)")?;
-        let params =
-            Params::new().u(m)?.u(n)?.u(k)?.u(x_off)?.u(rows.offset)?.u(rows.row_bytes)?.u(rows.units)?.u(rows.kind)?;
-        let groups = n.div_ceil(QUANT_ROWS) * m.div_ceil(QUANT_TILE);
-        be.run(shader!("matmul_quant", "quant_blocks"), "matmul_quant", &params, &bufs, groups)?;
+        for win in quant::windows(be, bufs[1], &rows, n)? {
+            let params = Params::new()
+                .u(m)?
+                .u(win.rows)?
+                .u(k)?
+                .u(x_off)?
+                .u(win.offset)?
+                .u(rows.row_bytes)?
+                .u(rows.units)?
+                .u(rows.kind)?
+                .u(win.row0)?
+                .u(n)?;
+            let binds = [Bind::whole(bufs[0]), Bind { buffer: bufs[1], range: win.range }, Bind::whole(bufs[2])];
+            let groups = win.rows.div_ceil(QUANT_ROWS) * m.div_ceil(QUANT_TILE);
+            be.run_bound(shader!("matmul_quant", "quant_blocks"), "matmul_quant", &params, &binds, groups)?;
+        }
         return Ok(out);
     }
     // (entry, weight offset in elements, 16-bit kind: 0 f16, 1 bf16)

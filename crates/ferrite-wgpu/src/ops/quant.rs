@@ -5,6 +5,8 @@
 
 use ferrite_tensor::{DType, Error, Result, Tensor};
 
+use crate::WgpuBackend;
+
 /// Weights one thread decodes at a time.
 const UNIT: usize = 8;
 
@@ -19,6 +21,43 @@ pub(crate) struct QuantRows {
     pub row_bytes: usize,
     /// 8-weight units per row.
     pub units: usize,
+}
+
+/// Rows `row0 .. row0 + rows` of a quantized tensor, bound as `range` of its buffer (`None`:
+/// the whole buffer), the first of them at byte `offset` of the binding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Window {
+    pub row0: usize,
+    pub rows: usize,
+    pub range: Option<(u64, u64)>,
+    pub offset: usize,
+}
+
+/// The windows through which the kernels see the `rows` rows of `q` in `buffer`: the whole
+/// buffer when it fits the adapter's storage binding limit, else runs of rows bound as ranges
+/// (Qwen2.5's 145 MB and Gemma 3's 178 MB Q8_0 matrices under lavapipe's 128 MiB).
+pub(crate) fn windows(be: &WgpuBackend, buffer: &wgpu::Buffer, q: &QuantRows, rows: usize) -> Result<Vec<Window>> {
+    let limits = be.gpu.device.limits();
+    if buffer.size() <= limits.max_storage_buffer_binding_size {
+        return Ok(vec![Window { row0: 0, rows, range: None, offset: q.offset }]);
+    }
+    let align = u64::from(limits.min_storage_buffer_offset_alignment).max(4);
+    let w = crate::dispatch::row_windows(
+        q.offset as u64,
+        rows as u64,
+        q.row_bytes as u64,
+        buffer.size(),
+        limits.max_storage_buffer_binding_size,
+        align,
+    )?;
+    Ok(w.into_iter()
+        .map(|(r, n, at, size, off)| Window {
+            row0: r as usize,
+            rows: n as usize,
+            range: Some((at, size)),
+            offset: off as usize,
+        })
+        .collect())
 }
 
 /// The format code `quant_blocks.wgsl` gives `dtype`, if it decodes it.

@@ -2,8 +2,10 @@
 // Q4_K, Q5_K, Q6_K), decoded here from their blocks (quant_blocks.wgsl, appended by the Rust
 // side) against f32 activations. One workgroup of 64 threads per 16 weight rows and tile of up
 // to 4 activation rows: 4 threads per weight row, each decoding every 4th 8-weight unit of the
-// row once and multiplying it into the tile's rows, then one barrier and a sum of the 4
-// partials. Few, fat workgroups: a software device (lavapipe) pays per workgroup and per
+// row once and multiplying it into the tile's rows, then a sum of the 4 partials
+// (`sum_lanes`: through workgroup memory and a barrier in sum_lanes_barrier.wgsl, or with
+// subgroup shuffles in sum_lanes_subgroup.wgsl where the adapter has subgroups; the Rust side
+// appends one of them, and both add in the same order, so both give the same bits). Few, fat workgroups: a software device (lavapipe) pays per workgroup and per
 // barrier, and m = 1 (decode) still spreads over n / 16 workgroups.
 
 struct Params {
@@ -24,8 +26,6 @@ const TILE: u32 = 4u;
 // Weight rows per workgroup, and threads per weight row (ROWS · LANES = 64).
 const ROWS: u32 = 16u;
 const LANES: u32 = 4u;
-
-var<workgroup> partial: array<vec4<f32>, 64>;
 
 fn wword(i: u32) -> u32 {
     return w[i];
@@ -57,10 +57,8 @@ fn matmul_quant(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) n
             }
         }
     }
-    partial[li] = s;
-    workgroupBarrier();
+    let t = sum_lanes(s, li);
     if (lane == 0u && j < p.n) {
-        let t = (partial[li] + partial[li + 1u]) + (partial[li + 2u] + partial[li + 3u]);
         for (var r = 0u; r < rows; r++) {
             out[(r0 + r) * p.out_stride + p.j_base + j] = t[r];
         }

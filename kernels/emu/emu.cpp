@@ -78,6 +78,27 @@ namespace fk_matmul_float {
 namespace fk_argmax {
 #include "../argmax.cu"
 }
+namespace fk_conv {
+#include "../conv.cu"
+}
+namespace fk_group_norm {
+#include "../group_norm.cu"
+}
+namespace fk_resample {
+#include "../resample.cu"
+}
+namespace fk_layout {
+#include "../layout.cu"
+}
+namespace fk_modulate {
+#include "../modulate.cu"
+}
+namespace fk_rotary {
+#include "../rotary.cu"
+}
+namespace fk_attention_dense {
+#include "../attention_dense.cu"
+}
 using namespace fk_elementwise;
 using namespace fk_norm;
 using namespace fk_rope;
@@ -87,6 +108,13 @@ using namespace fk_quantize;
 using namespace fk_matmul_quant;
 using namespace fk_matmul_float;
 using namespace fk_argmax;
+using namespace fk_conv;
+using namespace fk_group_norm;
+using namespace fk_resample;
+using namespace fk_layout;
+using namespace fk_modulate;
+using namespace fk_rotary;
+using namespace fk_attention_dense;
 #endif
 
 namespace ferrite_emu {

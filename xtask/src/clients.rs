@@ -43,7 +43,11 @@ pub fn clients_dir(models_dir: &Path) -> PathBuf {
 /// The folder of the venv's `libnvrtc.so.12` (pip's `nvidia/cuda_nvrtc/lib`), if installed.
 pub fn nvrtc_dir(dir: &Path) -> Option<PathBuf> {
     let lib = dir.join("venv/lib");
-    std::fs::read_dir(&lib).ok()?.flatten().map(|e| e.path().join("site-packages/nvidia/cuda_nvrtc/lib")).find(|p| p.is_dir())
+    std::fs::read_dir(&lib)
+        .ok()?
+        .flatten()
+        .map(|e| e.path().join("site-packages/nvidia/cuda_nvrtc/lib"))
+        .find(|p| p.is_dir())
 }
 
 /// The Debian packages that installing and running the clients needs and that this machine

@@ -64,7 +64,8 @@ impl Args {
 
     /// An `unsigned int` argument, checked to fit.
     pub fn u(mut self, v: usize) -> Result<Self, CudaError> {
-        let v = u32::try_from(v).map_err(|_| CudaError::Launch(format!("{v} does not fit a 32-bit kernel argument")))?;
+        let v =
+            u32::try_from(v).map_err(|_| CudaError::Launch(format!("{v} does not fit a 32-bit kernel argument")))?;
         self.0.push(u64::from(v));
         Ok(self)
     }

@@ -41,10 +41,33 @@ pub static QUANTIZE: KernelFile = kernel_file!("quantize");
 pub static MATMUL_QUANT: KernelFile = kernel_file!("matmul_quant");
 pub static MATMUL_FLOAT: KernelFile = kernel_file!("matmul_float");
 pub static ARGMAX: KernelFile = kernel_file!("argmax");
+pub static CONV: KernelFile = kernel_file!("conv");
+pub static GROUP_NORM: KernelFile = kernel_file!("group_norm");
+pub static RESAMPLE: KernelFile = kernel_file!("resample");
+pub static LAYOUT: KernelFile = kernel_file!("layout");
+pub static MODULATE: KernelFile = kernel_file!("modulate");
+pub static ROTARY: KernelFile = kernel_file!("rotary");
+pub static ATTENTION_DENSE: KernelFile = kernel_file!("attention_dense");
 
 /// Every kernel file.
-pub static FILES: [&KernelFile; 9] =
-    [&ELEMENTWISE, &NORM, &ROPE, &GATHER, &ATTENTION, &QUANTIZE, &MATMUL_QUANT, &MATMUL_FLOAT, &ARGMAX];
+pub static FILES: [&KernelFile; 16] = [
+    &ELEMENTWISE,
+    &NORM,
+    &ROPE,
+    &GATHER,
+    &ATTENTION,
+    &QUANTIZE,
+    &MATMUL_QUANT,
+    &MATMUL_FLOAT,
+    &ARGMAX,
+    &CONV,
+    &GROUP_NORM,
+    &RESAMPLE,
+    &LAYOUT,
+    &MODULATE,
+    &ROTARY,
+    &ATTENTION_DENSE,
+];
 
 pub static ADD: Kernel = Kernel { name: "add_f32", file: &ELEMENTWISE };
 pub static MUL: Kernel = Kernel { name: "mul_f32", file: &ELEMENTWISE };
@@ -63,9 +86,19 @@ pub static QUANTIZE_Q8_1: Kernel = Kernel { name: "quantize_q8_1", file: &QUANTI
 pub static MATMUL_Q8_1: Kernel = Kernel { name: "matmul_q8_1", file: &MATMUL_QUANT };
 pub static MATMUL_FLOAT_K: Kernel = Kernel { name: "matmul_float", file: &MATMUL_FLOAT };
 pub static ARGMAX_F32: Kernel = Kernel { name: "argmax_f32", file: &ARGMAX };
+pub static CONV2D: Kernel = Kernel { name: "conv2d_f32", file: &CONV };
+pub static GROUP_NORM_PARTIAL: Kernel = Kernel { name: "group_norm_partial", file: &GROUP_NORM };
+pub static GROUP_NORM_MERGE: Kernel = Kernel { name: "group_norm_merge", file: &GROUP_NORM };
+pub static GROUP_NORM_APPLY: Kernel = Kernel { name: "group_norm_apply", file: &GROUP_NORM };
+pub static UPSAMPLE_NEAREST: Kernel = Kernel { name: "upsample_nearest_f32", file: &RESAMPLE };
+pub static COPY_BLOCKS: Kernel = Kernel { name: "copy_blocks_f32", file: &LAYOUT };
+pub static MODULATE_F32: Kernel = Kernel { name: "modulate_f32", file: &MODULATE };
+pub static GATED_ADD: Kernel = Kernel { name: "gated_add_f32", file: &MODULATE };
+pub static ROTARY_F32: Kernel = Kernel { name: "rotary_f32", file: &ROTARY };
+pub static ATTENTION_DENSE_K: Kernel = Kernel { name: "attention_dense", file: &ATTENTION_DENSE };
 
 /// Every kernel the backend launches.
-pub static ALL: [&Kernel; 17] = [
+pub static ALL: [&Kernel; 27] = [
     &ADD,
     &MUL,
     &SCALE,
@@ -83,6 +116,16 @@ pub static ALL: [&Kernel; 17] = [
     &MATMUL_Q8_1,
     &MATMUL_FLOAT_K,
     &ARGMAX_F32,
+    &CONV2D,
+    &GROUP_NORM_PARTIAL,
+    &GROUP_NORM_MERGE,
+    &GROUP_NORM_APPLY,
+    &UPSAMPLE_NEAREST,
+    &COPY_BLOCKS,
+    &MODULATE_F32,
+    &GATED_ADD,
+    &ROTARY_F32,
+    &ATTENTION_DENSE_K,
 ];
 
 /// The whole source NVRTC compiles for `file`.

@@ -18,6 +18,12 @@ pub const FMM_TILE: usize = 16;
 pub const ATTENTION_THREADS: usize = 128;
 /// Widest head `attention_paged` takes.
 pub const ATTENTION_MAX_HEAD: usize = 512;
+/// Output pixels of one `conv2d_f32` block.
+pub const CONV_TILE_PIXELS: usize = 64;
+/// Output channels of one `conv2d_f32` block.
+pub const CONV_TILE_CHANNELS: usize = 64;
+/// Values one `group_norm_partial` block aims to take (16 per thread).
+pub const GROUP_NORM_CHUNK_VALUES: usize = 4096;
 /// Values per q8_1 block.
 pub const Q8_1_BLOCK: usize = 32;
 /// Bytes per q8_1 block (f16 d, f16 s, 32 int8).
@@ -71,6 +77,31 @@ pub fn matmul_float(m: usize, n: usize) -> Result<LaunchDims, CudaError> {
     dims([n.div_ceil(FMM_TILE), m.div_ceil(FMM_TILE), 1], [FMM_TILE as u32, FMM_TILE as u32, 1], 0)
 }
 
+/// `attention_dense`: as [`attention`], one 128-thread block per (query token, head), the query
+/// and a chunk of scores in dynamic shared memory; heads up to [`ATTENTION_MAX_HEAD`].
+pub fn attention_dense(tokens: usize, heads: usize, head_dim: usize) -> Result<LaunchDims, CudaError> {
+    attention(tokens, heads, head_dim)
+}
+
+/// `conv2d_f32` over `pixels` output pixels and `c_out` channels: one 256-thread block per tile
+/// of 64 pixels x 64 channels.
+pub fn conv2d(pixels: usize, c_out: usize) -> Result<LaunchDims, CudaError> {
+    dims([pixels.div_ceil(CONV_TILE_PIXELS), c_out.div_ceil(CONV_TILE_CHANNELS), 1], [256, 1, 1], 0)
+}
+
+/// How `group_norm_partial` splits the `positions` of one (sample, group) of `cg` channels:
+/// `(positions per chunk, chunks)`, chunks of about [`GROUP_NORM_CHUNK_VALUES`] values and at
+/// most [`MAX_GRID_YZ`] of them.
+pub fn group_norm_chunks(positions: usize, cg: usize) -> (usize, usize) {
+    let chunk = GROUP_NORM_CHUNK_VALUES.div_ceil(cg.max(1)).max(positions.div_ceil(MAX_GRID_YZ)).max(1);
+    (chunk, positions.div_ceil(chunk))
+}
+
+/// `group_norm_partial`: one 256-thread block per (sample-group, chunk).
+pub fn group_norm_partial(sample_groups: usize, chunks: usize) -> Result<LaunchDims, CudaError> {
+    dims([sample_groups, chunks, 1], [256, 1, 1], 0)
+}
+
 /// Rows per launch so that a per-row grid along y stays within [`MAX_GRID_YZ`] blocks when each
 /// block takes `rows_per_block` rows.
 pub fn row_chunk(rows_per_block: usize) -> usize {
@@ -106,6 +137,38 @@ mod tests {
         assert_eq!((d.grid, d.shared_bytes), ([3, 14, 1], (64 + 128) * 4));
         assert!(attention(1, 1, 513).is_err());
         assert!(attention(1, 70_000, 64).is_err());
+    }
+
+    #[test]
+    fn conv_tiles_cover_every_pixel_and_channel() {
+        let d = conv2d(65, 64).expect("fits");
+        assert_eq!((d.grid, d.block), ([2, 1, 1], [256, 1, 1]));
+        assert_eq!(conv2d(4 * 1024 * 1024, 129).expect("fits").grid, [65_536, 3, 1]);
+        assert!(conv2d(0, 8).is_err(), "no pixels is no launch");
+        assert!(conv2d(64, 64 * MAX_GRID_YZ + 1).is_err());
+    }
+
+    #[test]
+    fn group_norm_chunks_cover_the_positions_within_the_grid() {
+        // 4 channels per group: chunks of 1024 positions.
+        assert_eq!(group_norm_chunks(4096, 4), (1024, 4));
+        assert_eq!(group_norm_chunks(4097, 4), (1024, 5));
+        // Wider groups than a chunk: one position per chunk.
+        assert_eq!(group_norm_chunks(10, 10_000), (1, 10));
+        assert_eq!(group_norm_chunks(561, 1), (4096, 1));
+        // Past the grid's y limit the chunks grow.
+        for (positions, cg) in [(1usize << 30, 1usize), (1 << 28, 512), (7, 3)] {
+            let (chunk, chunks) = group_norm_chunks(positions, cg);
+            assert!(chunks <= MAX_GRID_YZ && chunk * chunks >= positions && chunk * (chunks - 1) < positions);
+        }
+        let d = group_norm_partial(64, 9).expect("fits");
+        assert_eq!((d.grid, d.block), ([64, 9, 1], [256, 1, 1]));
+    }
+
+    #[test]
+    fn dense_attention_is_the_paged_geometry() {
+        assert_eq!(attention_dense(5, 3, 512).expect("fits"), attention(5, 3, 512).expect("fits"));
+        assert!(attention_dense(1, 1, 640).is_err());
     }
 
     #[test]

@@ -14,10 +14,13 @@
 //!   (Q4_0, Q4_1, Q5_0, Q8_0, Q4_K, Q5_K, Q6_K) stay in their GGUF blocks on the device; the
 //!   quantized matmul rounds activations to 8-bit `q8_1` blocks and takes integer dot products
 //!   with `dp4a`, as llama.cpp's CUDA backend does.
+//! * The diffusion ops (`conv2d` as an implicit GEMM, `group_norm`, `upsample_nearest`,
+//!   `rotary`, `concat`, `narrow`, `modulate`, `gated_add`, and `attention_dense` behind
+//!   `attention_full`) run on the device; only heads wider than 512 values take the CPU kernel.
 //!
-//! Not done yet: cuBLAS for large float GEMMs, CUDA graphs of the decode step, GPU sampling
-//! beyond greedy ([`CudaBackend::argmax`]), the diffusion ops (they answer an error naming the
-//! op; `attention_dense` runs through the CPU).
+//! Not done yet: cuBLAS for large float GEMMs (and conv2d), CUDA graphs of the decode step, GPU
+//! sampling beyond greedy ([`CudaBackend::argmax`]), a tiled (flash) kernel for long dense
+//! attention (today one block per query token and head reads every key).
 
 pub mod cuda_driver;
 pub mod driver;
@@ -32,8 +35,8 @@ pub mod storage;
 use std::sync::Arc;
 
 use ferrite_tensor::{
-    Activation, AttentionParams, AttentionSeq, Backend, BackendStorage, DType, Device, Error, Result, RopeConfig,
-    Shape, Tensor,
+    Activation, AttentionParams, AttentionSeq, Backend, BackendStorage, Conv2dParams, DType, DenseAttention, Device,
+    Error, Result, RopeConfig, RopeLayout, Shape, Tensor,
 };
 
 pub use cuda_driver::{gpus, CudaDriver, GpuInfo};
@@ -126,7 +129,13 @@ pub fn describe_devices() -> std::result::Result<Vec<String>, CudaError> {
     Ok(gpus()?
         .iter()
         .map(|g| {
-            format!("cuda:{}  {}  {}  {:.1} GiB", g.ordinal, g.name, g.arch.name(), g.total_memory as f64 / (1u64 << 30) as f64)
+            format!(
+                "cuda:{}  {}  {}  {:.1} GiB",
+                g.ordinal,
+                g.name,
+                g.arch.name(),
+                g.total_memory as f64 / (1u64 << 30) as f64
+            )
         })
         .collect())
 }
@@ -277,5 +286,48 @@ impl Backend for CudaBackend {
         params: &AttentionParams,
     ) -> Result<Tensor> {
         ops::attention::attention(self, q, k_cache, v_cache, seqs, params)
+    }
+
+    fn attention_dense(
+        &self,
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        seq_lens: &[usize],
+        opts: &DenseAttention,
+    ) -> Result<Tensor> {
+        ops::attention_dense::attention_dense(self, q, k, v, seq_lens, opts)
+    }
+
+    fn conv2d(&self, x: &Tensor, w: &Tensor, bias: Option<&Tensor>, p: &Conv2dParams) -> Result<Tensor> {
+        ops::conv::conv2d(self, x, w, bias, p)
+    }
+
+    fn group_norm(&self, x: &Tensor, groups: usize, w: &Tensor, b: &Tensor, eps: f32) -> Result<Tensor> {
+        ops::group_norm::group_norm(self, x, groups, w, b, eps)
+    }
+
+    fn upsample_nearest(&self, x: &Tensor, factor: usize) -> Result<Tensor> {
+        ops::resample::upsample_nearest(self, x, factor)
+    }
+
+    fn rotary(&self, x: &Tensor, cos: &Tensor, sin: &Tensor, layout: RopeLayout) -> Result<Tensor> {
+        ops::rotary::rotary(self, x, cos, sin, layout)
+    }
+
+    fn concat(&self, xs: &[&Tensor], axis: usize) -> Result<Tensor> {
+        ops::layout::concat(self, xs, axis)
+    }
+
+    fn narrow(&self, x: &Tensor, axis: usize, start: usize, len: usize) -> Result<Tensor> {
+        ops::layout::narrow(self, x, axis, start, len)
+    }
+
+    fn modulate(&self, x: &Tensor, scale: &Tensor, shift: &Tensor) -> Result<Tensor> {
+        ops::modulate::modulate(self, x, scale, shift)
+    }
+
+    fn gated_add(&self, x: &Tensor, gate: &Tensor, y: &Tensor) -> Result<Tensor> {
+        ops::modulate::gated_add(self, x, gate, y)
     }
 }

@@ -79,7 +79,8 @@ fn smollm2_on_emulated_cuda_follows_the_cpus_greedy_tokens_for_the_committed_pro
     let (w, cfg) = load_weights(&path).unwrap();
     let cuda_model = Llama::load(w.as_ref(), cfg.clone(), dev).unwrap();
     let cpu_model = Llama::load(w.as_ref(), cfg.clone(), &cpu).unwrap();
-    let exact_model = Llama::load(&ferrite_models::weights::F32Weights(load_weights(&path).unwrap().0), cfg, &cpu).unwrap();
+    let exact_model =
+        Llama::load(&ferrite_models::weights::F32Weights(load_weights(&path).unwrap().0), cfg, &cpu).unwrap();
     let cases = gold["cases"].as_array().unwrap();
     assert!(cases.len() >= 4, "the golden has {} prompts", cases.len());
     let (mut same, mut total) = (0, 0);

@@ -22,8 +22,7 @@ fn every_kernel_file_compiles_for_sm80_and_sm90() {
     eprintln!("NVRTC {major}.{minor}");
     for arch in [Arch::SM80, Arch::SM90] {
         for file in FILES {
-            let cubin = nvrtc::compile(&kernels::source(file), file.name, arch)
-                .unwrap_or_else(|e| panic!("{e}"));
+            let cubin = nvrtc::compile(&kernels::source(file), file.name, arch).unwrap_or_else(|e| panic!("{e}"));
             // An ELF image with code for this architecture.
             assert_eq!(&cubin[..4], b"\x7fELF", "kernels/{}.cu for {}", file.name, arch.name());
             assert!(cubin.len() > 1000, "kernels/{}.cu for {}: {} bytes", file.name, arch.name(), cubin.len());

@@ -186,7 +186,12 @@ fn float_gathers_match_the_cpu() {
     let ids = [49u32, 0, 7, 7];
     for dtype in [DType::F32, DType::F16, DType::BF16] {
         let t = table.cast(dtype).unwrap();
-        assert_close(&format!("gather {dtype:?}"), &t.embedding(&ids).unwrap(), &t.to_device(dev).unwrap().embedding(&ids).unwrap(), 0.0);
+        assert_close(
+            &format!("gather {dtype:?}"),
+            &t.embedding(&ids).unwrap(),
+            &t.to_device(dev).unwrap().embedding(&ids).unwrap(),
+            0.0,
+        );
     }
     assert!(table.to_device(dev).unwrap().embedding(&[50]).is_err(), "an id past the table is an error");
 }

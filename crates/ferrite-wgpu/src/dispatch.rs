@@ -29,13 +29,26 @@ pub struct Shader {
 }
 
 /// Includes `shaders/NAME.wgsl` of the workspace; `shader!("NAME", "LIB", ..)` appends the
-/// files `LIB.wgsl` (function libraries without bindings, such as `quant_blocks`) to it.
+/// files `LIB.wgsl` (function libraries such as `quant_blocks`) to it;
+/// `shader!(name = "KEY", prefix = "TEXT", "NAME", ..)` is a variant cached as KEY with TEXT first.
 #[macro_export]
 macro_rules! shader {
     ($name:literal $(, $lib:literal)*) => {
         $crate::dispatch::Shader {
             name: $name,
             source: concat!(
+                include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shaders/", $name, ".wgsl"))
+                $(, "\n", include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shaders/", $lib, ".wgsl")))*
+            ),
+        }
+    };
+    // A variant under its own cache name, with `$prefix` (e.g. `enable subgroups;`, which WGSL
+    // wants before any declaration) at the start of the module.
+    (name = $key:literal, prefix = $prefix:literal, $name:literal $(, $lib:literal)*) => {
+        $crate::dispatch::Shader {
+            name: $key,
+            source: concat!(
+                $prefix, "\n",
                 include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shaders/", $name, ".wgsl"))
                 $(, "\n", include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shaders/", $lib, ".wgsl")))*
             ),
@@ -61,11 +74,21 @@ impl<'a> Bind<'a> {
     }
 }
 
+/// One window of [`row_windows`]: rows `row0 .. row0 + rows`, bound as bytes `at .. at + size`
+/// of the buffer, the first of them at byte `offset` of that range.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct RowWindow {
+    pub row0: u64,
+    pub rows: u64,
+    pub at: u64,
+    pub size: u64,
+    pub offset: u64,
+}
+
 /// Windows of whole rows of a tensor in a buffer, each bindable: `rows` rows of `row_bytes`
 /// bytes starting at byte `first` of a buffer of `buffer_size` bytes, split into runs of rows
 /// whose bound range (starting at a multiple of `align`, a whole number of 4-byte words) stays
-/// within `limit` bytes. Each item: (first row, rows, bound range offset, bound range size, byte
-/// offset of the first row within the range).
+/// within `limit` bytes.
 pub(crate) fn row_windows(
     first: u64,
     rows: u64,
@@ -73,10 +96,10 @@ pub(crate) fn row_windows(
     buffer_size: u64,
     limit: u64,
     align: u64,
-) -> Result<Vec<(u64, u64, u64, u64, u64)>> {
+) -> Result<Vec<RowWindow>> {
     // Room for the alignment slack and the word of look-ahead a 4-byte load at the end reads.
     let room = limit.saturating_sub(align + 8);
-    let per = if row_bytes == 0 { rows.max(1) } else { room / row_bytes };
+    let per = room.checked_div(row_bytes).unwrap_or(rows.max(1));
     if per == 0 {
         return Err(Error::Backend(format!("wgpu: one row of {row_bytes} bytes exceeds the binding limit of {limit}")));
     }
@@ -87,7 +110,7 @@ pub(crate) fn row_windows(
         let start = first + r * row_bytes;
         let at = start / align * align;
         let end = (start + n * row_bytes + 4).div_ceil(4) * 4;
-        out.push((r, n, at, end.min(buffer_size) - at, start - at));
+        out.push(RowWindow { row0: r, rows: n, at, size: end.min(buffer_size) - at, offset: start - at });
         r += n;
     }
     Ok(out)
@@ -373,7 +396,7 @@ pub(crate) fn groups(n: usize, size: usize) -> usize {
 
 #[cfg(test)]
 mod tests {
-    use super::row_windows;
+    use super::{row_windows, RowWindow};
 
     #[test]
     fn row_windows_cover_every_row_within_the_limit() {
@@ -381,7 +404,7 @@ mod tests {
         let (first, rows, rb, size, limit, align) = (10, 1000, 34, 10 + 34_000, 1024, 32);
         let w = row_windows(first, rows, rb, size, limit, align).expect("rows fit");
         let mut next = 0;
-        for &(r, n, at, len, off) in &w {
+        for &RowWindow { row0: r, rows: n, at, size: len, offset: off } in &w {
             assert_eq!(r, next);
             assert!(n > 0 && len <= limit && at % align == 0);
             assert!(len % 4 == 0 || at + len == size);

@@ -35,6 +35,9 @@ use ferrite_tensor::{
 pub use context::{describe_adapters, Gpu, ADAPTER_ENV};
 pub use storage::WgpuStorage;
 
+/// `FERRITE_WGPU_SUBGROUPS=0` turns the subgroup kernel variants off (for comparisons).
+pub const SUBGROUPS_ENV: &str = "FERRITE_WGPU_SUBGROUPS";
+
 /// Why the WGPU backend could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum WgpuError {
@@ -57,13 +60,30 @@ impl From<WgpuError> for Error {
 pub struct WgpuBackend {
     pub(crate) gpu: Gpu,
     pub(crate) kernels: dispatch::Kernels,
+    /// Kernels use subgroup operations (the adapter has them, at least 4 wide, and they were not
+    /// turned off with [`WgpuBackend::without_subgroups`]).
+    use_subgroups: bool,
 }
 
 impl WgpuBackend {
     /// Opens the adapter `choice` names (see [`context::open`]).
     pub fn new(choice: Option<&str>) -> std::result::Result<Self, WgpuError> {
         let gpu = context::open(choice)?;
-        Ok(WgpuBackend { kernels: dispatch::Kernels::default(), gpu })
+        let off = std::env::var(SUBGROUPS_ENV).is_ok_and(|v| v == "0");
+        let use_subgroups = gpu.subgroups && gpu.info.subgroup_min_size >= 4 && !off;
+        Ok(WgpuBackend { kernels: dispatch::Kernels::default(), gpu, use_subgroups })
+    }
+
+    /// The same backend with the subgroup kernel variants turned off (their fallbacks run
+    /// instead; tests compare the two).
+    pub fn without_subgroups(mut self) -> Self {
+        self.use_subgroups = false;
+        self
+    }
+
+    /// Whether kernels use subgroup operations.
+    pub fn subgroups(&self) -> bool {
+        self.use_subgroups
     }
 
     /// What the device is (adapter info).

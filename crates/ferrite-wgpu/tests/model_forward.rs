@@ -16,8 +16,8 @@
 use ferrite_chat::tokenizer::Tokenizer;
 use ferrite_models::weights::F32Weights;
 use ferrite_models::{load_weights, Batch, KvCache, Llama};
-use ferrite_tensor::model_files::{test_model, GEMMA3, QWEN25, SMOLLM2};
 use ferrite_tensor::gguf::GgufFile;
+use ferrite_tensor::model_files::{test_model, GEMMA3, QWEN25, SMOLLM2};
 use ferrite_tensor::{DType, Device};
 
 mod common;
@@ -132,16 +132,17 @@ fn qwen25_and_gemma3_weights_past_the_binding_limit_give_the_cpus_logits() {
         let cpu_model = Llama::load(&F32Weights(w), cfg.clone(), &cpu).unwrap();
         let tok = Tokenizer::from_gguf(&GgufFile::open(&path).unwrap()).unwrap();
         let prompt = tok.encode("The capital of France is", true).unwrap();
-        let (kc, kg) = (
-            KvCache::new(&cfg, 1, 16, DType::F32, &cpu).unwrap(),
-            KvCache::new(&cfg, 1, 16, DType::F32, g).unwrap(),
-        );
+        let (kc, kg) =
+            (KvCache::new(&cfg, 1, 16, DType::F32, &cpu).unwrap(), KvCache::new(&cfg, 1, 16, DType::F32, g).unwrap());
         let batch = Batch::single(&prompt, 0, vec![0]);
         let a = cpu_model.forward(&batch, &kc).unwrap().to_vec_f32().unwrap();
         let b = gpu_model.forward(&batch, &kg).unwrap().to_vec_f32().unwrap();
         let spread = a.iter().fold(0f32, |m, v| m.max(v.abs()));
         let d = max_abs_diff(&a, &b);
-        eprintln!("{name}: max |cpu f32 - wgpu| = {d:e} over logits up to {spread}, next {:?}", tok.decode(&[argmax(&b) as u32], false));
+        eprintln!(
+            "{name}: max |cpu f32 - wgpu| = {d:e} over logits up to {spread}, next {:?}",
+            tok.decode(&[argmax(&b) as u32], false)
+        );
         assert!(d <= tol * spread.max(1.0), "{name}: logits differ by {d}");
         assert_eq!(argmax(&a), argmax(&b));
     }

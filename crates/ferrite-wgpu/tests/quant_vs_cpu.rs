@@ -216,3 +216,28 @@ fn random_blocks_dequantize_to_sane_values() {
         assert!(w.iter().all(|v| v.is_finite()) && peak > 0.01 && peak < 100.0, "{dtype:?}: peak {peak}");
     }
 }
+
+/// Where the adapter has subgroups (lavapipe does), the quantized matmul sums its 4 partials
+/// per weight row with subgroup shuffles; the fallback uses workgroup memory and a barrier. Both
+/// add in the same order: the same bits for every block type.
+#[test]
+fn subgroup_and_barrier_sums_give_the_same_bits() {
+    let Some(g) = gpu() else { return };
+    let with = ferrite_wgpu::WgpuBackend::new(None).unwrap();
+    if !with.subgroups() {
+        eprintln!("SKIPPED: {} has no subgroups of at least 4 lanes (only the fallback runs)", g.name());
+        return;
+    }
+    let without = Device::new(std::sync::Arc::new(ferrite_wgpu::WgpuBackend::new(None).unwrap().without_subgroups()));
+    let with = Device::new(std::sync::Arc::new(with));
+    let (m, n, k) = (5, 37, 512);
+    let x = random(m * k, 77, 1.0);
+    for (i, dtype) in QUANTIZED.into_iter().enumerate() {
+        let bytes = random_blocks(dtype, n * k, 80 + i as u64);
+        let run = |d: &Device| {
+            let w = Tensor::from_bytes(&bytes, dtype, [n, k], d).unwrap();
+            Tensor::from_f32(&x, [m, k], d).unwrap().matmul(&w).unwrap().to_vec_f32().unwrap()
+        };
+        assert_eq!(run(&with), run(&without), "{dtype:?}");
+    }
+}

@@ -22,8 +22,7 @@ pub fn embedding(be: &CudaBackend, table: &Tensor, ids: &[u32]) -> Result<Tensor
         DType::BF16 => 102,
         q => quant_kind(q).ok_or(Error::UnsupportedDType { dtype: q, op: "embedding (cuda)" })?,
     };
-    let row_bytes =
-        dtype.bytes_for(d).ok_or(Error::NotBlockAligned { dtype, numel: d, block: dtype.block_size() })?;
+    let row_bytes = dtype.bytes_for(d).ok_or(Error::NotBlockAligned { dtype, numel: d, block: dtype.block_size() })?;
     let (out, po) = be.output(table, [ids.len(), d])?;
     if ids.is_empty() || d == 0 {
         return Ok(out);

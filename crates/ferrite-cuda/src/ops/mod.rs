@@ -1,11 +1,18 @@
 //! The ops, one file per family, each over its kernel file in `kernels/`.
 
 pub mod attention;
+pub mod attention_dense;
+pub mod conv;
 pub mod elementwise;
 pub mod embedding;
+pub mod group_norm;
+pub mod layout;
 pub mod matmul;
+pub mod modulate;
 pub mod norm;
+pub mod resample;
 pub mod rope;
+pub mod rotary;
 
 use ferrite_tensor::{DType, Error, Result, Tensor};
 

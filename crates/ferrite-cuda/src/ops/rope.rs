@@ -16,7 +16,8 @@ pub fn rope(be: &CudaBackend, x: &Tensor, positions: &[u32], cfg: &RopeConfig) -
     }
     let pos = be.temp_u32(positions)?;
     let neox = usize::from(cfg.layout == RopeLayout::NeoX);
-    let args = Args::new().ptr(px).ptr(po).ptr(pos.ptr).u(h)?.u(d)?.u(cfg.dim)?.u(neox)?.f(cfg.step()).f(cfg.freq_scale);
+    let args =
+        Args::new().ptr(px).ptr(po).ptr(pos.ptr).u(h)?.u(d)?.u(cfg.dim)?.u(neox)?.f(cfg.step()).f(cfg.freq_scale);
     be.launch(&kernels::ROPE_F32, launch::rope(t, h)?, args)?;
     Ok(out)
 }

@@ -46,7 +46,20 @@ pub fn matmul(be: &WgpuBackend, x: &Tensor, w: &Tensor) -> Result<Tensor> {
                 .u(n)?;
             let binds = [Bind::whole(bufs[0]), Bind { buffer: bufs[1], range: win.range }, Bind::whole(bufs[2])];
             let groups = win.rows.div_ceil(QUANT_ROWS) * m.div_ceil(QUANT_TILE);
-            be.run_bound(shader!("matmul_quant", "quant_blocks"), "matmul_quant", &params, &binds, groups)?;
+            let shader = if be.subgroups() {
+                shader!(
+                    name = "matmul_quant_subgroup",
+                    // naga takes the subgroup builtins when the device has the feature and
+                    // refuses WGSL's `enable subgroups;` (not implemented yet).
+                    prefix = "",
+                    "matmul_quant",
+                    "quant_blocks",
+                    "sum_lanes_subgroup"
+                )
+            } else {
+                shader!("matmul_quant", "quant_blocks", "sum_lanes_barrier")
+            };
+            be.run_bound(shader, "matmul_quant", &params, &binds, groups)?;
         }
         return Ok(out);
     }

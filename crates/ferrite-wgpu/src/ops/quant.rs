@@ -51,11 +51,11 @@ pub(crate) fn windows(be: &WgpuBackend, buffer: &wgpu::Buffer, q: &QuantRows, ro
         align,
     )?;
     Ok(w.into_iter()
-        .map(|(r, n, at, size, off)| Window {
-            row0: r as usize,
-            rows: n as usize,
-            range: Some((at, size)),
-            offset: off as usize,
+        .map(|r| Window {
+            row0: r.row0 as usize,
+            rows: r.rows as usize,
+            range: Some((r.at, r.size)),
+            offset: r.offset as usize,
         })
         .collect())
 }

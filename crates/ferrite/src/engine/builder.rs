@@ -216,10 +216,7 @@ fn open_device(spec: &str, threads: Option<usize>) -> Result<Device, Error> {
 /// What each compiled-in backend finds on this machine: one line per device, or a line saying
 /// why there is none (`ferrite devices` prints it).
 pub fn devices() -> Vec<String> {
-    let mut out = vec![format!(
-        "cpu: {} threads",
-        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
-    )];
+    let mut out = vec![format!("cpu: {} threads", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1))];
     #[cfg(feature = "wgpu")]
     {
         let adapters = ferrite_wgpu::describe_adapters();

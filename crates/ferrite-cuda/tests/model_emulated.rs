@@ -21,7 +21,7 @@
 use ferrite_chat::tokenizer::Tokenizer;
 use ferrite_models::{load_weights, Batch, KvCache, Llama};
 use ferrite_tensor::gguf::GgufFile;
-use ferrite_tensor::model_files::{test_model, SMOLLM2};
+use ferrite_tensor::model_files::{test_model, QWEN25, SMOLLM2};
 use ferrite_tensor::{DType, Device};
 
 mod common;
@@ -70,17 +70,37 @@ fn forced(model: &Llama, device: &Device, tokens: &[u32], steps: usize) -> Vec<V
 fn smollm2_on_emulated_cuda_follows_the_cpus_greedy_tokens_for_the_committed_prompts() {
     let Some(dev) = emu() else { return };
     let Some(path) = test_model(SMOLLM2) else { return };
-    let gold: serde_json::Value =
-        serde_json::from_str(include_str!("../../ferrite-server/tests/golden/greedy_SmolLM2-135M-Instruct.Q4_1.json"))
-            .unwrap();
+    follows_the_cpu(
+        dev,
+        &path,
+        include_str!("../../ferrite-server/tests/golden/greedy_SmolLM2-135M-Instruct.Q4_1.json"),
+    );
+}
+
+/// The same on a real GPU, for SmolLM2 and Qwen2.5 (too slow for the emulator); skipped
+/// without one (CI has no GPU).
+#[test]
+fn smollm2_and_qwen25_on_a_gpu_follow_the_cpus_greedy_tokens_for_the_committed_prompts() {
+    let Some((dev, _)) = common::gpu_backend() else { return };
+    for (name, gold) in [
+        (SMOLLM2, include_str!("../../ferrite-server/tests/golden/greedy_SmolLM2-135M-Instruct.Q4_1.json")),
+        (QWEN25, include_str!("../../ferrite-server/tests/golden/greedy_qwen2.5-coder-0.5b-instruct-q4_k_m.json")),
+    ] {
+        let Some(path) = test_model(name) else { return };
+        follows_the_cpu(dev, &path, gold);
+    }
+}
+
+fn follows_the_cpu(dev: &Device, path: &std::path::Path, golden: &str) {
+    let gold: serde_json::Value = serde_json::from_str(golden).unwrap();
     let n = gold["n_predict"].as_u64().unwrap() as usize;
-    let tok = Tokenizer::from_gguf(&GgufFile::open(&path).unwrap()).unwrap();
+    let tok = Tokenizer::from_gguf(&GgufFile::open(path).unwrap()).unwrap();
     let cpu = Device::cpu();
-    let (w, cfg) = load_weights(&path).unwrap();
+    let (w, cfg) = load_weights(path).unwrap();
     let cuda_model = Llama::load(w.as_ref(), cfg.clone(), dev).unwrap();
     let cpu_model = Llama::load(w.as_ref(), cfg.clone(), &cpu).unwrap();
     let exact_model =
-        Llama::load(&ferrite_models::weights::F32Weights(load_weights(&path).unwrap().0), cfg, &cpu).unwrap();
+        Llama::load(&ferrite_models::weights::F32Weights(load_weights(path).unwrap().0), cfg, &cpu).unwrap();
     let cases = gold["cases"].as_array().unwrap();
     assert!(cases.len() >= 4, "the golden has {} prompts", cases.len());
     let (mut same, mut total) = (0, 0);

@@ -1,5 +1,6 @@
 //! The CUDA backend's ops, run on the emulator of `kernels/emu/` (the kernels of `kernels/`
-//! compiled as host C++), against the CPU backend on random inputs.
+//! compiled as host C++) and, when the machine has one, on a real GPU, against the CPU backend
+//! on random inputs.
 //!
 //! Tolerances (max |cuda - cpu| over the largest CPU magnitude): 1e-5 for f32 ops (summation
 //! order differs), 1e-3 for GeGLU (the CPU's f16 GELU table), 2e-3 for f16 KV caches, 1e-6 for
@@ -16,86 +17,95 @@ use rand::{rngs::StdRng, Rng, SeedableRng};
 
 mod common;
 
-use common::{assert_close, emu, emu_backend, pair, random};
+use common::{assert_close, backends, devices, pair, random};
 
 const F32_TOL: f32 = 1e-5;
 
 #[test]
 fn elementwise_ops_match_the_cpu() {
-    let Some(dev) = emu() else { return };
-    let shape = [7, 300];
-    let (a_cpu, a) = pair(&random(2100, 1, 3.0), &shape, dev);
-    let (b_cpu, b) = pair(&random(2100, 2, 3.0), &shape, dev);
-    let (r_cpu, r) = pair(&random(300, 3, 1.0), &[300], dev);
-    assert_close("add", &a_cpu.add(&b_cpu).unwrap(), &a.add(&b).unwrap(), F32_TOL);
-    assert_close("add row", &a_cpu.add(&r_cpu).unwrap(), &a.add(&r).unwrap(), F32_TOL);
-    assert_close("mul row", &a_cpu.mul(&r_cpu).unwrap(), &a.mul(&r).unwrap(), F32_TOL);
-    assert_close("scale", &a_cpu.scale(0.37).unwrap(), &a.scale(0.37).unwrap(), F32_TOL);
-    for act in [Activation::Silu, Activation::Gelu, Activation::GeluTanh, Activation::QuickGelu] {
-        assert_close(&format!("{act:?}"), &a_cpu.activation(act).unwrap(), &a.activation(act).unwrap(), 1e-5);
-        let want = a_cpu.gated_activation(&b_cpu, act).unwrap();
-        // The CPU's GeGLU reads GELU from ggml's f16 table (2^-11 relative steps); the kernel
-        // computes it in f32, as llama.cpp's CUDA backend does.
-        let tol = if act == Activation::GeluTanh { 1e-3 } else { 1e-5 };
-        assert_close(&format!("gated {act:?}"), &want, &a.gated_activation(&b, act).unwrap(), tol);
+    for dev in devices() {
+        let shape = [7, 300];
+        let (a_cpu, a) = pair(&random(2100, 1, 3.0), &shape, dev);
+        let (b_cpu, b) = pair(&random(2100, 2, 3.0), &shape, dev);
+        let (r_cpu, r) = pair(&random(300, 3, 1.0), &[300], dev);
+        assert_close("add", &a_cpu.add(&b_cpu).unwrap(), &a.add(&b).unwrap(), F32_TOL);
+        assert_close("add row", &a_cpu.add(&r_cpu).unwrap(), &a.add(&r).unwrap(), F32_TOL);
+        assert_close("mul row", &a_cpu.mul(&r_cpu).unwrap(), &a.mul(&r).unwrap(), F32_TOL);
+        assert_close("scale", &a_cpu.scale(0.37).unwrap(), &a.scale(0.37).unwrap(), F32_TOL);
+        for act in [Activation::Silu, Activation::Gelu, Activation::GeluTanh, Activation::QuickGelu] {
+            assert_close(&format!("{act:?}"), &a_cpu.activation(act).unwrap(), &a.activation(act).unwrap(), 1e-5);
+            let want = a_cpu.gated_activation(&b_cpu, act).unwrap();
+            // The CPU's GeGLU reads GELU from ggml's f16 table (2^-11 relative steps); the kernel
+            // computes it in f32, as llama.cpp's CUDA backend does.
+            let tol = if act == Activation::GeluTanh { 1e-3 } else { 1e-5 };
+            assert_close(&format!("gated {act:?}"), &want, &a.gated_activation(&b, act).unwrap(), tol);
+        }
+        assert!(a.add(&Tensor::from_f32(&[1.0; 7], [7], dev).unwrap()).is_err(), "a bad broadcast is an error");
     }
-    assert!(a.add(&Tensor::from_f32(&[1.0; 7], [7], dev).unwrap()).is_err(), "a bad broadcast is an error");
 }
 
 #[test]
 fn casts_round_like_the_cpu() {
-    let Some(dev) = emu() else { return };
-    let mut data = random(1000, 4, 70000.0);
-    data.extend([0.0, -0.0, 1e-8, -6e-5, 65504.0, 65520.0, f32::INFINITY, 3.0e38]);
-    let (cpu, gpu) = pair(&data, &[data.len()], dev);
-    for dtype in [DType::F16, DType::BF16] {
-        let want = cpu.cast(dtype).unwrap();
-        let got = gpu.cast(dtype).unwrap();
-        assert_eq!(want.to_bytes().unwrap(), got.to_bytes().unwrap(), "f32 -> {dtype:?}");
-        let back = got.cast(DType::F32).unwrap();
-        assert_eq!(want.cast(DType::F32).unwrap().to_bytes().unwrap(), back.to_bytes().unwrap(), "{dtype:?} -> f32");
+    for dev in devices() {
+        let mut data = random(1000, 4, 70000.0);
+        data.extend([0.0, -0.0, 1e-8, -6e-5, 65504.0, 65520.0, f32::INFINITY, 3.0e38]);
+        let (cpu, gpu) = pair(&data, &[data.len()], dev);
+        for dtype in [DType::F16, DType::BF16] {
+            let want = cpu.cast(dtype).unwrap();
+            let got = gpu.cast(dtype).unwrap();
+            assert_eq!(want.to_bytes().unwrap(), got.to_bytes().unwrap(), "f32 -> {dtype:?}");
+            let back = got.cast(DType::F32).unwrap();
+            assert_eq!(
+                want.cast(DType::F32).unwrap().to_bytes().unwrap(),
+                back.to_bytes().unwrap(),
+                "{dtype:?} -> f32"
+            );
+        }
     }
 }
 
 #[test]
 fn norms_and_softmax_match_the_cpu() {
-    let Some(dev) = emu() else { return };
-    for d in [64, 576, 1000] {
-        let (x_cpu, x) = pair(&random(5 * d, 5, 4.0), &[5, d], dev);
-        let (w_cpu, w) = pair(&random(d, 6, 1.0), &[d], dev);
-        let (b_cpu, b) = pair(&random(d, 7, 1.0), &[d], dev);
-        assert_close("rms_norm", &x_cpu.rms_norm(&w_cpu, 1e-6).unwrap(), &x.rms_norm(&w, 1e-6).unwrap(), F32_TOL);
-        let want = x_cpu.layer_norm(&w_cpu, &b_cpu, 1e-5).unwrap();
-        assert_close("layer_norm", &want, &x.layer_norm(&w, &b, 1e-5).unwrap(), F32_TOL);
-        assert_close("softmax", &x_cpu.softmax().unwrap(), &x.softmax().unwrap(), F32_TOL);
+    for dev in devices() {
+        for d in [64, 576, 1000] {
+            let (x_cpu, x) = pair(&random(5 * d, 5, 4.0), &[5, d], dev);
+            let (w_cpu, w) = pair(&random(d, 6, 1.0), &[d], dev);
+            let (b_cpu, b) = pair(&random(d, 7, 1.0), &[d], dev);
+            assert_close("rms_norm", &x_cpu.rms_norm(&w_cpu, 1e-6).unwrap(), &x.rms_norm(&w, 1e-6).unwrap(), F32_TOL);
+            let want = x_cpu.layer_norm(&w_cpu, &b_cpu, 1e-5).unwrap();
+            assert_close("layer_norm", &want, &x.layer_norm(&w, &b, 1e-5).unwrap(), F32_TOL);
+            assert_close("softmax", &x_cpu.softmax().unwrap(), &x.softmax().unwrap(), F32_TOL);
+        }
     }
 }
 
 #[test]
 fn rope_matches_the_cpu_in_both_layouts() {
-    let Some(dev) = emu() else { return };
-    let (t, h, d) = (5, 3, 64);
-    let (x_cpu, x) = pair(&random(t * h * d, 8, 2.0), &[t, h, d], dev);
-    let positions = [0, 1, 7, 300, 4095];
-    for layout in [RopeLayout::Interleaved, RopeLayout::NeoX] {
-        for dim in [64, 32] {
-            let cfg = RopeConfig { theta: 10000.0, dim, layout, freq_scale: 1.0 };
-            let want = x_cpu.rope(&positions, &cfg).unwrap();
-            assert_close(&format!("rope {layout:?} {dim}"), &want, &x.rope(&positions, &cfg).unwrap(), 1e-5);
+    for dev in devices() {
+        let (t, h, d) = (5, 3, 64);
+        let (x_cpu, x) = pair(&random(t * h * d, 8, 2.0), &[t, h, d], dev);
+        let positions = [0, 1, 7, 300, 4095];
+        for layout in [RopeLayout::Interleaved, RopeLayout::NeoX] {
+            for dim in [64, 32] {
+                let cfg = RopeConfig { theta: 10000.0, dim, layout, freq_scale: 1.0 };
+                let want = x_cpu.rope(&positions, &cfg).unwrap();
+                assert_close(&format!("rope {layout:?} {dim}"), &want, &x.rope(&positions, &cfg).unwrap(), 1e-5);
+            }
         }
     }
 }
 
 #[test]
 fn float_matmul_matches_the_cpu_for_every_float_dtype() {
-    let Some(dev) = emu() else { return };
-    let (m, n, k) = (3, 37, 96);
-    let (x_cpu, x) = pair(&random(m * k, 9, 1.0), &[m, k], dev);
-    let w32 = Tensor::from_f32(&random(n * k, 10, 1.0), [n, k], &Device::cpu()).unwrap();
-    for dtype in [DType::F32, DType::F16, DType::BF16] {
-        let w_cpu = w32.cast(dtype).unwrap();
-        let w = w_cpu.to_device(dev).unwrap();
-        assert_close(&format!("matmul {dtype:?}"), &x_cpu.matmul(&w_cpu).unwrap(), &x.matmul(&w).unwrap(), 1e-5);
+    for dev in devices() {
+        let (m, n, k) = (3, 37, 96);
+        let (x_cpu, x) = pair(&random(m * k, 9, 1.0), &[m, k], dev);
+        let w32 = Tensor::from_f32(&random(n * k, 10, 1.0), [n, k], &Device::cpu()).unwrap();
+        for dtype in [DType::F32, DType::F16, DType::BF16] {
+            let w_cpu = w32.cast(dtype).unwrap();
+            let w = w_cpu.to_device(dev).unwrap();
+            assert_close(&format!("matmul {dtype:?}"), &x_cpu.matmul(&w_cpu).unwrap(), &x.matmul(&w).unwrap(), 1e-5);
+        }
     }
 }
 
@@ -140,109 +150,119 @@ fn error(got: &Tensor, x: &[f32], w: &[f32], m: usize, n: usize, k: usize) -> f6
 
 #[test]
 fn quantized_matmul_and_gather_match_the_dequantized_weights_for_every_block_type() {
-    let Some(dev) = emu() else { return };
-    // 9 activation rows cross the kernel's 8-row tile; 13 weight rows its 4-row blocks.
-    let (m, n, k) = (9, 13, 512);
-    let x = random(m * k, 11, 1.0);
-    let (x_cpu, x_dev) = pair(&x, &[m, k], dev);
-    for (i, dtype) in QUANTIZED.into_iter().enumerate() {
-        let bytes = random_blocks(dtype, n * k, 20 + i as u64);
-        let w_cpu = Tensor::from_bytes(&bytes, dtype, [n, k], &Device::cpu()).unwrap();
-        let w_dev = w_cpu.to_device(dev).unwrap();
-        let mut w = vec![0f32; n * k];
-        dequantize(dtype, &bytes, &mut w).unwrap();
-        let got = x_dev.matmul(&w_dev).unwrap();
-        let e_cuda = error(&got, &x, &w, m, n, k);
-        let e_cpu = error(&x_cpu.matmul(&w_cpu).unwrap(), &x, &w, m, n, k);
-        eprintln!("{dtype:?}: cuda (q8_1) error {e_cuda:.2e}, cpu error {e_cpu:.2e}");
-        assert!(e_cuda <= 2e-2, "{dtype:?}: error {e_cuda:e}");
-        assert!(e_cpu <= 2e-2, "{dtype:?}: the CPU's error {e_cpu:e}");
-        // One row alone gives the same values as within the batch (no cross-row effects).
-        let one = x_dev.narrow_rows(4, 1).unwrap().matmul(&w_dev).unwrap().to_vec_f32().unwrap();
-        assert_eq!(one, got.to_vec_f32().unwrap()[4 * n..5 * n], "{dtype:?}: row 4 alone");
+    for dev in devices() {
+        // 9 activation rows cross the kernel's 8-row tile; 13 weight rows its 4-row blocks.
+        let (m, n, k) = (9, 13, 512);
+        let x = random(m * k, 11, 1.0);
+        let (x_cpu, x_dev) = pair(&x, &[m, k], dev);
+        for (i, dtype) in QUANTIZED.into_iter().enumerate() {
+            let bytes = random_blocks(dtype, n * k, 20 + i as u64);
+            let w_cpu = Tensor::from_bytes(&bytes, dtype, [n, k], &Device::cpu()).unwrap();
+            let w_dev = w_cpu.to_device(dev).unwrap();
+            let mut w = vec![0f32; n * k];
+            dequantize(dtype, &bytes, &mut w).unwrap();
+            let got = x_dev.matmul(&w_dev).unwrap();
+            let e_cuda = error(&got, &x, &w, m, n, k);
+            let e_cpu = error(&x_cpu.matmul(&w_cpu).unwrap(), &x, &w, m, n, k);
+            eprintln!("{dtype:?}: cuda (q8_1) error {e_cuda:.2e}, cpu error {e_cpu:.2e}");
+            assert!(e_cuda <= 2e-2, "{dtype:?}: error {e_cuda:e}");
+            assert!(e_cpu <= 2e-2, "{dtype:?}: the CPU's error {e_cpu:e}");
+            // One row alone gives the same values as within the batch (no cross-row effects).
+            let one = x_dev.narrow_rows(4, 1).unwrap().matmul(&w_dev).unwrap().to_vec_f32().unwrap();
+            assert_eq!(one, got.to_vec_f32().unwrap()[4 * n..5 * n], "{dtype:?}: row 4 alone");
 
-        let ids = [3u32, 0, 12, 3];
-        let want = w_cpu.embedding(&ids).unwrap();
-        assert_close(&format!("gather {dtype:?}"), &want, &w_dev.embedding(&ids).unwrap(), 1e-6);
+            let ids = [3u32, 0, 12, 3];
+            let want = w_cpu.embedding(&ids).unwrap();
+            assert_close(&format!("gather {dtype:?}"), &want, &w_dev.embedding(&ids).unwrap(), 1e-6);
+        }
     }
 }
 
 #[test]
 fn matmul_many_shares_the_quantized_activations() {
-    let Some(dev) = emu() else { return };
-    let (m, n, k) = (2, 8, 256);
-    let (_, x) = pair(&random(m * k, 12, 1.0), &[m, k], dev);
-    let w1 = Tensor::from_bytes(&random_blocks(DType::Q8_0, n * k, 30), DType::Q8_0, [n, k], dev).unwrap();
-    let w2 = Tensor::from_bytes(&random_blocks(DType::Q4_K, n * k, 31), DType::Q4_K, [n, k], dev).unwrap();
-    let many = x.matmul_many(&[&w1, &w2]).unwrap();
-    assert_eq!(many[0].to_vec_f32().unwrap(), x.matmul(&w1).unwrap().to_vec_f32().unwrap());
-    assert_eq!(many[1].to_vec_f32().unwrap(), x.matmul(&w2).unwrap().to_vec_f32().unwrap());
+    for dev in devices() {
+        let (m, n, k) = (2, 8, 256);
+        let (_, x) = pair(&random(m * k, 12, 1.0), &[m, k], dev);
+        let w1 = Tensor::from_bytes(&random_blocks(DType::Q8_0, n * k, 30), DType::Q8_0, [n, k], dev).unwrap();
+        let w2 = Tensor::from_bytes(&random_blocks(DType::Q4_K, n * k, 31), DType::Q4_K, [n, k], dev).unwrap();
+        let many = x.matmul_many(&[&w1, &w2]).unwrap();
+        assert_eq!(many[0].to_vec_f32().unwrap(), x.matmul(&w1).unwrap().to_vec_f32().unwrap());
+        assert_eq!(many[1].to_vec_f32().unwrap(), x.matmul(&w2).unwrap().to_vec_f32().unwrap());
+    }
 }
 
 #[test]
 fn float_gathers_match_the_cpu() {
-    let Some(dev) = emu() else { return };
-    let table = Tensor::from_f32(&random(50 * 24, 13, 2.0), [50, 24], &Device::cpu()).unwrap();
-    let ids = [49u32, 0, 7, 7];
-    for dtype in [DType::F32, DType::F16, DType::BF16] {
-        let t = table.cast(dtype).unwrap();
-        assert_close(
-            &format!("gather {dtype:?}"),
-            &t.embedding(&ids).unwrap(),
-            &t.to_device(dev).unwrap().embedding(&ids).unwrap(),
-            0.0,
-        );
+    for dev in devices() {
+        let table = Tensor::from_f32(&random(50 * 24, 13, 2.0), [50, 24], &Device::cpu()).unwrap();
+        let ids = [49u32, 0, 7, 7];
+        for dtype in [DType::F32, DType::F16, DType::BF16] {
+            let t = table.cast(dtype).unwrap();
+            assert_close(
+                &format!("gather {dtype:?}"),
+                &t.embedding(&ids).unwrap(),
+                &t.to_device(dev).unwrap().embedding(&ids).unwrap(),
+                0.0,
+            );
+        }
+        assert!(table.to_device(dev).unwrap().embedding(&[50]).is_err(), "an id past the table is an error");
     }
-    assert!(table.to_device(dev).unwrap().embedding(&[50]).is_err(), "an id past the table is an error");
 }
 
 /// Paged attention over a shuffled block table, two sequences (prefill and decode), GQA,
 /// sliding window and softcap, f32 and f16 caches.
 #[test]
 fn paged_attention_matches_the_cpu() {
-    let Some(dev) = emu() else { return };
-    let (hq, hk, d, bs, slots) = (6, 2, 64, 4, 64);
-    let seqs = vec![
-        AttentionSeq { q_start: 0, q_len: 5, kv_len: 11, block_table: vec![9, 2, 14] },
-        AttentionSeq { q_start: 5, q_len: 1, kv_len: 7, block_table: vec![0, 5] },
-    ];
-    let tokens = 6;
-    let (q_cpu, q) = pair(&random(tokens * hq * d, 14, 1.0), &[tokens, hq, d], dev);
-    for cache_dtype in [DType::F32, DType::F16] {
-        let cpu = Device::cpu();
-        let kc_cpu = Tensor::zeros([slots, hk, d], cache_dtype, &cpu).unwrap();
-        let vc_cpu = Tensor::zeros([slots, hk, d], cache_dtype, &cpu).unwrap();
-        let kc = Tensor::zeros([slots, hk, d], cache_dtype, dev).unwrap();
-        let vc = Tensor::zeros([slots, hk, d], cache_dtype, dev).unwrap();
-        for (i, s) in seqs.iter().enumerate() {
-            let slot_ids: Vec<u32> = (0..s.kv_len).map(|p| s.slot(p, bs) as u32).collect();
-            let n = s.kv_len * hk * d;
-            let (k_cpu, k) = pair(&random(n, 40 + i as u64, 1.0), &[s.kv_len, hk, d], dev);
-            let (v_cpu, v) = pair(&random(n, 50 + i as u64, 1.0), &[s.kv_len, hk, d], dev);
-            kc_cpu.write_kv(&k_cpu, &slot_ids).unwrap();
-            vc_cpu.write_kv(&v_cpu, &slot_ids).unwrap();
-            kc.write_kv(&k, &slot_ids).unwrap();
-            vc.write_kv(&v, &slot_ids).unwrap();
-        }
-        assert_eq!(kc_cpu.to_bytes().unwrap(), kc.to_bytes().unwrap(), "write_kv {cache_dtype:?}");
-        let tol = if cache_dtype == DType::F16 { 2e-3 } else { F32_TOL };
-        for (window, softcap) in [(None, None), (Some(3), None), (None, Some(1.5))] {
-            let p = AttentionParams { scale: 0.125, block_size: bs, sliding_window: window, softcap };
-            let want = q_cpu.attention(&kc_cpu, &vc_cpu, &seqs, &p).unwrap();
-            let got = q.attention(&kc, &vc, &seqs, &p).unwrap();
-            assert_close(&format!("attention {cache_dtype:?} window {window:?} softcap {softcap:?}"), &want, &got, tol);
+    for dev in devices() {
+        let (hq, hk, d, bs, slots) = (6, 2, 64, 4, 64);
+        let seqs = vec![
+            AttentionSeq { q_start: 0, q_len: 5, kv_len: 11, block_table: vec![9, 2, 14] },
+            AttentionSeq { q_start: 5, q_len: 1, kv_len: 7, block_table: vec![0, 5] },
+        ];
+        let tokens = 6;
+        let (q_cpu, q) = pair(&random(tokens * hq * d, 14, 1.0), &[tokens, hq, d], dev);
+        for cache_dtype in [DType::F32, DType::F16] {
+            let cpu = Device::cpu();
+            let kc_cpu = Tensor::zeros([slots, hk, d], cache_dtype, &cpu).unwrap();
+            let vc_cpu = Tensor::zeros([slots, hk, d], cache_dtype, &cpu).unwrap();
+            let kc = Tensor::zeros([slots, hk, d], cache_dtype, dev).unwrap();
+            let vc = Tensor::zeros([slots, hk, d], cache_dtype, dev).unwrap();
+            for (i, s) in seqs.iter().enumerate() {
+                let slot_ids: Vec<u32> = (0..s.kv_len).map(|p| s.slot(p, bs) as u32).collect();
+                let n = s.kv_len * hk * d;
+                let (k_cpu, k) = pair(&random(n, 40 + i as u64, 1.0), &[s.kv_len, hk, d], dev);
+                let (v_cpu, v) = pair(&random(n, 50 + i as u64, 1.0), &[s.kv_len, hk, d], dev);
+                kc_cpu.write_kv(&k_cpu, &slot_ids).unwrap();
+                vc_cpu.write_kv(&v_cpu, &slot_ids).unwrap();
+                kc.write_kv(&k, &slot_ids).unwrap();
+                vc.write_kv(&v, &slot_ids).unwrap();
+            }
+            assert_eq!(kc_cpu.to_bytes().unwrap(), kc.to_bytes().unwrap(), "write_kv {cache_dtype:?}");
+            let tol = if cache_dtype == DType::F16 { 2e-3 } else { F32_TOL };
+            for (window, softcap) in [(None, None), (Some(3), None), (None, Some(1.5))] {
+                let p = AttentionParams { scale: 0.125, block_size: bs, sliding_window: window, softcap };
+                let want = q_cpu.attention(&kc_cpu, &vc_cpu, &seqs, &p).unwrap();
+                let got = q.attention(&kc, &vc, &seqs, &p).unwrap();
+                assert_close(
+                    &format!("attention {cache_dtype:?} window {window:?} softcap {softcap:?}"),
+                    &want,
+                    &got,
+                    tol,
+                );
+            }
         }
     }
 }
 
 #[test]
 fn argmax_reads_back_only_the_indices() {
-    let Some((dev, cuda)) = emu_backend() else { return };
-    let mut x = random(3 * 1000, 15, 1.0);
-    x[17] = 5.0;
-    x[1000 + 999] = 5.0;
-    x[2000 + 3] = 5.0;
-    x[2000 + 500] = 5.0; // a tie: the lowest index wins
-    let t = Tensor::from_f32(&x, [3, 1000], dev).unwrap();
-    assert_eq!(cuda.argmax(&t).unwrap(), vec![17, 999, 3]);
+    for (dev, cuda) in backends() {
+        let mut x = random(3 * 1000, 15, 1.0);
+        x[17] = 5.0;
+        x[1000 + 999] = 5.0;
+        x[2000 + 3] = 5.0;
+        x[2000 + 500] = 5.0; // a tie: the lowest index wins
+        let t = Tensor::from_f32(&x, [3, 1000], dev).unwrap();
+        assert_eq!(cuda.argmax(&t).unwrap(), vec![17, 999, 3]);
+    }
 }

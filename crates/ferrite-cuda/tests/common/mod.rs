@@ -43,6 +43,35 @@ pub fn emu_backend() -> Option<&'static (Device, Arc<CudaBackend>)> {
         .as_ref()
 }
 
+/// A real GPU (`cuda:0`), or `None` without one: GPU tests skip, also under `CI=true` (CI has
+/// no GPU), and say so once per test binary.
+pub fn gpu_backend() -> Option<&'static (Device, Arc<CudaBackend>)> {
+    static DEVICE: OnceLock<Option<(Device, Arc<CudaBackend>)>> = OnceLock::new();
+    DEVICE
+        .get_or_init(|| match CudaBackend::open(0) {
+            Ok(be) => {
+                let be = Arc::new(be);
+                eprintln!("also on the GPU: {:?}", ferrite_cuda::describe_devices());
+                Some((Device::new(be.clone()), be))
+            }
+            Err(e) => {
+                eprintln!("SKIPPED on a real GPU (the emulator runs these tests): {e}");
+                None
+            }
+        })
+        .as_ref()
+}
+
+/// Where each test runs: the emulator, and a real GPU when the machine has one.
+pub fn backends() -> Vec<&'static (Device, Arc<CudaBackend>)> {
+    emu_backend().into_iter().chain(gpu_backend()).collect()
+}
+
+/// [`backends`]' devices.
+pub fn devices() -> Vec<&'static Device> {
+    backends().into_iter().map(|(d, _)| d).collect()
+}
+
 /// `n` values uniform in `-scale..scale` from `seed`.
 pub fn random(n: usize, seed: u64, scale: f32) -> Vec<f32> {
     let mut rng = StdRng::seed_from_u64(seed);

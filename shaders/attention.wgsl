@@ -101,7 +101,8 @@ fn attend(f16: bool, wg: vec3<u32>, nwg: vec3<u32>, li: u32) {
     let total = reduce_sum(li, l);
     storageBarrier();
     workgroupBarrier();
-    let inv = 1.0 / total;
+    // A row of no sequence (first > pos) sees no key: zeros, as on the CPU.
+    let inv = select(0.0, 1.0 / total, total > 0.0);
     for (var d = li; d < p.head_dim; d += 64u) {
         var acc = 0.0;
         for (var j = first; j <= pos; j++) {

@@ -209,8 +209,8 @@ fn float_gathers_match_the_cpu() {
     }
 }
 
-/// Paged attention over a shuffled block table, two sequences (prefill and decode), GQA,
-/// sliding window and softcap, f32 and f16 caches.
+/// Paged attention over a shuffled block table, two sequences (prefill and decode) and a row of
+/// none, GQA, sliding window and softcap, f32 and f16 caches.
 #[test]
 fn paged_attention_matches_the_cpu() {
     for dev in devices() {
@@ -219,7 +219,8 @@ fn paged_attention_matches_the_cpu() {
             AttentionSeq { q_start: 0, q_len: 5, kv_len: 11, block_table: vec![9, 2, 14] },
             AttentionSeq { q_start: 5, q_len: 1, kv_len: 7, block_table: vec![0, 5] },
         ];
-        let tokens = 6;
+        // Row 6 belongs to no sequence: zeros, as on the CPU.
+        let tokens = 7;
         let (q_cpu, q) = pair(&random(tokens * hq * d, 14, 1.0), &[tokens, hq, d], dev);
         for cache_dtype in [DType::F32, DType::F16] {
             let cpu = Device::cpu();

@@ -152,6 +152,84 @@ impl AttentionParams {
     }
 }
 
+/// The sizes of a checked [`Backend::attention`] call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AttentionDims {
+    pub tokens: usize,
+    pub q_heads: usize,
+    pub kv_heads: usize,
+    pub head_dim: usize,
+    /// Cache slots (a whole number of blocks).
+    pub slots: usize,
+}
+
+/// Checks the operands of [`Backend::attention`] (every backend calls it): `q [tokens, q_heads,
+/// head_dim]` and the caches `[slots, kv_heads, head_dim]` of one shape and dtype, `q_heads` a
+/// multiple of `kv_heads`, and the slots a whole number of blocks.
+pub fn check_attention(q: &Tensor, k_cache: &Tensor, v_cache: &Tensor, p: &AttentionParams) -> Result<AttentionDims> {
+    let three = |t: &Tensor| match t.dims() {
+        &[a, b, c] => Ok([a, b, c]),
+        other => Err(crate::Error::shape("attention", format!("expected [rows, heads, head_dim], got {other:?}"))),
+    };
+    let [tokens, q_heads, head_dim] = three(q)?;
+    let [slots, kv_heads, kd] = three(k_cache)?;
+    if k_cache.dims() != v_cache.dims()
+        || k_cache.dtype() != v_cache.dtype()
+        || kd != head_dim
+        || kv_heads == 0
+        || q_heads % kv_heads != 0
+    {
+        return Err(crate::Error::shape(
+            "attention",
+            format!("q {:?}, k {:?}, v {:?}", q.dims(), k_cache.dims(), v_cache.dims()),
+        ));
+    }
+    if p.block_size == 0 || slots % p.block_size != 0 {
+        return Err(crate::Error::shape("attention", format!("{slots} slots in blocks of {}", p.block_size)));
+    }
+    Ok(AttentionDims { tokens, q_heads, kv_heads, head_dim, slots })
+}
+
+/// For each of `tokens` query rows, its sequence (an index into `seqs`) and position, or `None`
+/// for a row of no sequence (every backend outputs zeros there); checks that each sequence fits
+/// the rows, has blocks for all its positions inside a cache of `slots` slots, and that no row
+/// belongs to two sequences.
+pub fn attention_rows(
+    seqs: &[AttentionSeq],
+    tokens: usize,
+    slots: usize,
+    p: &AttentionParams,
+) -> Result<Vec<Option<(usize, usize)>>> {
+    let mut at = vec![None; tokens];
+    for (si, s) in seqs.iter().enumerate() {
+        if s.q_len > s.kv_len || s.q_start.checked_add(s.q_len).is_none_or(|e| e > tokens) {
+            return Err(crate::Error::shape("attention", format!("sequence {si}: {s:?} with {tokens} query tokens")));
+        }
+        let blocks = s.kv_len.div_ceil(p.block_size.max(1));
+        if s.block_table.len() < blocks {
+            return Err(crate::Error::shape(
+                "attention",
+                format!("sequence {si}: {} blocks for {} positions", s.block_table.len(), s.kv_len),
+            ));
+        }
+        if let Some(&b) = s.block_table[..blocks].iter().find(|&&b| (b as usize + 1) * p.block_size > slots) {
+            return Err(crate::Error::OutOfRange {
+                op: "attention (block table)",
+                index: b as usize,
+                len: slots / p.block_size.max(1),
+            });
+        }
+        for i in 0..s.q_len {
+            let row = &mut at[s.q_start + i];
+            if row.is_some() {
+                return Err(crate::Error::shape("attention", format!("query row {} claimed twice", s.q_start + i)));
+            }
+            *row = Some((si, s.kv_len - s.q_len + i));
+        }
+    }
+    Ok(at)
+}
+
 /// A compute device: memory management plus the fused op set.
 ///
 /// Shapes below are row-major, outermost first. "Rows" means all but the last dimension.

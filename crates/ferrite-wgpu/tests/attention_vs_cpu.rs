@@ -51,7 +51,8 @@ fn kv_writes_and_paged_attention_match_the_cpu() {
             AttentionSeq { q_start: 0, q_len: 5, kv_len: 13, block_table: tables[0].clone() },
             AttentionSeq { q_start: 5, q_len: 1, kv_len: 6, block_table: tables[1].clone() },
         ];
-        let q = Tensor::from_f32(&random(6 * hq * d, 3, 1.0), vec![6, hq, d], &cpu).unwrap();
+        // Row 6 belongs to no sequence: zeros, as on the CPU.
+        let q = Tensor::from_f32(&random(7 * hq * d, 3, 1.0), vec![7, hq, d], &cpu).unwrap();
         let qg = q.to_device(g).unwrap();
         for (window, softcap) in [(None, None), (Some(4), None), (None, Some(2.0))] {
             let params = AttentionParams { scale: 0.125, block_size: bs, sliding_window: window, softcap };
@@ -60,6 +61,7 @@ fn kv_writes_and_paged_attention_match_the_cpu() {
             let (worst, peak) = max_diff(&c, &gg);
             let tol = if dtype == DType::F16 { 2e-3 } else { 1e-4 };
             assert!(worst <= tol * peak, "{dtype:?} window {window:?} softcap {softcap:?}: {worst:e} of {peak}");
+            assert!(gg.to_vec_f32().unwrap()[6 * hq * d..].iter().all(|&x| x == 0.0), "the row of no sequence");
         }
     }
 }

@@ -1,6 +1,6 @@
 //! The KV cache and paged attention (`kernels/gather.cu`'s `write_kv`, `kernels/attention.cu`).
 
-use ferrite_tensor::{AttentionParams, AttentionSeq, DType, Error, Result, Tensor};
+use ferrite_tensor::{attention_rows, check_attention, AttentionParams, AttentionSeq, DType, Error, Result, Tensor};
 
 use super::f32_ptr;
 use crate::{kernels, launch, ptr_of, Args, CudaBackend};
@@ -43,38 +43,27 @@ pub fn write_kv(be: &CudaBackend, cache: &Tensor, x: &Tensor, slots: &[u32]) -> 
 }
 
 /// Per query token: (first visible key position, its own position, block-table offset), and
-/// the concatenated block tables; checked against `tokens` queries and a cache of `slots`.
+/// the concatenated block tables, after [`attention_rows`]' checks. A row of no sequence gets
+/// the empty range (1, 0): the kernel writes zeros there, as the CPU backend does.
 pub(crate) fn token_info(
     seqs: &[AttentionSeq],
     params: &AttentionParams,
     tokens: usize,
     slots: usize,
 ) -> Result<(Vec<u32>, Vec<u32>)> {
-    let bs = params.block_size.max(1);
-    let mut info = vec![0u32; tokens * 3];
-    let mut covered = vec![false; tokens];
+    let rows = attention_rows(seqs, tokens, slots, params)?;
+    let mut offsets = Vec::with_capacity(seqs.len());
     let mut tables = Vec::new();
     for s in seqs {
-        if s.q_len > s.kv_len || s.q_start + s.q_len > tokens || s.block_table.len() * bs < s.kv_len {
-            return Err(Error::shape("attention", format!("sequence {s:?} does not fit {tokens} tokens")));
-        }
-        if let Some(&b) = s.block_table.iter().find(|&&b| (b as usize + 1) * bs > slots) {
-            return Err(Error::OutOfRange { op: "attention", index: b as usize, len: slots / bs });
-        }
-        let table = u32::try_from(tables.len()).map_err(|_| Error::shape("attention", "block tables too long"))?;
+        offsets.push(u32::try_from(tables.len()).map_err(|_| Error::shape("attention", "block tables too long"))?);
         tables.extend_from_slice(&s.block_table);
-        for i in 0..s.q_len {
-            let pos = s.kv_len - s.q_len + i;
-            let t = s.q_start + i;
-            if covered[t] {
-                return Err(Error::shape("attention", format!("query row {t} belongs to two sequences")));
-            }
-            covered[t] = true;
-            info[3 * t..3 * t + 3].copy_from_slice(&[params.first_visible(pos) as u32, pos as u32, table]);
-        }
     }
-    if let Some(t) = covered.iter().position(|&c| !c) {
-        return Err(Error::shape("attention", format!("query row {t} belongs to no sequence")));
+    let mut info = Vec::with_capacity(tokens * 3);
+    for row in rows {
+        info.extend_from_slice(&match row {
+            Some((si, pos)) => [params.first_visible(pos) as u32, pos as u32, offsets[si]],
+            None => [1, 0, 0],
+        });
     }
     Ok((info, tables))
 }
@@ -89,17 +78,8 @@ pub fn attention(
     params: &AttentionParams,
 ) -> Result<Tensor> {
     let pq = f32_ptr(q, "attention")?;
-    let (tokens, hq, d) = match q.dims() {
-        &[t, h, d] => (t, h, d),
-        other => return Err(Error::shape("attention", format!("q must be [tokens, heads, head_dim], got {other:?}"))),
-    };
-    let (slots, hk, dk) = cache_dims(k_cache, "attention")?;
-    if cache_dims(v_cache, "attention")? != (slots, hk, dk) || dk != d || hk == 0 || hq % hk != 0 {
-        return Err(Error::shape("attention", format!("q {:?}, caches {:?}", q.dims(), k_cache.dims())));
-    }
-    if k_cache.dtype() != v_cache.dtype() {
-        return Err(Error::shape("attention", "k and v caches of different dtypes"));
-    }
+    let dims = check_attention(q, k_cache, v_cache, params)?;
+    let (tokens, hq, hk, d, slots) = (dims.tokens, dims.q_heads, dims.kv_heads, dims.head_dim, dims.slots);
     let code = cache_code(k_cache, "attention")?;
     let (info, tables) = token_info(seqs, params, tokens, slots)?;
     let (out, po) = be.output(q, q.shape().clone())?;
@@ -150,10 +130,12 @@ mod tests {
     #[test]
     fn token_info_refuses_bad_batches() {
         let one = |q_start, q_len, kv_len, table: Vec<u32>| AttentionSeq { q_start, q_len, kv_len, block_table: table };
-        // A block past the cache, a table too short, rows left over, a row claimed twice.
+        // A block past the cache, a table too short, a row claimed twice.
         assert!(token_info(&[one(0, 1, 1, vec![4])], &params(None), 1, 16).is_err());
         assert!(token_info(&[one(0, 1, 5, vec![0])], &params(None), 1, 16).is_err());
-        assert!(token_info(&[one(0, 1, 1, vec![0])], &params(None), 2, 16).is_err());
+        // A row of no sequence gets the empty key range.
+        let (info, _) = token_info(&[one(0, 1, 1, vec![0])], &params(None), 2, 16).expect("valid");
+        assert_eq!(&info[3..], &[1, 0, 0]);
         assert!(token_info(&[one(0, 1, 1, vec![0]), one(0, 1, 1, vec![1])], &params(None), 1, 16).is_err());
     }
 }

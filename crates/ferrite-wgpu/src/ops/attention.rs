@@ -1,6 +1,6 @@
 //! The KV cache and paged attention (`shaders/write_kv.wgsl`, `shaders/attention.wgsl`).
 
-use ferrite_tensor::{AttentionParams, AttentionSeq, DType, Error, Result, Tensor};
+use ferrite_tensor::{attention_rows, check_attention, AttentionParams, AttentionSeq, DType, Error, Result, Tensor};
 
 use super::f32_offset;
 use crate::dispatch::{groups, Params};
@@ -56,39 +56,30 @@ pub fn attention(
     params: &AttentionParams,
 ) -> Result<Tensor> {
     let q_off = f32_offset(q, "attention")?;
-    let (tokens, hq, d) = match q.dims() {
-        &[t, h, d] => (t, h, d),
-        other => return Err(Error::shape("attention", format!("q must be [tokens, heads, head_dim], got {other:?}"))),
-    };
-    let (slots, hk, dk) = cache_dims(k_cache, "attention")?;
-    if cache_dims(v_cache, "attention")? != (slots, hk, dk) || dk != d || hk == 0 || hq % hk != 0 {
-        return Err(Error::shape("attention", format!("q {:?}, caches {:?}", q.dims(), k_cache.dims())));
-    }
-    if k_cache.dtype() != v_cache.dtype() {
-        return Err(Error::shape("attention", "k and v caches of different dtypes"));
-    }
-    let bs = params.block_size.max(1);
-    // Per query token: (position, first visible position, block-table offset).
-    let mut info = vec![0u32; tokens * 4];
+    let dims = check_attention(q, k_cache, v_cache, params)?;
+    let (tokens, hq, hk, d) = (dims.tokens, dims.q_heads, dims.kv_heads, dims.head_dim);
+    let rows = attention_rows(seqs, tokens, dims.slots, params)?;
+    let mut offsets = Vec::with_capacity(seqs.len());
     let mut tables = Vec::new();
-    let mut max_kv = 1;
     for s in seqs {
-        if s.q_len > s.kv_len || s.q_start + s.q_len > tokens || s.block_table.len() * bs < s.kv_len {
-            return Err(Error::shape("attention", format!("sequence {s:?} does not fit {tokens} tokens")));
-        }
-        if let Some(&b) = s.block_table.iter().find(|&&b| (b as usize + 1) * bs > slots) {
-            return Err(Error::OutOfRange { op: "attention", index: b as usize, len: slots / bs });
-        }
-        let table = u32::try_from(tables.len()).map_err(|_| Error::shape("attention", "block tables too long"))?;
+        offsets.push(u32::try_from(tables.len()).map_err(|_| Error::shape("attention", "block tables too long"))?);
         tables.extend_from_slice(&s.block_table);
-        for i in 0..s.q_len {
-            let pos = s.kv_len - s.q_len + i;
-            let first = params.first_visible(pos);
-            max_kv = max_kv.max(pos + 1 - first);
-            let t = s.q_start + i;
-            info[4 * t..4 * t + 3].copy_from_slice(&[pos as u32, first as u32, table]);
-        }
     }
+    // Per query token: (position, first visible position, block-table offset, unused); a row of
+    // no sequence gets the empty range (0, 1): zeros.
+    let mut info = vec![0u32; tokens * 4];
+    let mut max_kv = 1;
+    for (t, row) in rows.iter().enumerate() {
+        info[4 * t..4 * t + 3].copy_from_slice(&match *row {
+            Some((si, pos)) => {
+                let first = params.first_visible(pos);
+                max_kv = max_kv.max(pos + 1 - first);
+                [pos as u32, first as u32, offsets[si]]
+            }
+            None => [0, 1, 0],
+        });
+    }
+    let bs = params.block_size;
     let entry = if k_cache.dtype() == DType::F16 { "attention_f16" } else { "attention_f32" };
     let p = Params::new()
         .u(tokens)?

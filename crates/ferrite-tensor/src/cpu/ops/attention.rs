@@ -62,43 +62,6 @@ pub fn write_kv(cache: &Tensor, x: &Tensor, slots: &[u32]) -> Result<()> {
     Ok(())
 }
 
-/// Where each query token sits: `(sequence index, absolute position)`.
-fn token_positions(
-    seqs: &[AttentionSeq],
-    tokens: usize,
-    n_slots: usize,
-    p: &AttentionParams,
-) -> Result<Vec<Option<(usize, usize)>>> {
-    let mut at = vec![None; tokens];
-    for (si, s) in seqs.iter().enumerate() {
-        if s.q_len > s.kv_len || s.q_start.checked_add(s.q_len).is_none_or(|e| e > tokens) {
-            return Err(Error::shape("attention", format!("sequence {si}: {s:?} with {tokens} query tokens")));
-        }
-        let blocks = s.kv_len.div_ceil(p.block_size);
-        if s.block_table.len() < blocks {
-            return Err(Error::shape(
-                "attention",
-                format!("sequence {si}: {} blocks for {} positions", s.block_table.len(), s.kv_len),
-            ));
-        }
-        if let Some(&b) = s.block_table[..blocks].iter().find(|&&b| (b as usize + 1) * p.block_size > n_slots) {
-            return Err(Error::OutOfRange {
-                op: "attention (block table)",
-                index: b as usize,
-                len: n_slots / p.block_size,
-            });
-        }
-        for i in 0..s.q_len {
-            let slot = &mut at[s.q_start + i];
-            if slot.is_some() {
-                return Err(Error::shape("attention", format!("query row {} claimed twice", s.q_start + i)));
-            }
-            *slot = Some((si, s.kv_len - s.q_len + i));
-        }
-    }
-    Ok(at)
-}
-
 #[allow(clippy::too_many_arguments)]
 fn attend_row<T: Elem>(
     out: &mut [f32],
@@ -191,18 +154,9 @@ pub fn attention(
     p: &AttentionParams,
 ) -> Result<Tensor> {
     expect_f32(q, "attention")?;
-    let [t, hq, d] = kv_dims(q, "attention")?;
-    let [n_slots, hkv, kd] = kv_dims(k_cache, "attention")?;
-    if k_cache.dims() != v_cache.dims() || k_cache.dtype() != v_cache.dtype() || kd != d || hkv == 0 || hq % hkv != 0 {
-        return Err(Error::shape(
-            "attention",
-            format!("q {:?}, k {:?}, v {:?}", q.dims(), k_cache.dims(), v_cache.dims()),
-        ));
-    }
-    if p.block_size == 0 || n_slots % p.block_size != 0 {
-        return Err(Error::shape("attention", format!("{n_slots} slots in blocks of {}", p.block_size)));
-    }
-    let at = token_positions(seqs, t, n_slots, p)?;
+    let dims = crate::backend::check_attention(q, k_cache, v_cache, p)?;
+    let (t, hq, d, n_slots, hkv) = (dims.tokens, dims.q_heads, dims.head_dim, dims.slots, dims.kv_heads);
+    let at = crate::backend::attention_rows(seqs, t, n_slots, p)?;
     let mut out = vec![0f32; q.numel()];
     {
         let (qr, kr, vr) = (

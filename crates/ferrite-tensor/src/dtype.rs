@@ -34,6 +34,22 @@ impl DType {
         DType::Q6_K,
     ];
 
+    /// The code of a GGUF block type in the GPU kernels' block decoders (`shaders/quant_blocks.wgsl`,
+    /// `kernels/quant.cuh`): 0 Q4_0, 1 Q4_1, 2 Q5_0, 3 Q8_0, 4 Q4_K, 5 Q5_K, 6 Q6_K; `None` for
+    /// the float types.
+    pub const fn block_code(self) -> Option<usize> {
+        match self {
+            DType::F32 | DType::F16 | DType::BF16 => None,
+            DType::Q4_0 => Some(0),
+            DType::Q4_1 => Some(1),
+            DType::Q5_0 => Some(2),
+            DType::Q8_0 => Some(3),
+            DType::Q4_K => Some(4),
+            DType::Q5_K => Some(5),
+            DType::Q6_K => Some(6),
+        }
+    }
+
     /// Elements per block (1 for plain floats).
     pub const fn block_size(self) -> usize {
         match self {

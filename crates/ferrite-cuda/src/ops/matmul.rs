@@ -9,18 +9,9 @@ use super::{f32_ptr, float_code};
 use crate::launch::{self, Q8_1_BLOCK, Q8_1_BYTES, QMM_TILE};
 use crate::{kernels, ptr_of, Args, CudaBackend, DevicePtr};
 
-/// The kernels' code of a GGUF block type (`kernels/quant.cuh`).
+/// The kernels' code of a GGUF block type (`kernels/quant.cuh`, the same as the WGSL decoders').
 pub(crate) fn quant_kind(dtype: DType) -> Option<usize> {
-    Some(match dtype {
-        DType::Q4_0 => 0,
-        DType::Q4_1 => 1,
-        DType::Q5_0 => 2,
-        DType::Q8_0 => 3,
-        DType::Q4_K => 4,
-        DType::Q5_K => 5,
-        DType::Q6_K => 6,
-        DType::F32 | DType::F16 | DType::BF16 => return None,
-    })
+    dtype.block_code()
 }
 
 /// `x` times each of `ws`; the q8_1 rounding of `x` is shared by the quantized ones.

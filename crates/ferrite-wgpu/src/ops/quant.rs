@@ -62,16 +62,7 @@ pub(crate) fn windows(be: &WgpuBackend, buffer: &wgpu::Buffer, q: &QuantRows, ro
 
 /// The format code `quant_blocks.wgsl` gives `dtype`, if it decodes it.
 pub(crate) fn kind(dtype: DType) -> Option<usize> {
-    Some(match dtype {
-        DType::Q4_0 => 0,
-        DType::Q4_1 => 1,
-        DType::Q5_0 => 2,
-        DType::Q8_0 => 3,
-        DType::Q4_K => 4,
-        DType::Q5_K => 5,
-        DType::Q6_K => 6,
-        DType::F32 | DType::F16 | DType::BF16 => return None,
-    })
+    dtype.block_code()
 }
 
 /// The row geometry of quantized `t [rows, width]`, checked so that every byte address the

@@ -8,7 +8,6 @@
 use std::ffi::{c_char, CString};
 use std::path::{Path, PathBuf};
 
-use cudarc::nvrtc::{result, sys};
 use sha2::{Digest, Sha256};
 
 use crate::{libs, CudaError};
@@ -35,12 +34,21 @@ impl Arch {
     }
 }
 
+/// An NVRTC status as an error (`NVRTC_SUCCESS` is 0).
+fn check(code: i32, what: &str) -> Result<(), CudaError> {
+    if code == 0 {
+        Ok(())
+    } else {
+        Err(CudaError::Nvrtc(format!("{what}: NVRTC error {code}")))
+    }
+}
+
 /// NVRTC's version `(major, minor)`.
 pub fn version() -> Result<(i32, i32), CudaError> {
-    libs::load_nvrtc()?;
+    let n = libs::nvrtc()?;
     let (mut major, mut minor) = (0, 0);
-    // SAFETY: NVRTC is loaded; the pointers are to live locals.
-    unsafe { sys::nvrtcVersion(&mut major, &mut minor) }.result().map_err(|e| CudaError::Nvrtc(format!("{e:?}")))?;
+    // SAFETY: pointers to live locals.
+    check(unsafe { (n.version)(&mut major, &mut minor) }, "nvrtcVersion")?;
     Ok((major, minor))
 }
 
@@ -52,44 +60,63 @@ pub fn options(arch: Arch) -> Vec<String> {
 /// Compiles `source` (named `name` in messages) to a cubin for `arch`. A compile error carries
 /// NVRTC's log.
 pub fn compile(source: &str, name: &str, arch: Arch) -> Result<Vec<u8>, CudaError> {
-    libs::load_nvrtc()?;
+    let n = libs::nvrtc()?;
     let src = CString::new(source).map_err(|_| CudaError::Nvrtc(format!("{name}: NUL byte in the source")))?;
     let cname = CString::new(format!("{name}.cu")).map_err(|_| CudaError::Nvrtc("bad kernel file name".into()))?;
-    let err = |what: &str, e: cudarc::nvrtc::result::NvrtcError| CudaError::Nvrtc(format!("{name}: {what}: {e:?}"));
-    let prog = result::create_program(&src, Some(&cname)).map_err(|e| err("creating the program", e))?;
-    // SAFETY: `prog` is a live program until destroy_program below; buffers are sized by NVRTC.
-    let out = unsafe {
-        let compiled = result::compile_program(prog, &options(arch));
-        let log = log(prog);
-        match compiled {
-            Err(_) => Err(CudaError::Nvrtc(format!("kernels/{name}.cu does not compile for {}:\n{log}", arch.name()))),
-            Ok(()) => cubin(prog).map_err(|e| err("reading the cubin", e)),
-        }
+    let opts: Vec<CString> = options(arch).into_iter().filter_map(|o| CString::new(o).ok()).collect();
+    let opt_ptrs: Vec<*const c_char> = opts.iter().map(|o| o.as_ptr()).collect();
+    let mut prog = std::ptr::null_mut();
+    // SAFETY: NVRTC copies the source and name; no headers.
+    check(
+        unsafe { (n.create_program)(&mut prog, src.as_ptr(), cname.as_ptr(), 0, std::ptr::null(), std::ptr::null()) },
+        "nvrtcCreateProgram",
+    )?;
+    // SAFETY: `prog` is live until destroyed below; the option strings outlive the call.
+    let compiled = unsafe { (n.compile_program)(prog, opt_ptrs.len() as i32, opt_ptrs.as_ptr()) };
+    let out = if compiled != 0 {
+        // SAFETY: live program.
+        let log = unsafe { log(n, prog) };
+        Err(CudaError::Nvrtc(format!("kernels/{name}.cu does not compile for {}:\n{log}", arch.name())))
+    } else {
+        // SAFETY: live, compiled program.
+        unsafe { cubin(n, prog) }
     };
     // SAFETY: created above, destroyed once.
-    let _ = unsafe { result::destroy_program(prog) };
+    let _ = unsafe { (n.destroy_program)(&mut prog) };
     out
 }
 
 /// The program's log (warnings or errors), empty when there is none.
-unsafe fn log(prog: sys::nvrtcProgram) -> String {
-    // SAFETY: the caller passes a live program.
-    match unsafe { result::get_program_log(prog) } {
-        Ok(chars) => {
-            let bytes: Vec<u8> = chars.iter().take_while(|&&c| c != 0).map(|&c| c as u8).collect();
-            String::from_utf8_lossy(&bytes).trim().to_string()
+///
+/// # Safety
+/// `prog` must be a live program of `n`.
+unsafe fn log(n: &libs::Nvrtc, prog: *mut std::ffi::c_void) -> String {
+    let mut size = 0usize;
+    // SAFETY: the caller passes a live program; the buffer has the size NVRTC reported.
+    unsafe {
+        if (n.get_program_log_size)(prog, &mut size) != 0 {
+            return "(no log)".into();
         }
-        Err(e) => format!("(no log: {e:?})"),
+        let mut buf = vec![0u8; size.max(1)];
+        if (n.get_program_log)(prog, buf.as_mut_ptr() as *mut c_char) != 0 {
+            return "(no log)".into();
+        }
+        let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+        String::from_utf8_lossy(&buf[..end]).trim().to_string()
     }
 }
 
-unsafe fn cubin(prog: sys::nvrtcProgram) -> Result<Vec<u8>, cudarc::nvrtc::result::NvrtcError> {
+/// The compiled cubin.
+///
+/// # Safety
+/// `prog` must be a live, compiled program of `n`.
+unsafe fn cubin(n: &libs::Nvrtc, prog: *mut std::ffi::c_void) -> Result<Vec<u8>, CudaError> {
     let mut size = 0usize;
     // SAFETY: live program, pointer to a local.
-    unsafe { sys::nvrtcGetCUBINSize(prog, &mut size) }.result()?;
+    check(unsafe { (n.get_cubin_size)(prog, &mut size) }, "nvrtcGetCUBINSize")?;
     let mut buf = vec![0u8; size];
     // SAFETY: `buf` holds the `size` bytes NVRTC reported.
-    unsafe { sys::nvrtcGetCUBIN(prog, buf.as_mut_ptr() as *mut c_char) }.result()?;
+    check(unsafe { (n.get_cubin)(prog, buf.as_mut_ptr() as *mut c_char) }, "nvrtcGetCUBIN")?;
     Ok(buf)
 }
 

@@ -96,9 +96,13 @@ pub static MODULATE_F32: Kernel = Kernel { name: "modulate_f32", file: &MODULATE
 pub static GATED_ADD: Kernel = Kernel { name: "gated_add_f32", file: &MODULATE };
 pub static ROTARY_F32: Kernel = Kernel { name: "rotary_f32", file: &ROTARY };
 pub static ATTENTION_DENSE_K: Kernel = Kernel { name: "attention_dense", file: &ATTENTION_DENSE };
+pub static MATMUL_Q8_1_TILED: Kernel = Kernel { name: "matmul_q8_1_tiled", file: &MATMUL_QUANT };
+pub static ATTENTION_PAGED_SPLIT: Kernel = Kernel { name: "attention_paged_split", file: &ATTENTION };
+pub static ATTENTION_PAGED_MERGE: Kernel = Kernel { name: "attention_paged_merge", file: &ATTENTION };
+pub static ATTENTION_PAGED_TILED: Kernel = Kernel { name: "attention_paged_tiled", file: &ATTENTION };
 
 /// Every kernel the backend launches.
-pub static ALL: [&Kernel; 27] = [
+pub static ALL: [&Kernel; 31] = [
     &ADD,
     &MUL,
     &SCALE,
@@ -126,6 +130,10 @@ pub static ALL: [&Kernel; 27] = [
     &GATED_ADD,
     &ROTARY_F32,
     &ATTENTION_DENSE_K,
+    &MATMUL_Q8_1_TILED,
+    &ATTENTION_PAGED_SPLIT,
+    &ATTENTION_PAGED_MERGE,
+    &ATTENTION_PAGED_TILED,
 ];
 
 /// The whole source NVRTC compiles for `file`.

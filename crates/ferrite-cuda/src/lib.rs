@@ -13,7 +13,12 @@
 //! * `ops/*`: one file per op family, each a thin Rust side over its kernel. Quantized weights
 //!   (Q4_0, Q4_1, Q5_0, Q8_0, Q4_K, Q5_K, Q6_K) stay in their GGUF blocks on the device; the
 //!   quantized matmul rounds activations to 8-bit `q8_1` blocks and takes integer dot products
-//!   with `dp4a`, as llama.cpp's CUDA backend does.
+//!   with `dp4a`, as llama.cpp's CUDA backend does: one warp per weight row for up to 8
+//!   activation rows, 64 x 64 output tiles through shared memory for more (prefill).
+//! * Paged attention takes three shapes ([`launch::paged_plan`]): prefill runs in tiles of query
+//!   rows x the q heads of one KV head, each key/value chunk loaded into shared memory once per
+//!   tile; long rows with few blocks split their keys over several blocks and merge the partial
+//!   softmaxes (flash-decoding); the rest one block per query row and head.
 //! * The diffusion ops (`conv2d` as an implicit GEMM, `group_norm`, `upsample_nearest`,
 //!   `rotary`, `concat`, `narrow`, `modulate`, `gated_add`, and `attention_dense` behind
 //!   `attention_full`) run on the device; only heads wider than 512 values take the CPU kernel.

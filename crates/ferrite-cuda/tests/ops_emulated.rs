@@ -151,7 +151,8 @@ fn error(got: &Tensor, x: &[f32], w: &[f32], m: usize, n: usize, k: usize) -> f6
 #[test]
 fn quantized_matmul_and_gather_match_the_dequantized_weights_for_every_block_type() {
     for dev in devices() {
-        // 9 activation rows cross the kernel's 8-row tile; 13 weight rows its 4-row blocks.
+        // 9 activation rows take the tiled kernel (more than 8 rows; 13 weight rows, a partial
+        // tile), their first 8 the row kernel (13 weight rows cross its 4-row blocks).
         let (m, n, k) = (9, 13, 512);
         let x = random(m * k, 11, 1.0);
         let (x_cpu, x_dev) = pair(&x, &[m, k], dev);
@@ -167,14 +168,84 @@ fn quantized_matmul_and_gather_match_the_dequantized_weights_for_every_block_typ
             eprintln!("{dtype:?}: cuda (q8_1) error {e_cuda:.2e}, cpu error {e_cpu:.2e}");
             assert!(e_cuda <= 2e-2, "{dtype:?}: error {e_cuda:e}");
             assert!(e_cpu <= 2e-2, "{dtype:?}: the CPU's error {e_cpu:e}");
-            // One row alone gives the same values as within the batch (no cross-row effects).
+            // One row alone gives the same values as within a batch of the row kernel (no
+            // cross-row effects); the tiled kernel sums in another order (see the next test).
+            let eight = x_dev.narrow_rows(0, 8).unwrap().matmul(&w_dev).unwrap();
+            assert!(error(&eight, &x, &w, 8, n, k) <= 2e-2, "{dtype:?}: 8 rows");
             let one = x_dev.narrow_rows(4, 1).unwrap().matmul(&w_dev).unwrap().to_vec_f32().unwrap();
-            assert_eq!(one, got.to_vec_f32().unwrap()[4 * n..5 * n], "{dtype:?}: row 4 alone");
+            assert_eq!(one, eight.to_vec_f32().unwrap()[4 * n..5 * n], "{dtype:?}: row 4 alone");
 
             let ids = [3u32, 0, 12, 3];
             let want = w_cpu.embedding(&ids).unwrap();
             assert_close(&format!("gather {dtype:?}"), &want, &w_dev.embedding(&ids).unwrap(), 1e-6);
         }
+    }
+}
+
+/// `x [m, k] · w [n, k]ᵀ` in f64 over the dequantized weights, row-major `[m, n]`.
+fn product_f64(x: &[f32], w: &[f32], m: usize, n: usize, k: usize) -> Vec<f64> {
+    let mut out = vec![0f64; m * n];
+    for r in 0..m {
+        for j in 0..n {
+            out[r * n + j] =
+                x[r * k..(r + 1) * k].iter().zip(&w[j * k..(j + 1) * k]).map(|(&a, &b)| a as f64 * b as f64).sum();
+        }
+    }
+    out
+}
+
+/// max |got - want| / max |want|.
+fn relative<T: Copy + Into<f64>>(got: &[f32], want: &[T]) -> f64 {
+    assert_eq!(got.len(), want.len());
+    let peak = want.iter().fold(1e-9f64, |p, &v| p.max(v.into().abs()));
+    let worst = got.iter().zip(want).fold(0f64, |e, (&g, &v)| e.max((g as f64 - v.into()).abs()));
+    worst / peak
+}
+
+/// More than 8 activation rows take `matmul_q8_1_tiled` (64 x 64 output tiles through shared
+/// memory). For every block type, k of 512 and 768 (and 576 for the 32-value blocks) and m of 9,
+/// 40 and 77 rows by n = 70 weight rows (partial tiles on both sides): within 2e-2 of the f64 product over the dequantized
+/// weights (the q8_1 rounding of the activations, as the row kernel), within 1e-5 (relative to
+/// the largest value) of `matmul_q8_1` on the same q8_1 rows (taken 8 at a time: only the
+/// summation order differs), and each row exactly the same in every batch (no cross-row effects).
+#[test]
+fn tiled_quantized_matmul_matches_the_row_kernel_and_the_dequantized_product() {
+    for dev in devices() {
+        let (rows_max, n) = (77, 70);
+        let (mut worst_rows, mut worst_f64) = (0f64, 0f64);
+        // k = 576 (SmolLM2's width, legacy blocks only): the last 256-value K-slice is partial.
+        for k in [512, 768, 576] {
+            let x = random(rows_max * k, 60 + k as u64, 1.0);
+            let x_dev = Tensor::from_f32(&x, [rows_max, k], dev).unwrap();
+            for (i, dtype) in QUANTIZED.into_iter().enumerate() {
+                if !k.is_multiple_of(dtype.block_size()) {
+                    continue;
+                }
+                let bytes = random_blocks(dtype, n * k, 80 + i as u64 + k as u64);
+                let w_dev = Tensor::from_bytes(&bytes, dtype, [n, k], dev).unwrap();
+                let mut w = vec![0f32; n * k];
+                dequantize(dtype, &bytes, &mut w).unwrap();
+                let want = product_f64(&x, &w, rows_max, n, k);
+                let mut by_rows = Vec::with_capacity(rows_max * n);
+                for r0 in (0..rows_max).step_by(8) {
+                    let part = x_dev.narrow_rows(r0, 8.min(rows_max - r0)).unwrap().matmul(&w_dev).unwrap();
+                    by_rows.extend(part.to_vec_f32().unwrap());
+                }
+                let all = x_dev.matmul(&w_dev).unwrap().to_vec_f32().unwrap();
+                for m in [9, 40, rows_max] {
+                    let got = x_dev.narrow_rows(0, m).unwrap().matmul(&w_dev).unwrap().to_vec_f32().unwrap();
+                    let e_f64 = relative(&got, &want[..m * n]);
+                    let e_rows = relative(&got, &by_rows[..m * n]);
+                    eprintln!("{dtype:?} k {k} m {m}: tiled vs f64 {e_f64:.2e}, vs matmul_q8_1 {e_rows:.2e}");
+                    assert!(e_f64 <= 2e-2, "{dtype:?} k {k} m {m}: error {e_f64:e} against the f64 product");
+                    assert!(e_rows <= 1e-5, "{dtype:?} k {k} m {m}: {e_rows:e} off matmul_q8_1");
+                    assert_eq!(got, all[..m * n], "{dtype:?} k {k}: the first {m} rows alone");
+                    worst_rows = worst_rows.max(e_rows);
+                    worst_f64 = worst_f64.max(e_f64);
+                }
+            }
+        }
+        eprintln!("tiled: worst {worst_f64:.2e} against the f64 product, {worst_rows:.2e} against matmul_q8_1");
     }
 }
 

@@ -3,6 +3,7 @@
 use ferrite_tensor::{attention_rows, check_attention, AttentionParams, AttentionSeq, DType, Error, Result, Tensor};
 
 use super::f32_ptr;
+use crate::launch::RowPath;
 use crate::{kernels, launch, ptr_of, Args, CudaBackend};
 
 /// `[slots, kv_heads, head_dim]` of a cache.
@@ -68,7 +69,10 @@ pub(crate) fn token_info(
     Ok((info, tables))
 }
 
-/// Causal attention of `q [tokens, q_heads, head_dim]` over the paged caches.
+/// Causal attention of `q [tokens, q_heads, head_dim]` over the paged caches: prefill runs in
+/// tiles (`attention_paged_tiled`), the other rows one block per (row, head), their keys split
+/// over several blocks and merged when there are few of them (`attention_paged_split` and
+/// `attention_paged_merge`); [`launch::paged_plan`] has the rule.
 pub fn attention(
     be: &CudaBackend,
     q: &Tensor,
@@ -86,23 +90,57 @@ pub fn attention(
     if tokens == 0 || hq == 0 {
         return Ok(out);
     }
-    let dims = launch::attention(tokens, hq, d)?;
+    let key_lens: Vec<usize> =
+        info.chunks_exact(3).map(|r| if r[0] <= r[1] { (r[1] - r[0]) as usize + 1 } else { 0 }).collect();
+    let runs: Vec<(usize, usize)> = seqs.iter().map(|s| (s.q_start, s.q_len)).collect();
+    let plan = launch::paged_plan(&runs, &key_lens, hq, hk, d);
     let (ib, tb) = (be.temp_u32(&info)?, be.temp_u32(&tables)?);
-    let args = Args::new()
-        .ptr(pq)
-        .ptr(ptr_of(k_cache, "attention")?)
-        .ptr(ptr_of(v_cache, "attention")?)
-        .ptr(po)
-        .ptr(ib.ptr)
-        .ptr(tb.ptr)
-        .u(hq)?
-        .u(hk)?
-        .u(d)?
-        .u(params.block_size.max(1))?
-        .u(code)?
-        .f(params.scale)
-        .f(params.softcap.unwrap_or(0.0));
-    be.launch(&kernels::ATTENTION_PAGED, dims, args)?;
+    let (pk, pv) = (ptr_of(k_cache, "attention")?, ptr_of(v_cache, "attention")?);
+    // (q, k, v, out), the kernel's own pointers, the shared arguments, its own integers.
+    let args = |own: &[u64], tail: &[usize]| -> Result<Args> {
+        let mut a = Args::new().ptr(pq).ptr(pk).ptr(pv).ptr(po);
+        for &p in own {
+            a = a.ptr(p);
+        }
+        a = a
+            .ptr(ib.ptr)
+            .ptr(tb.ptr)
+            .u(hq)?
+            .u(hk)?
+            .u(d)?
+            .u(params.block_size.max(1))?
+            .u(code)?
+            .f(params.scale)
+            .f(params.softcap.unwrap_or(0.0));
+        for &v in tail {
+            a = a.u(v)?;
+        }
+        Ok(a)
+    };
+    if let Some(shape) = plan.tile {
+        let tiles = be.temp_u32(&plan.tiles)?;
+        let dims = launch::attention_tiled(plan.tiles.len() / 2, hk, &shape)?;
+        be.launch(&kernels::ATTENTION_PAGED_TILED, dims, args(&[tiles.ptr], &[shape.tokens, shape.heads])?)?;
+    }
+    let n = plan.rows.len();
+    match plan.row_path {
+        RowPath::None => {}
+        RowPath::All => be.launch(&kernels::ATTENTION_PAGED, launch::attention(tokens, hq, d)?, args(&[], &[])?)?,
+        RowPath::Rows => {
+            let rows = be.temp_u32(&plan.rows)?;
+            // `part` is unused with one split.
+            let dims = launch::attention_split(n, hq, 1, d)?;
+            be.launch(&kernels::ATTENTION_PAGED_SPLIT, dims, args(&[po, rows.ptr], &[1])?)?;
+        }
+        RowPath::Split { splits, keys } => {
+            let rows = be.temp_u32(&plan.rows)?;
+            let part = be.temp_bytes(n * hq * splits * (d + 2) * 4)?;
+            let dims = launch::attention_split(n, hq, splits, d)?;
+            be.launch(&kernels::ATTENTION_PAGED_SPLIT, dims, args(&[part.ptr, rows.ptr], &[keys])?)?;
+            let margs = Args::new().ptr(part.ptr).ptr(po).ptr(rows.ptr).ptr(ib.ptr).u(hq)?.u(d)?.u(splits)?.u(keys)?;
+            be.launch(&kernels::ATTENTION_PAGED_MERGE, launch::attention_merge(n, hq)?, margs)?;
+        }
+    }
     Ok(out)
 }
 

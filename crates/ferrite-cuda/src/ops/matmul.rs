@@ -1,13 +1,15 @@
 //! `x [.., k] · w [n, k]ᵀ` (`kernels/matmul_float.cu`, `kernels/quantize.cu`,
 //! `kernels/matmul_quant.cu`). Quantized weights stay in their GGUF blocks: the activations are
 //! rounded once per call to q8_1 blocks (32 int8 values, an f16 scale and an f16 scaled sum) and
-//! every weight of the call takes integer dot products against them.
+//! every weight of the call takes integer dot products against them: one warp per weight row
+//! for up to 8 activation rows (decode), 64 x 64 output tiles through shared memory above
+//! (prefill, large decode batches; see [`launch::QMM_TILED_ABOVE`]).
 
 use ferrite_tensor::{DType, Error, Result, Tensor};
 
 use super::{f32_ptr, float_code};
-use crate::launch::{self, Q8_1_BLOCK, Q8_1_BYTES, QMM_TILE};
-use crate::{kernels, ptr_of, Args, CudaBackend, DevicePtr};
+use crate::launch::{self, Q8_1_BLOCK, Q8_1_BYTES, QMMT_M, QMM_TILE};
+use crate::{kernels, ptr_of, Args, CudaBackend, CudaError, DevicePtr, LaunchDims};
 
 /// The kernels' code of a GGUF block type (`kernels/quant.cuh`, the same as the WGSL decoders').
 pub(crate) fn quant_kind(dtype: DType) -> Option<usize> {
@@ -70,6 +72,21 @@ fn quantize(be: &CudaBackend, px: DevicePtr, m: usize, k: usize) -> Result<crate
     Ok(xq)
 }
 
+/// How a launch shape is made from (activation rows, weight rows).
+type LaunchShape = fn(usize, usize) -> std::result::Result<LaunchDims, CudaError>;
+
+/// The quantized matmul kernel for `m` activation rows, the activation rows one of its blocks
+/// takes and its launch shape: `matmul_q8_1` (one warp per weight row, 8 activation rows) up to
+/// [`launch::QMM_TILED_ABOVE`] rows, `matmul_q8_1_tiled` (64 x 64 output tiles through shared
+/// memory) above. Both take the same arguments.
+fn quant_kernel(m: usize) -> (&'static kernels::Kernel, usize, LaunchShape) {
+    if launch::quant_matmul_is_tiled(m) {
+        (&kernels::MATMUL_Q8_1_TILED, QMMT_M, launch::matmul_quant_tiled)
+    } else {
+        (&kernels::MATMUL_Q8_1, QMM_TILE, launch::matmul_quant)
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 fn quant(
     be: &CudaBackend,
@@ -83,7 +100,8 @@ fn quant(
     kind: usize,
 ) -> Result<()> {
     let xq_row = k / Q8_1_BLOCK * Q8_1_BYTES;
-    let chunk = launch::row_chunk(QMM_TILE);
+    let (kernel, rows_per_block, shape) = quant_kernel(m);
+    let chunk = launch::row_chunk(rows_per_block);
     for r0 in (0..m).step_by(chunk) {
         let rows = chunk.min(m - r0);
         let args = Args::new()
@@ -95,7 +113,7 @@ fn quant(
             .u(k)?
             .u(row_bytes)?
             .u(kind)?;
-        be.launch(&kernels::MATMUL_Q8_1, launch::matmul_quant(rows, n)?, args)?;
+        be.launch(kernel, shape(rows, n)?, args)?;
     }
     Ok(())
 }
@@ -138,6 +156,22 @@ mod tests {
         assert_eq!(codes, (0..7).collect::<Vec<_>>());
         for d in DType::ALL {
             assert_eq!(quant_kind(d).is_none(), d.is_float(), "{d:?}");
+        }
+    }
+
+    #[test]
+    fn batches_of_more_than_8_rows_take_the_tiled_kernel() {
+        for (m, name, rows) in [
+            (1, "matmul_q8_1", QMM_TILE),
+            (8, "matmul_q8_1", QMM_TILE),
+            (9, "matmul_q8_1_tiled", QMMT_M),
+            (512, "matmul_q8_1_tiled", QMMT_M),
+        ] {
+            let (k, r, shape) = quant_kernel(m);
+            assert_eq!((k.name, r), (name, rows), "{m} rows");
+            // 70 weight rows: 18 blocks of 4 rows, or 2 tiles of 64.
+            let want = if r == QMM_TILE { [18, m.div_ceil(8) as u32, 1] } else { [2, m.div_ceil(64) as u32, 1] };
+            assert_eq!(shape(m, 70).expect("fits").grid, want, "{m} rows");
         }
     }
 }

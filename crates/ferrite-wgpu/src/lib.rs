@@ -38,6 +38,9 @@ pub use storage::WgpuStorage;
 /// `FERRITE_WGPU_SUBGROUPS=0` turns the subgroup kernel variants off (for comparisons).
 pub const SUBGROUPS_ENV: &str = "FERRITE_WGPU_SUBGROUPS";
 
+/// `FERRITE_WGPU_F16=0` turns the native-f16 kernel variants off (for comparisons).
+pub const F16_ENV: &str = "FERRITE_WGPU_F16";
+
 /// Why the WGPU backend could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum WgpuError {
@@ -63,6 +66,9 @@ pub struct WgpuBackend {
     /// Kernels use subgroup operations (the adapter has them, at least 4 wide, and they were not
     /// turned off with [`WgpuBackend::without_subgroups`]).
     use_subgroups: bool,
+    /// Kernels read f16 data as WGSL `f16` (the adapter has shader-f16, and it was not turned off
+    /// with [`WgpuBackend::without_f16`]).
+    use_f16: bool,
 }
 
 impl WgpuBackend {
@@ -71,7 +77,8 @@ impl WgpuBackend {
         let gpu = context::open(choice)?;
         let off = std::env::var(SUBGROUPS_ENV).is_ok_and(|v| v == "0");
         let use_subgroups = gpu.subgroups && gpu.info.subgroup_min_size >= 4 && !off;
-        Ok(WgpuBackend { kernels: dispatch::Kernels::default(), gpu, use_subgroups })
+        let use_f16 = gpu.shader_f16 && !std::env::var(F16_ENV).is_ok_and(|v| v == "0");
+        Ok(WgpuBackend { kernels: dispatch::Kernels::default(), gpu, use_subgroups, use_f16 })
     }
 
     /// The same backend with the subgroup kernel variants turned off (their fallbacks run
@@ -79,6 +86,17 @@ impl WgpuBackend {
     pub fn without_subgroups(mut self) -> Self {
         self.use_subgroups = false;
         self
+    }
+
+    /// The same backend with the f16 kernel variants turned off.
+    pub fn without_f16(mut self) -> Self {
+        self.use_f16 = false;
+        self
+    }
+
+    /// Whether kernels read f16 data natively.
+    pub fn f16(&self) -> bool {
+        self.use_f16
     }
 
     /// Whether kernels use subgroup operations.

@@ -241,3 +241,29 @@ fn subgroup_and_barrier_sums_give_the_same_bits() {
         assert_eq!(run(&with), run(&without), "{dtype:?}");
     }
 }
+
+/// Where the adapter has shader-f16 (lavapipe does), f16 weights are read as WGSL `f16`; the
+/// fallback unpacks them from u32 words. The conversion is exact: the same bits.
+#[test]
+fn native_f16_and_unpacked_f16_weights_give_the_same_bits() {
+    let Some(g) = gpu() else { return };
+    let with = ferrite_wgpu::WgpuBackend::new(None).unwrap();
+    if !with.f16() {
+        eprintln!("SKIPPED: {} has no shader-f16 (only the fallback runs)", g.name());
+        return;
+    }
+    let without = Device::new(std::sync::Arc::new(ferrite_wgpu::WgpuBackend::new(None).unwrap().without_f16()));
+    let with = Device::new(std::sync::Arc::new(with));
+    let (m, n, k) = (3, 29, 96);
+    let x = random(m * k, 90, 1.0);
+    let w = Tensor::from_f32(&random(n * k, 91, 1.0), [n, k], &Device::cpu()).unwrap().cast(DType::F16).unwrap();
+    let run = |d: &Device| {
+        let wd = w.to_device(d).unwrap();
+        Tensor::from_f32(&x, [m, k], d).unwrap().matmul(&wd).unwrap().to_vec_f32().unwrap()
+    };
+    let (a, b) = (run(&with), run(&without));
+    assert_eq!(a, b);
+    let want = Tensor::from_f32(&x, [m, k], &Device::cpu()).unwrap().matmul(&w).unwrap().to_vec_f32().unwrap();
+    let worst = a.iter().zip(&want).map(|(p, q)| (p - q).abs()).fold(0f32, f32::max);
+    assert!(worst < 1e-4, "against the CPU: {worst}");
+}

@@ -272,10 +272,11 @@ impl WgpuBackend {
         }
         pending.kernels += 1;
         if pending.kernels >= FLUSH_EVERY {
-            let encoder = pending.encoder.take();
             pending.kernels = 0;
-            drop(pending);
-            if let Some(e) = encoder {
+            // Submitted under the lock: were it released first, another thread could record
+            // into a new encoder and submit it (a read-back's flush) ahead of this one, running
+            // later kernels before earlier ones.
+            if let Some(e) = pending.encoder.take() {
                 self.gpu.queue.submit([e.finish()]);
             }
         }

@@ -6,8 +6,9 @@ use std::process::Command;
 /// Debian packages `cargo xtask test` needs: `haproxy`, the load balancer of the
 /// rolling-restart test (`crates/ferrite-server/tests/rolling_restart.rs`), and
 /// `mesa-vulkan-drivers`, whose lavapipe (a software Vulkan device) runs the WGPU backend's
-/// tests (`crates/ferrite-wgpu`).
-pub const TEST_PACKAGES: &[&str] = &["haproxy", "mesa-vulkan-drivers"];
+/// tests (`crates/ferrite-wgpu`), and `g++`, which builds the CUDA emulator the CUDA backend's
+/// tests run on (`kernels/emu/`).
+pub const TEST_PACKAGES: &[&str] = &["haproxy", "mesa-vulkan-drivers", "g++"];
 
 /// Installs those of `packages` that dpkg does not know as installed, with
 /// `apt-get install -y`; only as root (elsewhere it says what to run). Nothing happens, and

@@ -152,6 +152,28 @@ impl AttentionParams {
     }
 }
 
+/// Checks the operands of [`Backend::write_kv`] (every backend calls it): `cache [slots,
+/// kv_heads, head_dim]`, `x [tokens, kv_heads, head_dim]` with one slot per token, each slot inside
+/// the cache. Returns `[slots, kv_heads, head_dim]` of the cache.
+pub fn check_write_kv(cache: &Tensor, x: &Tensor, slots: &[u32]) -> Result<[usize; 3]> {
+    let three = |t: &Tensor| match t.dims() {
+        &[a, b, c] => Ok([a, b, c]),
+        other => Err(crate::Error::shape("write_kv", format!("expected [rows, heads, head_dim], got {other:?}"))),
+    };
+    let [n_slots, h, d] = three(cache)?;
+    let [t, xh, xd] = three(x)?;
+    if (xh, xd) != (h, d) || slots.len() != t {
+        return Err(crate::Error::shape(
+            "write_kv",
+            format!("cache {:?}, x {:?}, {} slots", cache.dims(), x.dims(), slots.len()),
+        ));
+    }
+    if let Some(&bad) = slots.iter().find(|&&s| s as usize >= n_slots) {
+        return Err(crate::Error::OutOfRange { op: "write_kv", index: bad as usize, len: n_slots });
+    }
+    Ok([n_slots, h, d])
+}
+
 /// The sizes of a checked [`Backend::attention`] call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AttentionDims {

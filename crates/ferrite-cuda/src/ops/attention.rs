@@ -1,18 +1,12 @@
 //! The KV cache and paged attention (`kernels/gather.cu`'s `write_kv`, `kernels/attention.cu`).
 
-use ferrite_tensor::{attention_rows, check_attention, AttentionParams, AttentionSeq, DType, Error, Result, Tensor};
+use ferrite_tensor::{
+    attention_rows, check_attention, check_write_kv, AttentionParams, AttentionSeq, DType, Error, Result, Tensor,
+};
 
 use super::f32_ptr;
 use crate::launch::RowPath;
 use crate::{kernels, launch, ptr_of, Args, CudaBackend};
-
-/// `[slots, kv_heads, head_dim]` of a cache.
-fn cache_dims(cache: &Tensor, op: &'static str) -> Result<(usize, usize, usize)> {
-    match cache.dims() {
-        &[s, h, d] => Ok((s, h, d)),
-        other => Err(Error::shape(op, format!("cache must be [slots, kv_heads, head_dim], got {other:?}"))),
-    }
-}
 
 /// The kernels' cache code: 0 f32, 1 f16.
 fn cache_code(cache: &Tensor, op: &'static str) -> Result<usize> {
@@ -26,14 +20,8 @@ fn cache_code(cache: &Tensor, op: &'static str) -> Result<usize> {
 /// Writes rows of `x [tokens, kv_heads, head_dim]` into `cache` at `slots`.
 pub fn write_kv(be: &CudaBackend, cache: &Tensor, x: &Tensor, slots: &[u32]) -> Result<()> {
     let px = f32_ptr(x, "write_kv")?;
-    let (n_slots, h, d) = cache_dims(cache, "write_kv")?;
+    let [_, h, d] = check_write_kv(cache, x, slots)?;
     let row = h * d;
-    if x.numel() != slots.len() * row || x.dims().last() != Some(&d) {
-        return Err(Error::shape("write_kv", format!("x {:?} for {} slots of {h}x{d}", x.dims(), slots.len())));
-    }
-    if let Some(&bad) = slots.iter().find(|&&s| s as usize >= n_slots) {
-        return Err(Error::OutOfRange { op: "write_kv", index: bad as usize, len: n_slots });
-    }
     let code = cache_code(cache, "write_kv")?;
     if slots.is_empty() || row == 0 {
         return Ok(());

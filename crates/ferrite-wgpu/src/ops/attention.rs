@@ -1,18 +1,12 @@
 //! The KV cache and paged attention (`shaders/write_kv.wgsl`, `shaders/attention.wgsl`).
 
-use ferrite_tensor::{attention_rows, check_attention, AttentionParams, AttentionSeq, DType, Error, Result, Tensor};
+use ferrite_tensor::{
+    attention_rows, check_attention, check_write_kv, AttentionParams, AttentionSeq, DType, Error, Result, Tensor,
+};
 
 use super::f32_offset;
 use crate::dispatch::{groups, Params};
 use crate::{buffer_of, shader, WgpuBackend};
-
-/// `[slots, kv_heads, head_dim]` of a cache.
-fn cache_dims(cache: &Tensor, op: &'static str) -> Result<(usize, usize, usize)> {
-    match cache.dims() {
-        &[s, h, d] => Ok((s, h, d)),
-        other => Err(Error::shape(op, format!("cache must be [slots, kv_heads, head_dim], got {other:?}"))),
-    }
-}
 
 /// The element offset of a cache (f32 or f16).
 fn cache_offset(cache: &Tensor, op: &'static str) -> Result<usize> {
@@ -26,14 +20,8 @@ fn cache_offset(cache: &Tensor, op: &'static str) -> Result<usize> {
 /// Writes rows of `x [tokens, kv_heads, head_dim]` into `cache` at `slots`.
 pub fn write_kv(be: &WgpuBackend, cache: &Tensor, x: &Tensor, slots: &[u32]) -> Result<()> {
     let x_off = f32_offset(x, "write_kv")?;
-    let (n_slots, h, d) = cache_dims(cache, "write_kv")?;
+    let [_, h, d] = check_write_kv(cache, x, slots)?;
     let row = h * d;
-    if x.numel() != slots.len() * row || x.dims().last() != Some(&d) {
-        return Err(Error::shape("write_kv", format!("x {:?} for {} slots of {h}x{d}", x.dims(), slots.len())));
-    }
-    if let Some(&bad) = slots.iter().find(|&&s| s as usize >= n_slots) {
-        return Err(Error::OutOfRange { op: "write_kv", index: bad as usize, len: n_slots });
-    }
     let cache_off = cache_offset(cache, "write_kv")?;
     let (entry, threads) = match cache.dtype() {
         DType::F16 if row % 2 == 0 && cache_off % 2 == 0 => ("write_f16", x.numel() / 2),

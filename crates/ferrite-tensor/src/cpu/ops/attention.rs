@@ -15,28 +15,11 @@ use crate::backend::{AttentionParams, AttentionSeq};
 use crate::cpu::{cpu_storage, expect_f32, f32_tensor, TensorRead};
 use crate::{DType, Error, Result, Tensor};
 
-fn kv_dims(t: &Tensor, op: &'static str) -> Result<[usize; 3]> {
-    match t.dims() {
-        &[s, h, d] => Ok([s, h, d]),
-        other => Err(Error::shape(op, format!("expected [slots, heads, head_dim], got {other:?}"))),
-    }
-}
-
 /// Writes `x [tokens, kv_heads, head_dim]` (f32) into `cache [slots, kv_heads, head_dim]`
 /// (f32 or f16) at `slots[token]`.
 pub fn write_kv(cache: &Tensor, x: &Tensor, slots: &[u32]) -> Result<()> {
     expect_f32(x, "write_kv")?;
-    let [n_slots, h, d] = kv_dims(cache, "write_kv")?;
-    let [t, xh, xd] = kv_dims(x, "write_kv")?;
-    if (xh, xd) != (h, d) || slots.len() != t {
-        return Err(Error::shape(
-            "write_kv",
-            format!("cache {:?}, x {:?}, {} slots", cache.dims(), x.dims(), slots.len()),
-        ));
-    }
-    if let Some(&bad) = slots.iter().find(|&&s| s as usize >= n_slots) {
-        return Err(Error::OutOfRange { op: "write_kv", index: bad as usize, len: n_slots });
-    }
+    let [_, h, d] = crate::backend::check_write_kv(cache, x, slots)?;
     let xr = TensorRead::new(x, "write_kv")?;
     let xs = xr.f32()?;
     let mut guard = cpu_storage(cache, "write_kv")?.write("write_kv")?;

@@ -13,8 +13,6 @@ struct Params { m: u32, n: u32, k: u32, x_off: u32, w_off: u32, kind: u32, _p1: 
 @group(0) @binding(2) var<storage, read> w: array<f16>;
 @group(0) @binding(3) var<storage, read_write> out: array<f32>;
 
-var<workgroup> partial: array<f32, 64>;
-
 @compute @workgroup_size(64)
 fn matmul_f16(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
               @builtin(local_invocation_index) li: u32) {
@@ -26,11 +24,5 @@ fn matmul_f16(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg
     for (var t = li; t < p.k; t += 64u) {
         s += x[p.x_off + r * p.k + t] * f32(w[p.w_off + j * p.k + t]);
     }
-    partial[li] = s;
-    workgroupBarrier();
-    for (var k = 32u; k > 0u; k >>= 1u) {
-        if (li < k) { partial[li] += partial[li + k]; }
-        workgroupBarrier();
-    }
-    if (li == 0u) { out[o] = partial[0]; }
+    finish(li, s, o);
 }

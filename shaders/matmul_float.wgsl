@@ -8,17 +8,7 @@ struct Params { m: u32, n: u32, k: u32, x_off: u32, w_off: u32, kind: u32, _p1: 
 @group(0) @binding(2) var<storage, read> w: array<u32>;
 @group(0) @binding(3) var<storage, read_write> out: array<f32>;
 
-var<workgroup> partial: array<f32, 64>;
-
-fn finish(li: u32, s: f32, o: u32) {
-    partial[li] = s;
-    workgroupBarrier();
-    for (var k = 32u; k > 0u; k >>= 1u) {
-        if (li < k) { partial[li] += partial[li + k]; }
-        workgroupBarrier();
-    }
-    if (li == 0u) { out[o] = partial[0]; }
-}
+// `finish` (the 64-thread tree sum into out[o]) is in finish64.wgsl, appended by the Rust side.
 
 @compute @workgroup_size(64)
 fn matmul_f32(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,

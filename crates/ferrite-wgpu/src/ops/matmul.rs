@@ -73,9 +73,9 @@ pub fn matmul(be: &WgpuBackend, x: &Tensor, w: &Tensor) -> Result<Tensor> {
     let params = Params::new().u(m)?.u(n)?.u(k)?.u(x_off)?.u(w_off)?.u(kind)?;
     if w.dtype() == DType::F16 && be.f16() {
         // Native f16 loads where the adapter has shader-f16 (same bits as unpacking).
-        be.run(shader!("matmul_f16"), "matmul_f16", &params, &bufs, m * n)?;
+        be.run(shader!("matmul_f16", "finish64"), "matmul_f16", &params, &bufs, m * n)?;
         return Ok(out);
     }
-    be.run(shader!("matmul_float"), entry, &params, &bufs, m * n)?;
+    be.run(shader!("matmul_float", "finish64"), entry, &params, &bufs, m * n)?;
     Ok(out)
 }

@@ -119,14 +119,7 @@ __device__ FERRITE_INLINE void attend_range(const void* k_cache, const void* v_c
         __syncthreads();
 
         // 2. online softmax update (blockDim.x == ATT_CHUNK: thread i owns score i).
-        const float s = tid < count ? sc[tid] : neg_inf();
-        const float m_new = fmaxf(m, block_max(s, red));
-        // exp(-inf) would be 0 anyway; guard the -inf - -inf = NaN case of an all -inf chunk.
-        const float pr = (tid < count && s != neg_inf()) ? expf(s - m_new) : 0.0f;
-        if (tid < count) sc[tid] = pr;
-        const float corr = m == neg_inf() ? 0.0f : expf(m - m_new);
-        l = l * corr + block_sum(pr, red);  // block_sum's barriers also publish sc
-        m = m_new;
+        const float corr = online_softmax_chunk(sc, count, m, l, red);
 
         // 3. out += p * v over the chunk.
         FERRITE_UNROLL

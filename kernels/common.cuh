@@ -186,3 +186,21 @@ __device__ FERRITE_INLINE float block_max(float v, float* scratch32) {
     float r = lane < (blockDim.x >> 5) ? scratch32[lane] : neg_inf();
     return warp_max(r);
 }
+
+// One chunk of an online softmax: thread i of the block owns score sc[i] (i < count, blockDim.x
+// >= count). Turns the chunk's scores into exp(s - new max) in place, folds them into the running
+// max `m` and sum `l`, and returns the factor by which outputs accumulated over earlier chunks
+// must be rescaled. Every thread of the block must call it (it holds barriers; block_sum's also
+// publish the new sc).
+__device__ FERRITE_INLINE float online_softmax_chunk(float* sc, unsigned count, float& m, float& l, float* red) {
+    const unsigned tid = threadIdx.x;
+    const float s = tid < count ? sc[tid] : neg_inf();
+    const float m_new = fmaxf(m, block_max(s, red));
+    // exp(-inf) would be 0 anyway; guard the -inf - -inf = NaN case of an all -inf chunk.
+    const float pr = (tid < count && s != neg_inf()) ? expf(s - m_new) : 0.0f;
+    if (tid < count) sc[tid] = pr;
+    const float corr = m == neg_inf() ? 0.0f : expf(m - m_new);
+    l = l * corr + block_sum(pr, red);
+    m = m_new;
+    return corr;
+}

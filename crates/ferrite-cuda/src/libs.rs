@@ -144,11 +144,6 @@ pub fn nvrtc() -> Result<&'static Nvrtc, CudaError> {
         .map_err(|e| CudaError::NoNvrtc(e.clone()))
 }
 
-/// Loads NVRTC (see [`nvrtc`]).
-pub fn load_nvrtc() -> Result<&'static Nvrtc, CudaError> {
-    nvrtc()
-}
-
 /// Whether the CUDA driver library (`libcuda`) can be opened.
 pub fn driver_present() -> bool {
     static PRESENT: OnceLock<bool> = OnceLock::new();

@@ -13,7 +13,7 @@ mod common;
 
 #[test]
 fn every_kernel_file_compiles_for_sm80_and_sm90() {
-    if let Err(e) = ferrite_cuda::libs::load_nvrtc() {
+    if let Err(e) = ferrite_cuda::libs::nvrtc() {
         assert!(!common::ci(), "{e} (under CI=true NVRTC must be installed: cargo xtask test does so)");
         eprintln!("SKIPPED: {e}");
         return;
@@ -32,7 +32,7 @@ fn every_kernel_file_compiles_for_sm80_and_sm90() {
 
 #[test]
 fn a_kernel_that_does_not_compile_is_an_error_with_nvrtcs_log() {
-    if ferrite_cuda::libs::load_nvrtc().is_err() {
+    if ferrite_cuda::libs::nvrtc().is_err() {
         assert!(!common::ci(), "NVRTC missing under CI=true");
         eprintln!("SKIPPED: no NVRTC");
         return;
@@ -46,7 +46,7 @@ fn a_kernel_that_does_not_compile_is_an_error_with_nvrtcs_log() {
 
 #[test]
 fn the_cache_returns_the_compiled_cubin_the_second_time() {
-    if ferrite_cuda::libs::load_nvrtc().is_err() {
+    if ferrite_cuda::libs::nvrtc().is_err() {
         assert!(!common::ci(), "NVRTC missing under CI=true");
         eprintln!("SKIPPED: no NVRTC");
         return;

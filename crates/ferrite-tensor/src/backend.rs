@@ -252,6 +252,19 @@ pub fn attention_rows(
     Ok(at)
 }
 
+/// The block tables of `seqs` end to end, as GPU kernels take them, and the offset of each
+/// sequence's table in it.
+pub fn concat_block_tables(seqs: &[AttentionSeq]) -> Result<(Vec<u32>, Vec<u32>)> {
+    let mut offsets = Vec::with_capacity(seqs.len());
+    let mut tables = Vec::new();
+    for s in seqs {
+        offsets
+            .push(u32::try_from(tables.len()).map_err(|_| crate::Error::shape("attention", "block tables too long"))?);
+        tables.extend_from_slice(&s.block_table);
+    }
+    Ok((offsets, tables))
+}
+
 /// A compute device: memory management plus the fused op set.
 ///
 /// Shapes below are row-major, outermost first. "Rows" means all but the last dimension.

@@ -23,8 +23,8 @@ pub mod shape;
 pub mod tensor;
 
 pub use backend::{
-    attention_rows, check_attention, check_write_kv, Activation, AttentionDims, AttentionParams, AttentionSeq, Backend,
-    BackendStorage, Conv2dParams, DenseAttention, RopeConfig, RopeLayout,
+    attention_rows, check_attention, check_write_kv, concat_block_tables, Activation, AttentionDims, AttentionParams,
+    AttentionSeq, Backend, BackendStorage, Conv2dParams, DenseAttention, RopeConfig, RopeLayout,
 };
 pub use device::Device;
 pub use dtype::DType;

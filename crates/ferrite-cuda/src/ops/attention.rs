@@ -1,7 +1,8 @@
 //! The KV cache and paged attention (`kernels/gather.cu`'s `write_kv`, `kernels/attention.cu`).
 
 use ferrite_tensor::{
-    attention_rows, check_attention, check_write_kv, AttentionParams, AttentionSeq, DType, Error, Result, Tensor,
+    attention_rows, check_attention, check_write_kv, concat_block_tables, AttentionParams, AttentionSeq, DType, Error,
+    Result, Tensor,
 };
 
 use super::f32_ptr;
@@ -41,12 +42,7 @@ pub(crate) fn token_info(
     slots: usize,
 ) -> Result<(Vec<u32>, Vec<u32>)> {
     let rows = attention_rows(seqs, tokens, slots, params)?;
-    let mut offsets = Vec::with_capacity(seqs.len());
-    let mut tables = Vec::new();
-    for s in seqs {
-        offsets.push(u32::try_from(tables.len()).map_err(|_| Error::shape("attention", "block tables too long"))?);
-        tables.extend_from_slice(&s.block_table);
-    }
+    let (offsets, tables) = concat_block_tables(seqs)?;
     let mut info = Vec::with_capacity(tokens * 3);
     for row in rows {
         info.extend_from_slice(&match row {

@@ -1,7 +1,8 @@
 //! The KV cache and paged attention (`shaders/write_kv.wgsl`, `shaders/attention.wgsl`).
 
 use ferrite_tensor::{
-    attention_rows, check_attention, check_write_kv, AttentionParams, AttentionSeq, DType, Error, Result, Tensor,
+    attention_rows, check_attention, check_write_kv, concat_block_tables, AttentionParams, AttentionSeq, DType, Error,
+    Result, Tensor,
 };
 
 use super::f32_offset;
@@ -47,12 +48,7 @@ pub fn attention(
     let dims = check_attention(q, k_cache, v_cache, params)?;
     let (tokens, hq, hk, d) = (dims.tokens, dims.q_heads, dims.kv_heads, dims.head_dim);
     let rows = attention_rows(seqs, tokens, dims.slots, params)?;
-    let mut offsets = Vec::with_capacity(seqs.len());
-    let mut tables = Vec::new();
-    for s in seqs {
-        offsets.push(u32::try_from(tables.len()).map_err(|_| Error::shape("attention", "block tables too long"))?);
-        tables.extend_from_slice(&s.block_table);
-    }
+    let (offsets, tables) = concat_block_tables(seqs)?;
     // Per query token: (position, first visible position, block-table offset, unused); a row of
     // no sequence gets the empty range (0, 1): zeros.
     let mut info = vec![0u32; tokens * 4];

@@ -45,6 +45,8 @@ struct StreamTimes {
     first: Duration,
     last: Duration,
     tokens: usize,
+    /// When each chunk of tokens arrived, and how many it carried.
+    arrivals: Vec<(Duration, usize)>,
 }
 
 /// Runs `prompts` at once, greedy, `gen` tokens each (end-of-generation ignored).
@@ -58,7 +60,7 @@ async fn round(engine: &Engine, prompts: &[Vec<u32>], gen: usize) -> Result<Vec<
             .logprobs(0);
         async move {
             let mut s = engine.complete_stream(req)?;
-            let mut t = StreamTimes { first: Duration::ZERO, last: Duration::ZERO, tokens: 0 };
+            let mut t = StreamTimes { first: Duration::ZERO, last: Duration::ZERO, tokens: 0, arrivals: Vec::new() };
             while let Some(chunk) = s.next().await {
                 let n =
                     chunk?.choices.iter().filter_map(|c| c.logprobs.as_ref()).map(|l| l.tokens.len()).sum::<usize>();
@@ -68,6 +70,7 @@ async fn round(engine: &Engine, prompts: &[Vec<u32>], gen: usize) -> Result<Vec<
                     }
                     t.tokens += n;
                     t.last = start.elapsed();
+                    t.arrivals.push((t.last, n));
                 }
             }
             anyhow::Ok(t)
@@ -118,7 +121,11 @@ pub fn run(a: BenchArgs) -> Result<()> {
         let per_stream: Vec<f64> =
             times.iter().map(|t| (a.gen_tokens - 1) as f64 / (t.last - t.first).as_secs_f64()).collect();
         tg.push(median(per_stream));
-        agg.push((c * (a.gen_tokens - 1)) as f64 / (last - first).as_secs_f64().max(1e-9));
+        // Only tokens that arrive once every stream decodes: earlier streams start decoding
+        // while later ones still prefill, and those tokens do not belong to this window.
+        let in_window: usize =
+            times.iter().flat_map(|t| &t.arrivals).filter(|(at, _)| *at > first).map(|(_, n)| n).sum();
+        agg.push(in_window as f64 / (last - first).as_secs_f64().max(1e-9));
         ttft.push(median(times.iter().map(|t| t.first.as_secs_f64() * 1e3).collect()));
         itl.push(median(
             times.iter().map(|t| (t.last - t.first).as_secs_f64() * 1e3 / (a.gen_tokens - 1) as f64).collect(),

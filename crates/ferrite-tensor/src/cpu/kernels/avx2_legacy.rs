@@ -12,6 +12,7 @@
 //! (before the block loop, so that loop keeps its accumulators in registers).
 
 use std::arch::x86_64::*;
+use std::mem::MaybeUninit;
 
 use super::UnpackedRows;
 use crate::quant::act::ActRow;
@@ -175,14 +176,20 @@ unsafe fn legacy_pair<const KIND: u8, const R: usize, const PRE: bool>(
     });
     let ones = _mm256_set1_epi16(1);
     let mut acc = [[_mm256_setzero_ps(); 2]; R];
-    let mut summs = [[0f32; 2]; R];
-    // `dd[r][i][j]`: `d_w · d_x` of block `b + j` for weight row `i` and activation row `r`.
-    let mut dd = [[[0f32; TABLE]; 2]; R];
-    // Q4_1: the weight blocks' mins `m`, per weight row, for the blocks at hand.
-    let mut mins = [[0f32; TABLE]; 2];
+    // Q4_1: ggml's `summs = fma(m, s, summs)` chains of the 2·R outputs, one per lane
+    // (`i·4 + r`): the lanes' FMAs are the scalar ones, block by block.
+    let mut summv = _mm256_setzero_ps();
+    // `dd[r][i][j]`: `d_w · d_x` of block `b + j` for weight row `i` and activation row `r`
+    // (only the entries written for this run of blocks are read).
+    let mut dd = [[[MaybeUninit::<f32>::uninit(); TABLE]; 2]; R];
+    // Q4_1: the weight blocks' mins `m` per weight row, and the activation rows' block sums
+    // `s` per block (`stab[j][r]`; rows past `R` hold zero).
+    let mut mins = [[MaybeUninit::<f32>::uninit(); TABLE]; 2];
+    let mut stab = [[MaybeUninit::<f32>::uninit(); 4]; TABLE];
     // SAFETY: both rows of `rb` bytes lie inside `w` and blocks `b..b + n` inside each row;
     // activation rows are padded to whole groups of 8 blocks (checked by `Kernels::quant_dot`),
-    // so the 8-block loads of their scales fit (`b + j0` is a multiple of 8).
+    // so the 8-block loads of their scales and sums fit (`b + j0` is a multiple of 8); the
+    // tables are written for blocks `0..n` (rounded up to 8) before they are read.
     unsafe {
         let p = [w.as_ptr(), w.as_ptr().add(rb)];
         // PRE: the two rows' unpacked blocks, scales and mins (see [`UnpackedRows`]).
@@ -198,7 +205,7 @@ unsafe fn legacy_pair<const KIND: u8, const R: usize, const PRE: bool>(
         while b < nb {
             let n = (nb - b).min(TABLE);
             let q = [p[0].add(b * ts), p[1].add(b * ts)];
-            // The scale table for all `n` blocks first, so the block loop below keeps its
+            // The tables for all `n` blocks first, so the block loop below keeps its
             // accumulators in registers for the whole run.
             let mut j0 = 0;
             while j0 < n {
@@ -207,31 +214,39 @@ unsafe fn legacy_pair<const KIND: u8, const R: usize, const PRE: bool>(
                     let dw = if PRE { _mm256_loadu_ps(pd[i].add(b + j0)) } else { f16x8(q[i].add(j0 * ts), ts, 0, m) };
                     for r in 0..R {
                         _mm256_storeu_ps(
-                            dd[r][i].as_mut_ptr().add(j0),
+                            dd[r][i].as_mut_ptr().add(j0) as *mut f32,
                             _mm256_mul_ps(dw, _mm256_loadu_ps(xs[r].d.as_ptr().add(b + j0))),
                         );
                     }
                     if KIND == Q4_1 {
                         let mn =
                             if PRE { _mm256_loadu_ps(pm[i].add(b + j0)) } else { f16x8(q[i].add(j0 * ts), ts, 2, m) };
-                        _mm256_storeu_ps(mins[i].as_mut_ptr().add(j0), mn);
+                        _mm256_storeu_ps(mins[i].as_mut_ptr().add(j0) as *mut f32, mn);
+                    }
+                }
+                if KIND == Q4_1 {
+                    let s: [__m256; 4] = std::array::from_fn(|r| {
+                        if r < R {
+                            _mm256_loadu_ps(xs[r].s32.as_ptr().add(b + j0))
+                        } else {
+                            _mm256_setzero_ps()
+                        }
+                    });
+                    // 4 rows x 8 blocks to 8 blocks x 4 rows.
+                    let (t0, t1) = (_mm256_unpacklo_ps(s[0], s[1]), _mm256_unpackhi_ps(s[0], s[1]));
+                    let (t2, t3) = (_mm256_unpacklo_ps(s[2], s[3]), _mm256_unpackhi_ps(s[2], s[3]));
+                    let u = [
+                        _mm256_shuffle_ps::<0x44>(t0, t2),
+                        _mm256_shuffle_ps::<0xEE>(t0, t2),
+                        _mm256_shuffle_ps::<0x44>(t1, t3),
+                        _mm256_shuffle_ps::<0xEE>(t1, t3),
+                    ];
+                    for (c, v) in u.iter().enumerate() {
+                        _mm_storeu_ps(stab[j0 + c].as_mut_ptr() as *mut f32, _mm256_castps256_ps128(*v));
+                        _mm_storeu_ps(stab[j0 + c + 4].as_mut_ptr() as *mut f32, _mm256_extractf128_ps::<1>(*v));
                     }
                 }
                 j0 += 8;
-            }
-            if KIND == Q4_1 {
-                // ggml's scalar `summs = fma(m, s, summs)`, block by block, for each of the
-                // 2·R outputs; block-major so that the 2·R independent chains overlap instead
-                // of each waiting on its own previous step.
-                #[allow(clippy::needless_range_loop)]
-                for j in 0..n {
-                    for r in 0..R {
-                        let s = *xs[r].s32.get_unchecked(b + j);
-                        for i in 0..2 {
-                            summs[r][i] = mins[i][j].mul_add(s, summs[r][i]);
-                        }
-                    }
-                }
             }
             // `j` indexes the weight blocks, the scale table and the activation blocks alike.
             #[allow(clippy::needless_range_loop)]
@@ -244,6 +259,14 @@ unsafe fn legacy_pair<const KIND: u8, const R: usize, const PRE: bool>(
                 } else {
                     [unpack::<KIND>(q[0].add(j * ts)), unpack::<KIND>(q[1].add(j * ts))]
                 };
+                if KIND == Q4_1 {
+                    let mv = _mm256_set_m128(
+                        _mm_broadcast_ss(&*(mins[1].as_ptr().add(j) as *const f32)),
+                        _mm_broadcast_ss(&*(mins[0].as_ptr().add(j) as *const f32)),
+                    );
+                    let sv = _mm256_broadcast_ps(&*(stab[j].as_ptr() as *const __m128));
+                    summv = _mm256_fmadd_ps(mv, sv, summv);
+                }
                 let wabs =
                     if KIND == Q8_0 { [_mm256_sign_epi8(wv[0], wv[0]), _mm256_sign_epi8(wv[1], wv[1])] } else { wv };
                 for r in 0..R {
@@ -260,7 +283,7 @@ unsafe fn legacy_pair<const KIND: u8, const R: usize, const PRE: bool>(
                         if KIND == Q4_0 || KIND == Q5_0 {
                             dot = _mm256_sub_epi32(dot, off);
                         }
-                        let d = _mm256_broadcast_ss(&dd[r][i][j]);
+                        let d = _mm256_broadcast_ss(&*(dd[r][i].as_ptr().add(j) as *const f32));
                         acc[r][i] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(dot), acc[r][i]);
                     }
                 }
@@ -268,14 +291,40 @@ unsafe fn legacy_pair<const KIND: u8, const R: usize, const PRE: bool>(
             b += n;
         }
     }
-    for r in 0..R {
-        for i in 0..2 {
-            let mut a = [0f32; 8];
-            // SAFETY: `a` holds 8 f32.
-            unsafe { _mm256_storeu_ps(a.as_mut_ptr(), acc[r][i]) };
-            out[i * stride + r] = super::scalar::hsum8(&a) + summs[r][i];
+    // Lane `i·4 + r`: output (weight row `i`, activation row `r`).
+    let v: [__m256; 8] = std::array::from_fn(|l| if l % 4 < R { acc[l % 4][l / 4] } else { _mm256_setzero_ps() });
+    let sums = _mm256_add_ps(hsum8x8(v), summv);
+    if stride == 4 && R == 4 {
+        // SAFETY: `out` holds `stride + R` values (2 weight rows of `stride`).
+        unsafe { _mm256_storeu_ps(out.as_mut_ptr(), sums) };
+    } else {
+        let mut a = [0f32; 8];
+        // SAFETY: `a` holds 8 f32.
+        unsafe { _mm256_storeu_ps(a.as_mut_ptr(), sums) };
+        for r in 0..R {
+            for i in 0..2 {
+                out[i * stride + r] = a[i * 4 + r];
+            }
         }
     }
+}
+
+/// Lane `k` of the result is [`super::scalar::hsum8`] of `v[k]` (ggml's `hsum_float_8`,
+/// `((a0 + a4) + (a2 + a6)) + ((a1 + a5) + (a3 + a7))`), for 8 vectors at once.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn hsum8x8(v: [__m256; 8]) -> __m256 {
+    // `t[p]`: `[s_2p | s_2p+1]` with `s_k[i] = v_k[i] + v_k[i + 4]`.
+    let t: [__m256; 4] = std::array::from_fn(|p| {
+        let (a, b) = (v[2 * p], v[2 * p + 1]);
+        _mm256_add_ps(_mm256_permute2f128_ps::<0x20>(a, b), _mm256_permute2f128_ps::<0x31>(a, b))
+    });
+    // `[s_k[0] + s_k[2], s_k[1] + s_k[3]]` for k = 0, 2 (low half) and 1, 3 (high half); 4..7.
+    let q01 = _mm256_add_ps(_mm256_shuffle_ps::<0x44>(t[0], t[1]), _mm256_shuffle_ps::<0xEE>(t[0], t[1]));
+    let q23 = _mm256_add_ps(_mm256_shuffle_ps::<0x44>(t[2], t[3]), _mm256_shuffle_ps::<0xEE>(t[2], t[3]));
+    // Lanes `[x0, x2, x4, x6, x1, x3, x5, x7]`.
+    let e = _mm256_add_ps(_mm256_shuffle_ps::<0x88>(q01, q23), _mm256_shuffle_ps::<0xDD>(q01, q23));
+    _mm256_permutevar8x32_ps(e, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7))
 }
 
 /// Pairs of weight rows through [`legacy_pair`] (reading `pre`, the rows unpacked by

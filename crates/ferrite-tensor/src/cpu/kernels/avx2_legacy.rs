@@ -313,7 +313,7 @@ unsafe fn legacy_pair<const KIND: u8, const R: usize, const PRE: bool>(
 /// `((a0 + a4) + (a2 + a6)) + ((a1 + a5) + (a3 + a7))`), for 8 vectors at once.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-fn hsum8x8(v: [__m256; 8]) -> __m256 {
+pub(crate) fn hsum8x8(v: [__m256; 8]) -> __m256 {
     // `t[p]`: `[s_2p | s_2p+1]` with `s_k[i] = v_k[i] + v_k[i + 4]`.
     let t: [__m256; 4] = std::array::from_fn(|p| {
         let (a, b) = (v[2 * p], v[2 * p + 1]);

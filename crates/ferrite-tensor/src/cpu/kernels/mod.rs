@@ -51,6 +51,9 @@ use std::sync::OnceLock;
 
 pub use detect::Isa;
 
+#[cfg(target_arch = "x86_64")]
+pub(crate) use avx2_legacy::hsum8x8;
+
 use crate::quant::act::{quantize_block_scalar, ActRow, ACT_GROUP};
 use crate::{DType, Error, Result};
 

@@ -78,15 +78,18 @@ fn attend_row<T: Elem>(
     }
 }
 
-/// Attention of one query row over an f16 cache as ggml's CPU flash attention computes it
+/// Attention of the query rows of one token for the `group` heads that share KV head `kvh`
+/// (`q`, `out`: `[group, d]`) over an f16 cache, as ggml's CPU flash attention computes each
 /// (`ggml_compute_forward_flash_attn_ext_f16_one_chunk`): the query rounded to f16, each score
-/// `ggml_vec_dot_f16(k, q) · scale` ([`flash::dot`]), an online softmax whose running output is
-/// kept in f16 (rescaled with [`flash::scale`] on a new maximum, accumulated with
-/// [`flash::mad`]) and the sum `S = S·ms + vs` in f32 (fused, as GCC contracts it), divided out
-/// at the end.
+/// `ggml_vec_dot_f16(k, q) · scale` ([`flash::dots`], 8 keys at a time), an online softmax
+/// whose running output is kept in f16 (rescaled with [`flash::scale`] on a new maximum,
+/// accumulated with [`flash::mad`]) and the sum `S = S·ms + vs` in f32 (fused, as GCC
+/// contracts it), divided out at the end. The heads share each key and value row while it is
+/// in cache; every head's arithmetic is its own, in ggml's order.
 #[allow(clippy::too_many_arguments)]
-fn attend_row_f16(
+fn attend_group_f16(
     out: &mut [f32],
+    d: usize,
     q: &[f32],
     k: &[f16],
     v: &[f16],
@@ -96,34 +99,51 @@ fn attend_row_f16(
     kv_row: usize,
     p: &AttentionParams,
 ) {
-    let d = q.len();
+    const KEYS: usize = 8;
+    let group = q.len() / d;
     let lo = p.first_visible(pos);
     let slot_of = |pp: usize| seq.slot(pp, p.block_size);
     let q16: Vec<f16> = q.iter().map(|&x| f16::from_f32(x)).collect();
+    let qf: Vec<f32> = q16.iter().map(|x| x.to_f32()).collect();
     // ggml folds a softcap into the scale first: `s = c · tanh(dot · (scale / c))`.
     let scale = p.softcap.map_or(p.scale, |c| p.scale / c);
-    let mut acc = vec![f16::ZERO; d];
-    let (mut sum, mut max) = (0f32, f32::NEG_INFINITY);
-    for pp in lo..=pos {
-        let off = slot_of(pp) * kv_row + kvh * d;
-        let mut s = flash::dot(&k[off..off + d], &q16) * scale;
-        if let Some(c) = p.softcap {
-            s = c * s.tanh();
+    let mut acc = vec![f16::ZERO; group * d];
+    let mut sum = vec![0f32; group];
+    let mut max = vec![f32::NEG_INFINITY; group];
+    let mut scores = [0f32; KEYS];
+    let mut k0 = lo;
+    while k0 <= pos {
+        let k1 = (k0 + KEYS).min(pos + 1);
+        let offs: [usize; KEYS] = std::array::from_fn(|i| if k0 + i < k1 { slot_of(k0 + i) * kv_row + kvh * d } else { 0 });
+        let keys: Vec<&[f16]> = offs[..k1 - k0].iter().map(|&o| &k[o..o + d]).collect();
+        let vals: Vec<&[f16]> = offs[..k1 - k0].iter().map(|&o| &v[o..o + d]).collect();
+        for h in 0..group {
+            let hd = h * d..(h + 1) * d;
+            flash::dots(&keys, &q16[hd.clone()], &qf[hd.clone()], &mut scores[..k1 - k0]);
+            let (mut ms, mut vs, mut rescale) = ([1f32; KEYS], [1f32; KEYS], [false; KEYS]);
+            for (i, &dot) in scores[..k1 - k0].iter().enumerate() {
+                let mut s = dot * scale;
+                if let Some(c) = p.softcap {
+                    s = c * s.tanh();
+                }
+                if s > max[h] {
+                    ms[i] = (max[h] - s).exp();
+                    max[h] = s;
+                    rescale[i] = true;
+                } else {
+                    vs[i] = (s - max[h]).exp();
+                }
+                sum[h] = sum[h].mul_add(ms[i], vs[i]);
+            }
+            flash::mad_run(&mut acc[hd], &vals, &ms, &vs, &rescale);
         }
-        let (mut ms, mut vs) = (1f32, 1f32);
-        if s > max {
-            ms = (max - s).exp();
-            max = s;
-            flash::scale(&mut acc, ms);
-        } else {
-            vs = (s - max).exp();
-        }
-        flash::mad(&mut acc, &v[off..off + d], vs);
-        sum = sum.mul_add(ms, vs);
+        k0 = k1;
     }
-    let inv = if sum == 0.0 { 0.0 } else { 1.0 / sum };
-    for (o, a) in out.iter_mut().zip(&acc) {
-        *o = a.to_f32() * inv;
+    for h in 0..group {
+        let inv = if sum[h] == 0.0 { 0.0 } else { 1.0 / sum[h] };
+        for (o, a) in out[h * d..(h + 1) * d].iter_mut().zip(&acc[h * d..(h + 1) * d]) {
+            *o = a.to_f32() * inv;
+        }
     }
 }
 
@@ -168,10 +188,12 @@ pub fn attention(
             ($ty:ty, $flash:expr) => {{
                 let k: &[$ty] = bytemuck::try_cast_slice(kr.bytes()).map_err(|e| Error::Backend(format!("{e:?}")))?;
                 let v: &[$ty] = bytemuck::try_cast_slice(vr.bytes()).map_err(|e| Error::Backend(format!("{e:?}")))?;
-                out.par_chunks_mut(d.max(1)).enumerate().for_each(|(row, o)| {
-                    let (ti, h) = (row / hq, row % hq);
+                // One task per (token, KV head): the `group` query heads that share its rows.
+                out.par_chunks_mut((group * d).max(1)).enumerate().for_each(|(c, o)| {
+                    let (ti, kvh) = (c / hkv, c % hkv);
                     if let Some((si, pos)) = row_at[ti] {
                         let seq = &seqs[si];
+                        let row0 = ti * hq + kvh * group;
                         // ggml takes its f16 `one_chunk` path for fewer than 64 query rows
                         // (GGML_FA_TILE_Q) and, for one row, fewer than 512 cached positions;
                         // otherwise its split-KV (per-thread chunks) path, for which the f32
@@ -179,10 +201,14 @@ pub fn attention(
                         if $flash && t < 64 && (t > 1 || seq.kv_len < 512) {
                             // `$ty` is f16 whenever `$flash` is set.
                             let (k16, v16): (&[f16], &[f16]) = (bytemuck::cast_slice(k), bytemuck::cast_slice(v));
-                            attend_row_f16(o, &qs[row * d..(row + 1) * d], k16, v16, seq, pos, h / group, hkv * d, p);
+                            let qg = &qs[row0 * d..(row0 + group) * d];
+                            attend_group_f16(o, d, qg, k16, v16, seq, pos, kvh, hkv * d, p);
                             return;
                         }
-                        attend_row::<$ty>(o, &qs[row * d..(row + 1) * d], k, v, seq, pos, h / group, hkv * d, p);
+                        for (h, oh) in o.chunks_exact_mut(d).enumerate() {
+                            let row = row0 + h;
+                            attend_row::<$ty>(oh, &qs[row * d..(row + 1) * d], k, v, seq, pos, kvh, hkv * d, p);
+                        }
                     }
                 });
                 let results: Vec<Vec<f32>> = tasks

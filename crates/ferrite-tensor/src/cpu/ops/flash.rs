@@ -62,6 +62,21 @@ pub(crate) fn dot(x: &[f16], y: &[f16]) -> f32 {
     }
 }
 
+/// `out[i] = ggml_vec_dot_f16(keys[i], q)` ([`dot`]'s bits) for up to 8 keys, with `qf` the
+/// query's f16 values widened to f32 (hoisted out of the per-key loop).
+pub(crate) fn dots(keys: &[&[f16]], q16: &[f16], qf: &[f32], out: &mut [f32]) {
+    match level() {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `level()` detected AVX2, FMA and F16C.
+        Level::Avx2 if keys.len() <= 8 => unsafe { x86::dots_avx2(keys, q16, qf, out) },
+        _ => {
+            for (o, k) in out.iter_mut().zip(keys) {
+                *o = dot(k, q16);
+            }
+        }
+    }
+}
+
 /// `ggml_vec_mad_f16`: `y[i] = f16(fma(x[i], v, y[i]))`.
 pub(crate) fn mad(y: &mut [f16], x: &[f16], v: f32) {
     match level() {
@@ -74,6 +89,25 @@ pub(crate) fn mad(y: &mut [f16], x: &[f16], v: f32) {
         _ => {
             for (o, &xv) in y.iter_mut().zip(x) {
                 *o = f16::from_f32(xv.to_f32().mul_add(v, o.to_f32()));
+            }
+        }
+    }
+}
+
+/// One head's online-softmax steps over a run of keys: for each `i`, when `rescale[i]`,
+/// [`scale`]`(acc, ms[i])`, then [`mad`]`(acc, vals[i], vs[i])` — the same bits as those calls
+/// in turn, with the running output kept in registers across the keys.
+pub(crate) fn mad_run(acc: &mut [f16], vals: &[&[f16]], ms: &[f32], vs: &[f32], rescale: &[bool]) {
+    match level() {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `level()` detected AVX2, FMA and F16C.
+        Level::Avx2 if acc.len() % 8 == 0 => unsafe { x86::mad_run_avx2(acc, vals, ms, vs, rescale) },
+        _ => {
+            for (i, x) in vals.iter().enumerate() {
+                if rescale[i] {
+                    scale(acc, ms[i]);
+                }
+                mad(acc, x, vs[i]);
             }
         }
     }
@@ -156,6 +190,83 @@ mod x86 {
         super::tail(super::reduce16(&a), x, y, np, n)
     }
 
+    /// [`dot_avx2`] for up to 8 keys against one query: the same accumulators per key, the 8
+    /// final reductions done together ([`crate::cpu::kernels::hsum8x8`], the same order).
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(super) unsafe fn dots_avx2(keys: &[&[f16]], q16: &[f16], qf: &[f32], out: &mut [f32]) {
+        let n = q16.len().min(qf.len());
+        let np = n & !63;
+        let mut r8 = [_mm256_setzero_ps(); 8];
+        for (ki, k) in keys.iter().enumerate() {
+            assert!(k.len() >= n, "key shorter than the query");
+            let mut s = [[_mm256_setzero_ps(); 2]; 4];
+            let kp = k.as_ptr() as *const __m128i;
+            // SAFETY: every load reads 8 values inside `0..np` of the key and of `qf`.
+            unsafe {
+                for i in (0..np / 8).step_by(8) {
+                    for (j, sj) in s.iter_mut().enumerate() {
+                        for (h, v) in sj.iter_mut().enumerate() {
+                            let a = _mm256_cvtph_ps(_mm_loadu_si128(kp.add(i + 2 * j + h)));
+                            let b = _mm256_loadu_ps(qf.as_ptr().add(8 * (i + 2 * j + h)));
+                            *v = _mm256_fmadd_ps(a, b, *v);
+                        }
+                    }
+                }
+            }
+            let half: [__m256; 2] =
+                std::array::from_fn(|h| _mm256_add_ps(_mm256_add_ps(s[0][h], s[2][h]), _mm256_add_ps(s[1][h], s[3][h])));
+            // `reduce16`'s first step, `a[i + 8] + a[i]`.
+            r8[ki] = _mm256_add_ps(half[1], half[0]);
+        }
+        let mut sums = [0f32; 8];
+        // SAFETY: `sums` holds 8 f32.
+        unsafe { _mm256_storeu_ps(sums.as_mut_ptr(), crate::cpu::kernels::hsum8x8(r8)) };
+        for ((o, k), &h) in out.iter_mut().zip(keys).zip(&sums) {
+            *o = super::tail(h, k, q16, np, n);
+        }
+    }
+
+    /// [`super::mad_run`] with 64 values of the output at a time held in registers (as f32
+    /// values rounded to f16 after every step, which is what storing them as f16 does).
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(super) unsafe fn mad_run_avx2(acc: &mut [f16], vals: &[&[f16]], ms: &[f32], vs: &[f32], rescale: &[bool]) {
+        #[inline]
+        #[target_feature(enable = "avx2,fma,f16c")]
+        fn r16(x: __m256) -> __m256 {
+            _mm256_cvtph_ps(_mm256_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(x))
+        }
+        let n = acc.len();
+        assert!(vals.iter().all(|v| v.len() >= n) && ms.len() >= vals.len() && vs.len() >= vals.len());
+        assert!(rescale.len() >= vals.len() && n % 8 == 0);
+        let mut c0 = 0;
+        while c0 < n {
+            let w = ((n - c0) / 8).min(8);
+            let ap = acc.as_mut_ptr() as *mut __m128i;
+            let mut a = [_mm256_setzero_ps(); 8];
+            // SAFETY: vectors `c0/8 .. c0/8 + w` lie inside `acc` and every value row.
+            unsafe {
+                for (j, aj) in a.iter_mut().enumerate().take(w) {
+                    *aj = _mm256_cvtph_ps(_mm_loadu_si128(ap.add(c0 / 8 + j)));
+                }
+                for (i, x) in vals.iter().enumerate() {
+                    let xp = x.as_ptr() as *const __m128i;
+                    let (mv, vv) = (_mm256_set1_ps(ms[i]), _mm256_set1_ps(vs[i]));
+                    for (j, aj) in a.iter_mut().enumerate().take(w) {
+                        if rescale[i] {
+                            *aj = r16(_mm256_mul_ps(*aj, mv));
+                        }
+                        let xv = _mm256_cvtph_ps(_mm_loadu_si128(xp.add(c0 / 8 + j)));
+                        *aj = r16(_mm256_fmadd_ps(xv, vv, *aj));
+                    }
+                }
+                for (j, aj) in a.iter().enumerate().take(w) {
+                    _mm_storeu_si128(ap.add(c0 / 8 + j), _mm256_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(*aj));
+                }
+            }
+            c0 += 8 * w;
+        }
+    }
+
     #[target_feature(enable = "avx2,fma,f16c")]
     pub(super) unsafe fn mad_avx2(y: &mut [f16], x: &[f16], v: f32) {
         let n = y.len().min(x.len());
@@ -236,6 +347,32 @@ mod tests {
                 // SAFETY: the features were just detected.
                 assert_eq!(unsafe { x86::dot_avx2(&x, &y) }.to_bits(), want.to_bits(), "avx2 n={n}");
             }
+            // Several keys at once give each key's bits.
+            let keys: Vec<Vec<f16>> = (0..11).map(|s| vals(n, 11 + s)).collect();
+            let refs: Vec<&[f16]> = keys.iter().map(|k| &k[..]).collect();
+            let qf: Vec<f32> = y.iter().map(|v| v.to_f32()).collect();
+            for m in [1usize, 3, 8] {
+                let mut got = vec![0f32; m];
+                dots(&refs[..m], &y, &qf, &mut got);
+                for (g, k) in got.iter().zip(&refs) {
+                    assert_eq!(g.to_bits(), dot_scalar(k, &y).to_bits(), "dots n={n} m={m}");
+                }
+            }
+            // A run of rescales and mads in registers gives the calls' bits.
+            let (ms, vs) = ([0.5f32, 1.0, 0.25, 1.0, 0.9], [1.0f32, 0.3, 1.0, 0.7, 0.01]);
+            let rescale = [true, false, true, false, true];
+            let mut want_run = y.clone();
+            for i in 0..5 {
+                if rescale[i] {
+                    scale_scalar(&mut want_run, ms[i]);
+                }
+                for (o, &xv) in want_run.iter_mut().zip(refs[i]) {
+                    *o = f16::from_f32(xv.to_f32().mul_add(vs[i], o.to_f32()));
+                }
+            }
+            let mut got_run = y.clone();
+            mad_run(&mut got_run, &refs[..5], &ms, &vs, &rescale);
+            assert_eq!(got_run, want_run, "mad_run n={n}");
             let mut a = y.clone();
             mad(&mut a, &x, 0.3);
             for ((o, &xv), &yv) in a.iter().zip(&x).zip(&y) {

@@ -101,7 +101,7 @@ pub(crate) fn mad_run(acc: &mut [f16], vals: &[&[f16]], ms: &[f32], vs: &[f32], 
     match level() {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: `level()` detected AVX2, FMA and F16C.
-        Level::Avx2 if acc.len() % 8 == 0 => unsafe { x86::mad_run_avx2(acc, vals, ms, vs, rescale) },
+        Level::Avx2 if acc.len().is_multiple_of(8) => unsafe { x86::mad_run_avx2(acc, vals, ms, vs, rescale) },
         _ => {
             for (i, x) in vals.iter().enumerate() {
                 if rescale[i] {
@@ -237,7 +237,7 @@ mod x86 {
         }
         let n = acc.len();
         assert!(vals.iter().all(|v| v.len() >= n) && ms.len() >= vals.len() && vs.len() >= vals.len());
-        assert!(rescale.len() >= vals.len() && n % 8 == 0);
+        assert!(rescale.len() >= vals.len() && n.is_multiple_of(8));
         let mut c0 = 0;
         while c0 < n {
             let w = ((n - c0) / 8).min(8);

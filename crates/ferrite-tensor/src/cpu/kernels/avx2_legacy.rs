@@ -387,20 +387,38 @@ struct PairPtrs {
 unsafe fn unpack_rows<const KIND: u8>(w: &[u8], u: &mut UnpackedRows) {
     let ts = type_size(KIND);
     let blocks = w.len() / ts;
-    // Every value is overwritten below (padding keeps whatever it held): resize, no clear.
-    u.q.resize(32 * blocks, 0);
-    u.d.resize(blocks + 8, 0.0);
-    u.m.resize(if KIND == Q4_1 { blocks + 8 } else { 8 }, 0.0);
-    // SAFETY: block `b` lies inside `w` and its 32 unpacked bytes inside `u.q`.
+    let (dn, mn) = (blocks + 8, if KIND == Q4_1 { blocks + 8 } else { 8 });
+    // Written in full below (no zero fill first: a fresh scratch would pay for one per tile).
+    u.q.clear();
+    u.q.reserve(32 * blocks);
+    u.d.clear();
+    u.d.reserve(dn.next_multiple_of(8));
+    u.m.clear();
+    u.m.reserve(mn.next_multiple_of(8));
+    let (q, d, m) = (u.q.as_mut_ptr(), u.d.as_mut_ptr(), u.m.as_mut_ptr());
+    // SAFETY: block `b` lies inside `w`; its 32 unpacked bytes lie inside `q`'s capacity, the
+    // scales (8 at a time, past `blocks` the zero padding) inside `d`'s and `m`'s; every value
+    // below the new lengths is written before they are set.
     unsafe {
         for b in 0..blocks {
-            let p = w.as_ptr().add(b * ts);
-            _mm256_storeu_si256(u.q.as_mut_ptr().add(32 * b) as *mut __m256i, unpack::<KIND>(p));
-            u.d[b] = f16_at(p);
-            if KIND == Q4_1 {
-                u.m[b] = f16_at(p.add(2));
-            }
+            _mm256_storeu_si256(q.add(32 * b) as *mut __m256i, unpack::<KIND>(w.as_ptr().add(b * ts)));
         }
+        let mut b = 0;
+        while b < dn {
+            let n = blocks.saturating_sub(b).min(8);
+            let p = w.as_ptr().add(b.min(blocks) * ts);
+            _mm256_storeu_ps(d.add(b), f16x8(p, ts, 0, n));
+            if KIND == Q4_1 {
+                _mm256_storeu_ps(m.add(b), f16x8(p, ts, 2, n));
+            }
+            b += 8;
+        }
+        if KIND != Q4_1 {
+            _mm256_storeu_ps(m, _mm256_setzero_ps());
+        }
+        u.q.set_len(32 * blocks);
+        u.d.set_len(dn);
+        u.m.set_len(mn);
     }
 }
 

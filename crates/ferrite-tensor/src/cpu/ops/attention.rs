@@ -8,9 +8,9 @@
 use half::f16;
 use rayon::prelude::*;
 
+use super::attention_split::{attend_units, Unit};
 use super::attention_tiled::{attend_tile, Q_TILE};
 use super::flash;
-use super::simd::{axpy, dot, Elem};
 use crate::backend::{AttentionParams, AttentionSeq};
 use crate::cpu::{cpu_storage, expect_f32, f32_tensor, TensorRead};
 use crate::{DType, Error, Result, Tensor};
@@ -43,39 +43,6 @@ pub fn write_kv(cache: &Tensor, x: &Tensor, slots: &[u32]) -> Result<()> {
         }
     }
     Ok(())
-}
-
-#[allow(clippy::too_many_arguments)]
-fn attend_row<T: Elem>(
-    out: &mut [f32],
-    q: &[f32],
-    k: &[T],
-    v: &[T],
-    seq: &AttentionSeq,
-    pos: usize,
-    kvh: usize,
-    kv_row: usize,
-    p: &AttentionParams,
-) {
-    let d = q.len();
-    let lo = p.first_visible(pos);
-    let slot_of = |pp: usize| seq.slot(pp, p.block_size);
-    let mut scores: Vec<f32> = (lo..=pos)
-        .map(|pp| {
-            let kr = &k[slot_of(pp) * kv_row + kvh * d..][..d];
-            let s = dot(q, kr) * p.scale;
-            match p.softcap {
-                Some(c) => c * (s / c).tanh(),
-                None => s,
-            }
-        })
-        .collect();
-    let src = scores.clone();
-    super::softmax::softmax_row(&src, &mut scores);
-    out.fill(0.0);
-    for (pp, &w) in (lo..=pos).zip(&scores) {
-        axpy(out, w, &v[slot_of(pp) * kv_row + kvh * d..][..d]);
-    }
 }
 
 /// Attention of the query rows of one token for the `group` heads that share KV head `kvh`
@@ -188,29 +155,32 @@ pub fn attention(
             ($ty:ty, $flash:expr) => {{
                 let k: &[$ty] = bytemuck::try_cast_slice(kr.bytes()).map_err(|e| Error::Backend(format!("{e:?}")))?;
                 let v: &[$ty] = bytemuck::try_cast_slice(vr.bytes()).map_err(|e| Error::Backend(format!("{e:?}")))?;
+                // ggml takes its f16 `one_chunk` path for fewer than 64 query rows
+                // (GGML_FA_TILE_Q) and, for one row, fewer than 512 cached positions; otherwise
+                // its split-KV (per-thread chunks) path, for which the f32 softmax is the closer
+                // match.
+                let flash_row = |si: usize| $flash && t < 64 && (t > 1 || seqs[si].kv_len < 512);
                 // One task per (token, KV head): the `group` query heads that share its rows.
                 out.par_chunks_mut((group * d).max(1)).enumerate().for_each(|(c, o)| {
                     let (ti, kvh) = (c / hkv, c % hkv);
-                    if let Some((si, pos)) = row_at[ti] {
-                        let seq = &seqs[si];
-                        let row0 = ti * hq + kvh * group;
-                        // ggml takes its f16 `one_chunk` path for fewer than 64 query rows
-                        // (GGML_FA_TILE_Q) and, for one row, fewer than 512 cached positions;
-                        // otherwise its split-KV (per-thread chunks) path, for which the f32
-                        // softmax is the closer match.
-                        if $flash && t < 64 && (t > 1 || seq.kv_len < 512) {
+                    match row_at[ti] {
+                        Some((si, pos)) if flash_row(si) => {
                             // `$ty` is f16 whenever `$flash` is set.
                             let (k16, v16): (&[f16], &[f16]) = (bytemuck::cast_slice(k), bytemuck::cast_slice(v));
+                            let row0 = ti * hq + kvh * group;
                             let qg = &qs[row0 * d..(row0 + group) * d];
-                            attend_group_f16(o, d, qg, k16, v16, seq, pos, kvh, hkv * d, p);
-                            return;
+                            attend_group_f16(o, d, qg, k16, v16, &seqs[si], pos, kvh, hkv * d, p);
                         }
-                        for (h, oh) in o.chunks_exact_mut(d).enumerate() {
-                            let row = row0 + h;
-                            attend_row::<$ty>(oh, &qs[row * d..(row + 1) * d], k, v, seq, pos, kvh, hkv * d, p);
-                        }
+                        _ => {}
                     }
                 });
+                let units: Vec<Unit> = row_at
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(ti, r)| r.filter(|&(si, _)| !flash_row(si)).map(|(si, pos)| (ti, si, pos)))
+                    .flat_map(|(token, seq, pos)| (0..hkv).map(move |kvh| Unit { token, kvh, seq, pos }))
+                    .collect();
+                attend_units::<$ty>(&mut out, qs, k, v, seqs, &units, (hq, hkv, d), p);
                 let results: Vec<Vec<f32>> = tasks
                     .par_iter()
                     .map(|&(si, kvh, t0)| {
@@ -329,6 +299,50 @@ mod tests {
                     tensor(&q_all, &[t, hq, d]).attention(&kc, &vc, &seqs, &params).unwrap().to_vec_f32().unwrap();
                 let tol = if dtype == DType::F16 { 5e-3 } else { 1e-5 };
                 assert_close(&got, &want_all, tol, tol);
+            }
+        }
+    }
+
+    /// Decode rows over long runs of keys take the split-KV path (several runs of
+    /// `attention_split::CHUNK` keys merged): one row alone (f32 and f16 caches) and two rows side
+    /// by side (f32; with an f16 cache two rows take ggml's flash path), with and without a
+    /// sliding window.
+    #[test]
+    fn long_decode_rows_split_over_keys_match_f64() {
+        let (hq, hkv, d, bs) = (6, 2, 16, 4);
+        let dev = Device::cpu();
+        for dtype in [DType::F32, DType::F16] {
+            for window in [None, Some(200)] {
+                for lens in [&[600usize][..], &[300, 529]] {
+                    let n_blocks: usize = lens.iter().map(|l| l.div_ceil(bs)).sum();
+                    let kc = Tensor::zeros([n_blocks * bs, hkv, d], dtype, &dev).unwrap();
+                    let vc = Tensor::zeros([n_blocks * bs, hkv, d], dtype, &dev).unwrap();
+                    let (mut q_all, mut want_all, mut seqs, mut next) = (Vec::new(), Vec::new(), Vec::new(), 0u32);
+                    for (si, &kv_len) in lens.iter().enumerate() {
+                        // Blocks in reverse order, so slots are not positions.
+                        let nb = kv_len.div_ceil(bs) as u32;
+                        let table: Vec<u32> = (next..next + nb).rev().collect();
+                        next += nb;
+                        let k = rand_vec(kv_len * hkv * d, 400 + si as u64);
+                        let v = rand_vec(kv_len * hkv * d, 500 + si as u64);
+                        let q = rand_vec(hq * d, 600 + si as u64);
+                        let slots: Vec<u32> =
+                            (0..kv_len).map(|p| table[p / bs] * bs as u32 + (p % bs) as u32).collect();
+                        kc.write_kv(&tensor(&k, &[kv_len, hkv, d]), &slots).unwrap();
+                        vc.write_kv(&tensor(&v, &[kv_len, hkv, d]), &slots).unwrap();
+                        seqs.push(AttentionSeq { q_start: si, q_len: 1, kv_len, block_table: table });
+                        want_all.extend(reference(&q, &k, &v, 1, kv_len, hq, hkv, d, 0.25, window));
+                        q_all.extend(q);
+                    }
+                    let params = AttentionParams { scale: 0.25, block_size: bs, sliding_window: window, softcap: None };
+                    let got = tensor(&q_all, &[lens.len(), hq, d])
+                        .attention(&kc, &vc, &seqs, &params)
+                        .unwrap()
+                        .to_vec_f32()
+                        .unwrap();
+                    let tol = if dtype == DType::F16 { 5e-3 } else { 1e-5 };
+                    assert_close(&got, &want_all, tol, tol);
+                }
             }
         }
     }

@@ -4,6 +4,7 @@
 pub mod activation;
 pub mod attention;
 pub mod attention_full;
+mod attention_split;
 mod attention_tiled;
 pub mod conv;
 pub mod elementwise;

@@ -180,6 +180,49 @@ unsafe impl Send for OutPtr {}
 // SAFETY: as above.
 unsafe impl Sync for OutPtr {}
 
+/// One matvec (`x` a single row) against several quantized weights (`ws`: bytes, dtype, rows
+/// `n`) into `outs`: the row is quantized once per activation format, and the chunks of all
+/// the weights run in one parallel region (one fork-join for Q, K and V instead of three).
+/// The same bits as [`matmul`] per weight (each chunk runs the same kernel on the same rows).
+pub fn matvec_many(x: &[f32], k: usize, ws: &[(&[u8], DType, usize)], outs: &mut [Vec<f32>]) -> Result<()> {
+    let kern = Kernels::best();
+    let mut formats: Vec<(ActFormat, QuantizedActs)> = Vec::new();
+    let mut plan = Vec::with_capacity(ws.len());
+    for &(w, dtype, n) in ws {
+        let format = ActFormat::for_weights(dtype)
+            .ok_or_else(|| Error::Backend(format!("matvec_many takes quantized weights, not {dtype:?}")))?;
+        let row_bytes =
+            dtype.bytes_for(k).ok_or(Error::NotBlockAligned { dtype, numel: k, block: dtype.block_size() })?;
+        check_sizes("matvec_many", x.len(), 1, k, w.len(), row_bytes, n, n)?;
+        if !formats.iter().any(|(f, _)| *f == format) {
+            let mut acts = QuantizedActs::new();
+            acts.quantize(x, k, format)?;
+            formats.push((format, acts));
+        }
+        plan.push((format, row_bytes));
+    }
+    if outs.len() != ws.len() {
+        return Err(Error::shape("matvec_many", format!("{} weights, {} outputs", ws.len(), outs.len())));
+    }
+    let threads = rayon::current_num_threads().max(1);
+    let mut tasks: Vec<(usize, &[u8], &mut [f32])> = Vec::new();
+    for (i, (out, &(w, _, n))) in outs.iter_mut().zip(ws).enumerate() {
+        out.clear();
+        out.resize(n, 0.0);
+        let chunk = n.div_ceil(threads * CHUNKS_PER_THREAD).max(16);
+        let rb = plan[i].1;
+        for (o, wc) in out.chunks_mut(chunk).zip(w.chunks(chunk * rb)) {
+            tasks.push((i, wc, o));
+        }
+    }
+    let rows: Vec<ActRow<'_>> =
+        plan.iter().map(|(f, _)| formats.iter().find(|(g, _)| g == f).map(|(_, a)| a.row(0))).collect::<Option<_>>()
+            .ok_or_else(|| Error::Backend("matvec_many: activation format missing".into()))?;
+    tasks.into_par_iter().try_for_each(|(i, wc, o)| {
+        kern.quant_dot(ws[i].1, wc, plan[i].1, std::slice::from_ref(&rows[i]), o, 1)
+    })
+}
+
 /// The tensor-level matmul: `x [.., k]` f32 times `w [n, k]`.
 pub fn matmul_tensor(x: &Tensor, w: &Tensor) -> Result<Tensor> {
     expect_f32(x, "matmul")?;
@@ -202,6 +245,37 @@ pub fn matmul_tensor(x: &Tensor, w: &Tensor) -> Result<Tensor> {
         *l = n;
     }
     f32_tensor(out, dims, x.device())
+}
+
+/// The tensor-level [`matvec_many`] when `x` is one row and every weight quantized with `x`'s
+/// width; otherwise [`matmul_tensor`] per weight.
+pub fn matmul_many_tensor(x: &Tensor, ws: &[&Tensor]) -> Result<Vec<Tensor>> {
+    expect_f32(x, "matmul")?;
+    let k = x.shape().last();
+    let fused = ws.len() > 1
+        && x.shape().rows() == 1
+        && ws.iter().all(|w| w.dtype().is_quantized() && matches!(w.dims(), [_, wk] if *wk == k));
+    if !fused {
+        return ws.iter().map(|w| matmul_tensor(x, w)).collect();
+    }
+    let mut outs = vec![Vec::new(); ws.len()];
+    {
+        let xr = TensorRead::new(x, "matmul")?;
+        let reads = ws.iter().map(|w| TensorRead::new(w, "matmul")).collect::<Result<Vec<_>>>()?;
+        let views: Vec<(&[u8], DType, usize)> =
+            reads.iter().zip(ws).map(|(r, w)| (r.bytes(), w.dtype(), w.dims()[0])).collect();
+        matvec_many(xr.f32()?, k, &views, &mut outs)?;
+    }
+    outs.into_iter()
+        .zip(ws)
+        .map(|(o, w)| {
+            let mut dims = x.dims().to_vec();
+            if let Some(l) = dims.last_mut() {
+                *l = w.dims()[0];
+            }
+            f32_tensor(o, dims, x.device())
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -315,6 +389,34 @@ mod tests {
         assert!(matmul(&[0.0; 33], 1, 33, &w, DType::Q4_0, 2, &mut out).is_err());
         assert!(matmul(&[0.0; 32], 1, 32, &w[..35], DType::Q4_0, 2, &mut out).is_err());
         assert!(matmul(&[0.0; 32], 1, 32, &w, DType::Q4_0, 2, &mut out[..1]).is_err());
+    }
+
+    /// One row against several weights of mixed types (three activation formats) in one
+    /// parallel region gives each weight's own matmul bits; with several rows it is per weight.
+    #[test]
+    fn matmul_many_gives_each_matmuls_bits() {
+        let dev = Device::cpu_with_threads(2).expect("device");
+        let mut rng = StdRng::seed_from_u64(8);
+        let k = 512;
+        let ws: Vec<Tensor> = [(DType::Q5_0, 40usize), (DType::Q8_0, 7), (DType::Q4_K, 33), (DType::Q4_1, 100)]
+            .iter()
+            .map(|&(dt, n)| {
+                let b = random_blocks(dt, n * k / dt.block_size(), &mut rng);
+                Tensor::from_bytes(&b, dt, vec![n, k], &dev).expect("w")
+            })
+            .collect();
+        let refs: Vec<&Tensor> = ws.iter().collect();
+        for rows in [1usize, 3] {
+            let x: Vec<f32> = (0..rows * k).map(|_| rng.gen_range(-1.0f32..1.0)).collect();
+            let xt = Tensor::from_f32(&x, vec![rows, k], &dev).expect("x");
+            let many = xt.matmul_many(&refs).expect("many");
+            for (got, w) in many.iter().zip(&refs) {
+                let want = xt.matmul(w).expect("one");
+                assert_eq!(got.dims(), want.dims());
+                let bits = |t: &Tensor| t.to_vec_f32().expect("read").iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(got), bits(&want), "{:?} rows={rows}", w.dtype());
+            }
+        }
     }
 
     #[test]

@@ -95,6 +95,10 @@ impl Backend for CpuBackend {
         self.run(|| matmul::matmul_tensor(x, w))
     }
 
+    fn matmul_many(&self, x: &Tensor, ws: &[&Tensor]) -> Result<Vec<Tensor>> {
+        self.run(|| matmul::matmul_many_tensor(x, ws))
+    }
+
     fn rms_norm(&self, x: &Tensor, w: &Tensor, eps: f32) -> Result<Tensor> {
         self.run(|| ops::norm::rms_norm(x, w, eps))
     }

@@ -1,9 +1,10 @@
 //! KV-cache writes and causal attention over a paged KV cache (prefill and decode alike).
 //!
 //! With an f16 cache and a short batch the attention mirrors ggml's CPU flash attention
-//! (`one_chunk` path) bit for bit (`super::flash`); otherwise (f32 cache, 64 or more query
-//! rows, a single query over 512 or more positions) it is a plain two-pass softmax in f32, close
-//! to ggml's tiled f32 path.
+//! (`one_chunk` path) bit for bit (`super::flash`); prefill runs of `Q_TILE` or more rows take
+//! the tiled f32 path (`super::attention_tiled`, close to ggml's `flash_attn_ext_tiled`); the
+//! other rows (f32 cache, 64 or more query rows, a single query over 512 or more positions) an
+//! f32 softmax split over the keys (`super::attention_split`, as ggml's split-KV decode).
 
 use half::f16;
 use rayon::prelude::*;

@@ -1,7 +1,9 @@
 //! Matrix multiplication `x [m, k] · w[n, k]ᵀ` with weights of any dtype, read in place.
 //!
 //! f32 weights with `GEMM_MIN_ROWS` (8) or more activation rows go to the packed GEMM of
-//! [`gemm_f32`]; everything else runs the dot-product kernels below.
+//! [`gemm_f32`], f16/bf16 weights with [`gemm_f32::BLOCKED_MIN_ROWS`] (64) or more to the
+//! blocked GEMM of [`gemm_blocked`] (widened while packed); everything else runs the
+//! dot-product kernels below.
 //!
 //! Quantized weights: each activation row is quantized once to the 8-bit blocks ggml pairs with
 //! the weight type ([`crate::quant::act::ActFormat`]) and the integer kernels ([`super::kernels`]) run on the raw GGUF
@@ -18,9 +20,9 @@
 
 use rayon::prelude::*;
 
-use crate::cpu::gemm_f32;
 use crate::cpu::kernels::{Kernels, UnpackedRows, MAX_ROWS};
 use crate::cpu::{expect_f32, f32_tensor, TensorRead};
+use crate::cpu::{gemm_blocked, gemm_f32};
 use crate::quant::act::{ActFormat, ActRow, QuantizedActs};
 use crate::{DType, Error, Result, Tensor};
 
@@ -66,6 +68,10 @@ pub fn matmul(x: &[f32], m: usize, k: usize, w: &[u8], w_dtype: DType, n: usize,
     }
     if w_dtype == DType::F32 && m >= GEMM_MIN_ROWS {
         return gemm_f32::gemm(x, m, k, w, n, out);
+    }
+    if matches!(w_dtype, DType::F16 | DType::BF16) && m >= gemm_f32::BLOCKED_MIN_ROWS {
+        let packed = gemm_blocked::PackedWeights::new(w, w_dtype, n, k)?;
+        return gemm_blocked::gemm(&gemm_blocked::RowMajor { x, k }, m, &packed, out);
     }
     let kern = Kernels::best();
     if let Some(format) = ActFormat::for_weights(w_dtype) {
@@ -215,12 +221,14 @@ pub fn matvec_many(x: &[f32], k: usize, ws: &[(&[u8], DType, usize)], outs: &mut
             tasks.push((i, wc, o));
         }
     }
-    let rows: Vec<ActRow<'_>> =
-        plan.iter().map(|(f, _)| formats.iter().find(|(g, _)| g == f).map(|(_, a)| a.row(0))).collect::<Option<_>>()
-            .ok_or_else(|| Error::Backend("matvec_many: activation format missing".into()))?;
-    tasks.into_par_iter().try_for_each(|(i, wc, o)| {
-        kern.quant_dot(ws[i].1, wc, plan[i].1, std::slice::from_ref(&rows[i]), o, 1)
-    })
+    let rows: Vec<ActRow<'_>> = plan
+        .iter()
+        .map(|(f, _)| formats.iter().find(|(g, _)| g == f).map(|(_, a)| a.row(0)))
+        .collect::<Option<_>>()
+        .ok_or_else(|| Error::Backend("matvec_many: activation format missing".into()))?;
+    tasks
+        .into_par_iter()
+        .try_for_each(|(i, wc, o)| kern.quant_dot(ws[i].1, wc, plan[i].1, std::slice::from_ref(&rows[i]), o, 1))
 }
 
 /// The tensor-level matmul: `x [.., k]` f32 times `w [n, k]`.

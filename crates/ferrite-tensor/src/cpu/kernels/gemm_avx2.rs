@@ -37,3 +37,42 @@ pub unsafe fn tile<const R: usize>(w: &[u8], k: usize, panel: &[f32], out: &mut 
         }
     }
 }
+
+/// The packed microkernel of [`crate::cpu::gemm_blocked`]: a `6 x 16` block of `c` (rows
+/// `ldc` apart) plus `Σ_p a[p·6 + i] · b[p·16 + j]` over `p < kc`, where `a` is a packed panel
+/// of 6 activation rows (`[kc][6]`) and `b` one of 16 weight rows (`[kc][16]`). With `load`
+/// false the block starts from zero instead of `c`. Each output is one FMA chain in `p` order
+/// (the same chain as [`tile`] when the blocks of `k` follow each other).
+///
+/// # Safety
+/// The CPU supports AVX2 and FMA; `a` holds `6·kc` values, `b` `16·kc`, and `c` rows
+/// `0..6` of 16 values at `c + i·ldc`.
+#[target_feature(enable = "avx2,fma")]
+pub unsafe fn packed_6x16(kc: usize, a: *const f32, b: *const f32, c: *mut f32, ldc: usize, load: bool) {
+    // SAFETY: the caller guarantees the extents above.
+    unsafe {
+        let mut acc = [[_mm256_setzero_ps(); 2]; 6];
+        if load {
+            for (i, r) in acc.iter_mut().enumerate() {
+                r[0] = _mm256_loadu_ps(c.add(i * ldc));
+                r[1] = _mm256_loadu_ps(c.add(i * ldc + 8));
+            }
+        }
+        let (mut a, mut b) = (a, b);
+        for _ in 0..kc {
+            let b0 = _mm256_loadu_ps(b);
+            let b1 = _mm256_loadu_ps(b.add(8));
+            for (i, r) in acc.iter_mut().enumerate() {
+                let av = _mm256_broadcast_ss(&*a.add(i));
+                r[0] = _mm256_fmadd_ps(av, b0, r[0]);
+                r[1] = _mm256_fmadd_ps(av, b1, r[1]);
+            }
+            a = a.add(6);
+            b = b.add(16);
+        }
+        for (i, r) in acc.iter().enumerate() {
+            _mm256_storeu_ps(c.add(i * ldc), r[0]);
+            _mm256_storeu_ps(c.add(i * ldc + 8), r[1]);
+        }
+    }
+}

@@ -82,7 +82,8 @@ fn attend_group_f16(
     let mut k0 = lo;
     while k0 <= pos {
         let k1 = (k0 + KEYS).min(pos + 1);
-        let offs: [usize; KEYS] = std::array::from_fn(|i| if k0 + i < k1 { slot_of(k0 + i) * kv_row + kvh * d } else { 0 });
+        let offs: [usize; KEYS] =
+            std::array::from_fn(|i| if k0 + i < k1 { slot_of(k0 + i) * kv_row + kvh * d } else { 0 });
         let keys: Vec<&[f16]> = offs[..k1 - k0].iter().map(|&o| &k[o..o + d]).collect();
         let vals: Vec<&[f16]> = offs[..k1 - k0].iter().map(|&o| &v[o..o + d]).collect();
         for h in 0..group {

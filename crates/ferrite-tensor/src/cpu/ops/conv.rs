@@ -1,33 +1,18 @@
-//! 2-D convolution of NHWC images (the VAE's convolutions), as im2col in bounded tiles plus the
-//! f32 matmul.
+//! 2-D convolution of NHWC images (the VAE's convolutions) as an implicit GEMM.
 //!
 //! With the weight `[c_out, kh, kw, c_in]` read as a `[c_out, kh·kw·c_in]` matrix, an output
 //! pixel is one row of a matmul whose activation row is the `kh x kw x c_in` patch under it (in
-//! the same order). The output pixels are cut into tiles of at most `SCRATCH_BYTES` (2 MiB) of patch
-//! rows; each rayon task gathers one tile's patches (zeros where the patch leaves the image)
-//! and multiplies it with [`crate::cpu::matmul::matmul`] straight into its rows of the output,
-//! so the full im2col matrix never exists. A 1x1, stride-1, unpadded convolution is one plain
-//! matmul over all pixels.
-//!
-//! f16/bf16 weights are widened to f32 once per call (a few MB for the largest VAE conv, next to
-//! GFLOPs of work), so every dtype takes the packed f32 GEMM.
-
-use std::borrow::Cow;
+//! the same order). The packed GEMM of [`crate::cpu::gemm_blocked`] asks its activation source
+//! for panels of 6 rows over a block of `k`; [`Patches`] writes those straight from the image
+//! (zeros where a patch leaves it), so the im2col matrix never exists. f16/bf16 weights are
+//! widened while the GEMM packs them. Bias is added in one pass over the output.
 
 use rayon::prelude::*;
 
 use crate::backend::Conv2dParams;
-use crate::cpu::matmul::matmul;
+use crate::cpu::gemm_blocked::{self, PackA, PackedWeights, MR};
 use crate::cpu::{expect_f32, f32_tensor, TensorRead};
 use crate::{DType, Error, Result, Tensor};
-
-/// The bound on one tile's patch rows, in bytes: large enough that a tile's GEMM reuses each
-/// packed weight block over hundreds of rows (the blocked path of `gemm_f32`).
-const SCRATCH_BYTES: usize = 16 << 20;
-/// Patch rows gathered per parallel task.
-const GATHER_ROWS: usize = 64;
-/// Patch rows per tile are a multiple of the GEMM's panel height.
-const ROW_ALIGN: usize = crate::cpu::gemm_f32::PANEL;
 
 /// The geometry of one convolution call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -106,51 +91,63 @@ impl ConvShape {
     }
 }
 
-/// Writes the patch rows of output pixels `first .. first + rows` into `cols [rows, patch]`.
-fn gather_patches(x: &[f32], s: &ConvShape, first: usize, cols: &mut [f32]) {
-    let c = s.c_in;
-    let row_len = s.kw * c;
-    for (r, col) in cols.chunks_exact_mut(s.patch()).enumerate() {
-        let pix = first + r;
-        let (b, oy, ox) = (pix / (s.h_out * s.w_out), pix / s.w_out % s.h_out, pix % s.w_out);
-        // Kernel columns whose input column lies inside the image.
-        let x0 = (ox * s.stride) as isize - s.padding as isize;
-        let kx_lo = (-x0).clamp(0, s.kw as isize) as usize;
-        let kx_hi = (s.w as isize - x0).clamp(0, s.kw as isize) as usize;
-        for (ky, dst) in col.chunks_exact_mut(row_len).enumerate() {
-            let iy = (oy * s.stride + ky) as isize - s.padding as isize;
-            if iy < 0 || iy >= s.h as isize || kx_lo >= kx_hi {
-                dst.fill(0.0);
+/// The patch rows of a convolution's input, packed on demand for the GEMM.
+struct Patches<'a> {
+    x: &'a [f32],
+    s: &'a ConvShape,
+}
+
+impl PackA for Patches<'_> {
+    fn pack(&self, r0: usize, rows: usize, k0: usize, kc: usize, dst: &mut [f32]) {
+        let s = self.s;
+        let c = s.c_in;
+        for i in 0..MR {
+            let lane = &mut dst[i..];
+            if i >= rows {
+                lane.iter_mut().step_by(MR).take(kc).for_each(|d| *d = 0.0);
                 continue;
             }
-            dst[..kx_lo * c].fill(0.0);
-            dst[kx_hi * c..].fill(0.0);
-            let src = ((b * s.h + iy as usize) * s.w) as isize + x0 + kx_lo as isize;
-            let src = src as usize * c;
-            dst[kx_lo * c..kx_hi * c].copy_from_slice(&x[src..src + (kx_hi - kx_lo) * c]);
+            let pix = r0 + i;
+            let (b, oy, ox) = (pix / (s.h_out * s.w_out), pix / s.w_out % s.h_out, pix % s.w_out);
+            // Runs of channels at one kernel position (ky, kx), from patch element k0 on.
+            let (mut q, end) = (k0, k0 + kc);
+            while q < end {
+                let (pos, ch) = (q / c, q % c);
+                let run = (c - ch).min(end - q);
+                let iy = (oy * s.stride + pos / s.kw) as isize - s.padding as isize;
+                let ix = (ox * s.stride + pos % s.kw) as isize - s.padding as isize;
+                let out = lane[(q - k0) * MR..].iter_mut().step_by(MR).take(run);
+                if iy < 0 || ix < 0 || iy >= s.h as isize || ix >= s.w as isize {
+                    out.for_each(|d| *d = 0.0);
+                } else {
+                    let src = ((b * s.h + iy as usize) * s.w + ix as usize) * c + ch;
+                    out.zip(&self.x[src..src + run]).for_each(|(d, &v)| *d = v);
+                }
+                q += run;
+            }
         }
     }
 }
 
-/// The convolution on host slices: `x [n, h, w, c_in]`, `w [c_out, patch]` as f32 bytes, and
-/// `out [pixels, c_out]`.
-pub fn conv2d_f32(x: &[f32], w: &[u8], bias: Option<&[f32]>, s: &ConvShape, out: &mut [f32]) -> Result<()> {
+/// The convolution on host slices: `x [n, h, w, c_in]`, the weights `w` (`[c_out, patch]`
+/// values of `w_dtype`: f32, f16 or bf16) and `out [pixels, c_out]`.
+pub fn conv2d_f32(
+    x: &[f32],
+    w: &[u8],
+    w_dtype: DType,
+    bias: Option<&[f32]>,
+    s: &ConvShape,
+    out: &mut [f32],
+) -> Result<()> {
     let (k, co) = (s.patch(), s.c_out);
+    let packed = PackedWeights::new(w, w_dtype, co, k)?;
+    if x.len() != s.n * s.h * s.w * s.c_in {
+        return Err(Error::shape("conv2d", format!("{} input values for {s:?}", x.len())));
+    }
     if s.is_pointwise() {
-        matmul(x, s.pixels(), k, w, DType::F32, co, out)?;
+        gemm_blocked::gemm(&gemm_blocked::RowMajor { x, k }, s.pixels(), &packed, out)?;
     } else {
-        // Tiles one after the other, each gathered by all threads and multiplied by a GEMM that
-        // is itself parallel; one scratch buffer serves every tile.
-        let tile = (SCRATCH_BYTES / (4 * k.max(1))).max(1).next_multiple_of(ROW_ALIGN).min(s.pixels());
-        let mut cols = vec![0f32; tile * k];
-        for (t, o) in out.chunks_mut(tile * co).enumerate() {
-            let rows = o.len() / co;
-            let c = &mut cols[..rows * k];
-            c.par_chunks_mut(GATHER_ROWS * k)
-                .enumerate()
-                .for_each(|(j, part)| gather_patches(x, s, t * tile + j * GATHER_ROWS, part));
-            matmul(c, rows, k, w, DType::F32, co, o)?;
-        }
+        gemm_blocked::gemm(&Patches { x, s }, s.pixels(), &packed, out)?;
     }
     if let Some(b) = bias {
         out.par_chunks_mut(co).with_min_len(64).for_each(|o| o.iter_mut().zip(b).for_each(|(o, b)| *o += b));
@@ -165,15 +162,7 @@ pub fn conv2d(x: &Tensor, w: &Tensor, bias: Option<&Tensor>, p: &Conv2dParams) -
     if !out.is_empty() {
         let (xr, wr) = (TensorRead::new(x, "conv2d")?, TensorRead::new(w, "conv2d")?);
         let br = bias.map(|b| TensorRead::new(b, "conv2d")).transpose()?;
-        let wf: Cow<'_, [u8]> = match w.dtype() {
-            DType::F32 => Cow::Borrowed(wr.bytes()),
-            dtype => {
-                let mut f = vec![0f32; w.numel()];
-                crate::quant::dequantize(dtype, wr.bytes(), &mut f)?;
-                Cow::Owned(bytemuck::cast_slice(&f).to_vec())
-            }
-        };
-        conv2d_f32(xr.f32()?, &wf, br.as_ref().map(|b| b.f32()).transpose()?, &s, &mut out)?;
+        conv2d_f32(xr.f32()?, wr.bytes(), w.dtype(), br.as_ref().map(|b| b.f32()).transpose()?, &s, &mut out)?;
     }
     f32_tensor(out, vec![s.n, s.h_out, s.w_out, s.c_out], x.device())
 }
@@ -282,11 +271,12 @@ mod tests {
         check(1, 4, 4, 16, 8, 1, 1, 0, DType::F16);
     }
 
-    /// Many tiles (more output pixels than one tile holds, a partial last tile).
+    /// Many row blocks and several blocks of `k` (patch = 9·64 = 576, channel runs cut by the
+    /// 256-deep blocks), 40x40x2 = 3200 pixels.
     #[test]
-    fn many_tiles_with_a_partial_last_one() {
-        // patch = 9·64 = 576 → tiles of 912 rows; 40x40x2 = 3200 pixels.
+    fn many_blocks_with_partial_last_ones() {
         check(2, 40, 40, 64, 3, 3, 1, 1, DType::F32);
+        check(1, 12, 13, 100, 21, 3, 1, 1, DType::F32);
     }
 
     #[test]

@@ -213,8 +213,9 @@ mod x86 {
                     }
                 }
             }
-            let half: [__m256; 2] =
-                std::array::from_fn(|h| _mm256_add_ps(_mm256_add_ps(s[0][h], s[2][h]), _mm256_add_ps(s[1][h], s[3][h])));
+            let half: [__m256; 2] = std::array::from_fn(|h| {
+                _mm256_add_ps(_mm256_add_ps(s[0][h], s[2][h]), _mm256_add_ps(s[1][h], s[3][h]))
+            });
             // `reduce16`'s first step, `a[i + 8] + a[i]`.
             r8[ki] = _mm256_add_ps(half[1], half[0]);
         }

@@ -1,0 +1,73 @@
+//! f32 GEMM rates (GFLOP/s, best of a few calls (a busy machine only slows calls down) on the current rayon pool) at the shapes of
+//! the diffusion transformer and VAE: ferrite's packed GEMM (`cpu::gemm_blocked`, through the
+//! public `matmul`) next to the `gemm` crate on the same operands. `cargo run --release -p
+//! ferrite-benches --example gemm_rate [REPS]`; `RAYON_NUM_THREADS` sets the threads.
+
+use ferrite_tensor::cpu::matmul::matmul;
+use ferrite_tensor::DType;
+use rand::{Rng, SeedableRng};
+use std::time::Instant;
+
+fn best(v: Vec<f64>) -> f64 {
+    v.into_iter().fold(0.0, f64::max)
+}
+
+fn main() {
+    let reps: usize = std::env::args().nth(1).and_then(|s| s.parse().ok()).unwrap_or(5);
+    let mut rng = rand::rngs::StdRng::seed_from_u64(1);
+    let threads = rayon::current_num_threads();
+    println!("threads {threads}, best of {reps}");
+    for (m, k, n) in
+        [(768usize, 768usize, 3072usize), (768, 3072, 768), (768, 768, 5376), (4096, 4608, 512), (16384, 2304, 256)]
+    {
+        let x: Vec<f32> = (0..m * k).map(|_| rng.gen_range(-1.0f32..1.0)).collect();
+        let wf: Vec<f32> = (0..n * k).map(|_| rng.gen_range(-1.0f32..1.0)).collect();
+        let w: Vec<u8> = wf.iter().flat_map(|v| v.to_le_bytes()).collect();
+        let mut out = vec![0f32; m * n];
+        let flop = 2.0 * (m * n * k) as f64;
+        let ours = best(
+            (0..reps)
+                .map(|_| {
+                    let t = Instant::now();
+                    matmul(&x, m, k, &w, DType::F32, n, &mut out).expect("matmul");
+                    flop / t.elapsed().as_secs_f64() / 1e9
+                })
+                .collect(),
+        );
+        let par = if threads > 1 { gemm::Parallelism::Rayon(threads) } else { gemm::Parallelism::None };
+        let crate_rate = best(
+            (0..reps)
+                .map(|_| {
+                    let t = Instant::now();
+                    // SAFETY: out is m x n row-major, x m x k row-major, wf read as the k x n
+                    // matrix with column stride k; all extents as allocated above.
+                    unsafe {
+                        gemm::gemm(
+                            m,
+                            n,
+                            k,
+                            out.as_mut_ptr(),
+                            1,
+                            n as isize,
+                            false,
+                            x.as_ptr(),
+                            1,
+                            k as isize,
+                            wf.as_ptr(),
+                            k as isize,
+                            1,
+                            0.0f32,
+                            1.0f32,
+                            false,
+                            false,
+                            false,
+                            par,
+                        )
+                    };
+                    flop / t.elapsed().as_secs_f64() / 1e9
+                })
+                .collect(),
+        );
+        println!("m {m:5} k {k:4} n {n:4}: ferrite {ours:6.1} GFLOP/s, gemm crate {crate_rate:6.1} GFLOP/s");
+    }
+}

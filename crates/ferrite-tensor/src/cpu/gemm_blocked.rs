@@ -1,0 +1,323 @@
+//! Cache-blocked f32 GEMM with both operands packed: `out [m, n] = A [m, k] · W [n, k]ᵀ` for
+//! many activation rows (diffusion transformer and VAE, encoder batches, f32 prefill).
+//!
+//! The classic layout of a BLIS-style GEMM, with the activations in the role of A:
+//! * the weights are packed once per call into panels of [`NR`] (16) weight rows, `[k][16]`
+//!   each ([`PackedWeights`]); f16/bf16 weights are widened to f32 while they are packed;
+//! * the work is cut into tasks of [`MC`] activation rows by a range of weight panels; a task
+//!   walks `k` in blocks of [`KC`], packs its rows' slice of A for that block into panels of
+//!   [`MR`] (6) rows (`[kc][6]`: a few hundred KiB that stay in L2), then runs the `6 x 16`
+//!   microkernel over every (weight panel, row panel) pair, so one weight panel's block
+//!   (`kc·16` values, 16 KiB) is reused from L1 by all the task's row panels;
+//! * the output block stays in place: the first `k` block writes it, later ones load and
+//!   continue it.
+//!
+//! A is read through [`PackA`], so a convolution packs its im2col patches straight from the
+//! image ([`super::ops::conv`]) and the patch matrix never exists.
+//!
+//! Every output is one FMA chain over `k` in order, from zero: the bits equal those of the
+//! streaming kernel of [`super::gemm_f32`] (tested), so which path a shape takes never changes
+//! a result. The microkernel is AVX2 + FMA where the CPU has it (run-time detection, capped by
+//! `FERRITE_ISA`), else portable Rust with the same FMAs.
+
+use rayon::prelude::*;
+
+use crate::cpu::kernels::detect::Isa;
+use crate::{DType, Error, Result};
+
+/// Activation rows per microkernel (one packed A panel).
+pub const MR: usize = 6;
+/// Weight rows per microkernel (one packed weight panel, two 8-lane vectors).
+pub const NR: usize = 16;
+/// Depth of one packed block of `k`.
+const KC: usize = 256;
+/// Activation rows per task (a multiple of [`MR`]; `MC·KC` f32 = 144 KiB of packed A).
+const MC: usize = 144;
+/// Weight rows per task at most (a multiple of [`NR`]).
+const NC: usize = 512;
+/// Tasks per thread wanted (slack for uneven thread speed).
+const TASKS_PER_THREAD: usize = 3;
+
+/// A source of activation rows that packs itself.
+pub trait PackA: Sync {
+    /// Writes `dst[p·MR + i] = A[r0 + i][k0 + p]` for `p < kc` and `i < rows` (`rows ≤ MR`),
+    /// and zeros for `rows ≤ i < MR`. `dst` holds `MR·kc` values.
+    fn pack(&self, r0: usize, rows: usize, k0: usize, kc: usize, dst: &mut [f32]);
+}
+
+/// A row-major `[m, k]` matrix.
+pub struct RowMajor<'a> {
+    pub x: &'a [f32],
+    pub k: usize,
+}
+
+impl PackA for RowMajor<'_> {
+    fn pack(&self, r0: usize, rows: usize, k0: usize, kc: usize, dst: &mut [f32]) {
+        for i in 0..MR {
+            if i < rows {
+                let src = &self.x[(r0 + i) * self.k + k0..][..kc];
+                for (d, &v) in dst[i..].iter_mut().step_by(MR).zip(src) {
+                    *d = v;
+                }
+            } else {
+                dst[i..].iter_mut().step_by(MR).take(kc).for_each(|d| *d = 0.0);
+            }
+        }
+    }
+}
+
+/// Weights `[n, k]` packed as `⌈n/16⌉` panels of `[k][16]` f32 (rows past `n` zero).
+pub struct PackedWeights {
+    data: Vec<f32>,
+    n: usize,
+    k: usize,
+}
+
+impl PackedWeights {
+    /// Packs `w`, `n` rows of `k` values of `dtype` (f32, f16 or bf16; little-endian bytes,
+    /// any alignment).
+    pub fn new(w: &[u8], dtype: DType, n: usize, k: usize) -> Result<PackedWeights> {
+        let size = match dtype {
+            DType::F32 => 4,
+            DType::F16 | DType::BF16 => 2,
+            other => return Err(Error::UnsupportedDType { dtype: other, op: "gemm (packed weights)" }),
+        };
+        let row_bytes = k.checked_mul(size).ok_or_else(|| Error::shape("gemm", format!("k={k} overflows")))?;
+        if n.checked_mul(row_bytes) != Some(w.len()) {
+            return Err(Error::shape("gemm", format!("weights of {} bytes for {n} rows of {k} {dtype:?}", w.len())));
+        }
+        let panels = n.div_ceil(NR);
+        let mut data = Vec::with_capacity(panels * k * NR);
+        // SAFETY: every element is written below (each panel's 16 lanes over all of `k`).
+        #[allow(clippy::uninit_vec)]
+        unsafe {
+            data.set_len(panels * k * NR)
+        };
+        data.par_chunks_mut((k * NR).max(1)).enumerate().for_each(|(jp, panel)| {
+            for j in 0..NR {
+                let lane = panel[j..].iter_mut().step_by(NR).take(k);
+                let row = jp * NR + j;
+                if row >= n {
+                    lane.for_each(|d| *d = 0.0);
+                    continue;
+                }
+                let src = &w[row * row_bytes..][..row_bytes];
+                match dtype {
+                    DType::F32 => lane
+                        .zip(src.chunks_exact(4))
+                        .for_each(|(d, b)| *d = f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
+                    DType::F16 => lane
+                        .zip(src.chunks_exact(2))
+                        .for_each(|(d, b)| *d = half::f16::from_le_bytes([b[0], b[1]]).to_f32()),
+                    _ => lane
+                        .zip(src.chunks_exact(2))
+                        .for_each(|(d, b)| *d = half::bf16::from_le_bytes([b[0], b[1]]).to_f32()),
+                }
+            }
+        });
+        Ok(PackedWeights { data, n, k })
+    }
+
+    /// Weight rows.
+    pub fn rows(&self) -> usize {
+        self.n
+    }
+}
+
+/// The microkernel: `6 x 16` output block at `c` (rows `ldc` apart) from packed panels.
+type Micro = unsafe fn(kc: usize, a: *const f32, b: *const f32, c: *mut f32, ldc: usize, load: bool);
+
+fn micro(simd: bool) -> Micro {
+    #[cfg(target_arch = "x86_64")]
+    if simd && is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+        return super::kernels::gemm_avx2::packed_6x16;
+    }
+    let _ = simd;
+    portable_6x16
+}
+
+/// The portable microkernel: the same FMAs in the same order as the AVX2 one.
+///
+/// # Safety
+/// As [`super::kernels::gemm_avx2::packed_6x16`], without the CPU requirement.
+unsafe fn portable_6x16(kc: usize, a: *const f32, b: *const f32, c: *mut f32, ldc: usize, load: bool) {
+    // SAFETY: the caller guarantees the extents.
+    unsafe {
+        let (a, b) = (std::slice::from_raw_parts(a, MR * kc), std::slice::from_raw_parts(b, NR * kc));
+        let mut acc = [[0f32; NR]; MR];
+        if load {
+            for (i, r) in acc.iter_mut().enumerate() {
+                r.copy_from_slice(std::slice::from_raw_parts(c.add(i * ldc), NR));
+            }
+        }
+        for (ap, bp) in a.chunks_exact(MR).zip(b.chunks_exact(NR)) {
+            for (r, &av) in acc.iter_mut().zip(ap) {
+                for (s, &bv) in r.iter_mut().zip(bp) {
+                    *s = av.mul_add(bv, *s);
+                }
+            }
+        }
+        for (i, r) in acc.iter().enumerate() {
+            std::slice::from_raw_parts_mut(c.add(i * ldc), NR).copy_from_slice(r);
+        }
+    }
+}
+
+/// The output, shared by tasks that write disjoint blocks of it.
+#[derive(Clone, Copy)]
+struct Out(*mut f32);
+// SAFETY: tasks write disjoint (row block, column block) rectangles of the output.
+unsafe impl Send for Out {}
+unsafe impl Sync for Out {}
+
+impl Out {
+    /// The output element at `offset` (a method, so closures capture the whole `Out`).
+    fn at(self, offset: usize) -> *mut f32 {
+        self.0.wrapping_add(offset)
+    }
+}
+
+/// `out [m, n] = A [m, k] · Wᵀ`, on the current rayon pool, with the best microkernel.
+pub fn gemm(a: &impl PackA, m: usize, w: &PackedWeights, out: &mut [f32]) -> Result<()> {
+    gemm_with(a, m, w, out, Isa::best() != Isa::Scalar)
+}
+
+/// [`gemm`] with the microkernel chosen: AVX2 (when `simd` and the CPU has it) or portable.
+pub(crate) fn gemm_with(a: &impl PackA, m: usize, w: &PackedWeights, out: &mut [f32], simd: bool) -> Result<()> {
+    let (n, k) = (w.n, w.k);
+    if m.checked_mul(n) != Some(out.len()) {
+        return Err(Error::shape("gemm", format!("out {} for m={m}, n={n}", out.len())));
+    }
+    if m == 0 || n == 0 {
+        return Ok(());
+    }
+    if k == 0 {
+        out.fill(0.0);
+        return Ok(());
+    }
+    let kernel = micro(simd);
+    let threads = rayon::current_num_threads().max(1);
+    let row_blocks = m.div_ceil(MC);
+    let panels = n.div_ceil(NR);
+    // Weight panels per task: at most NC rows, fewer when the row blocks alone leave threads idle.
+    let want = (threads * TASKS_PER_THREAD).div_ceil(row_blocks);
+    let per_task = panels.div_ceil(want).clamp(1, NC / NR);
+    let col_blocks = panels.div_ceil(per_task);
+    let dst = Out(out.as_mut_ptr());
+    (0..row_blocks * col_blocks).into_par_iter().for_each_init(
+        || vec![0f32; MC * KC],
+        |abuf, t| {
+            let (rb, cb) = (t / col_blocks, t % col_blocks);
+            let (i0, i1) = (rb * MC, ((rb + 1) * MC).min(m));
+            let (p0, p1) = (cb * per_task, ((cb + 1) * per_task).min(panels));
+            let row_panels = (i1 - i0).div_ceil(MR);
+            let mut k0 = 0;
+            while k0 < k {
+                let kc = KC.min(k - k0);
+                for ip in 0..row_panels {
+                    let r0 = i0 + ip * MR;
+                    a.pack(r0, MR.min(i1 - r0), k0, kc, &mut abuf[ip * MR * kc..][..MR * kc]);
+                }
+                for jp in p0..p1 {
+                    let bp = w.data[(jp * k + k0) * NR..].as_ptr();
+                    let (c0, cols) = (jp * NR, NR.min(n - jp * NR));
+                    for ip in 0..row_panels {
+                        let r0 = i0 + ip * MR;
+                        let rows = MR.min(i1 - r0);
+                        let ap = abuf[ip * MR * kc..].as_ptr();
+                        // SAFETY: the packed panels hold `MR·kc` and `NR·kc` values from `ap`
+                        // and `bp`; a full block writes rows r0..r0+6 x columns c0..c0+16 of the
+                        // `m x n` output, inside it and owned by this task alone; partial
+                        // blocks go through a local `6 x 16` buffer.
+                        unsafe {
+                            let c = dst.at(r0 * n + c0);
+                            if rows == MR && cols == NR {
+                                kernel(kc, ap, bp, c, n, k0 > 0);
+                            } else {
+                                let mut tmp = [0f32; MR * NR];
+                                for i in 0..rows {
+                                    if k0 > 0 {
+                                        std::ptr::copy_nonoverlapping(c.add(i * n), tmp[i * NR..].as_mut_ptr(), cols);
+                                    }
+                                }
+                                kernel(kc, ap, bp, tmp.as_mut_ptr(), NR, k0 > 0);
+                                for i in 0..rows {
+                                    std::ptr::copy_nonoverlapping(tmp[i * NR..].as_ptr(), c.add(i * n), cols);
+                                }
+                            }
+                        }
+                    }
+                }
+                k0 += kc;
+            }
+        },
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use rand::rngs::StdRng;
+    use rand::{Rng, SeedableRng};
+
+    use super::*;
+
+    fn bits(v: &[f32]) -> Vec<u32> {
+        v.iter().map(|x| x.to_bits()).collect()
+    }
+
+    /// Odd shapes (partial row and weight panels, `k` across several blocks, `k` of 1) on 1 and
+    /// 3 threads, both microkernels: the bits of the streaming GEMM (one FMA chain per output),
+    /// which is itself tested against an f64 reference.
+    #[test]
+    fn equals_the_streaming_gemm_bit_for_bit() {
+        let mut rng = StdRng::seed_from_u64(21);
+        for threads in [1usize, 3] {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().expect("pool");
+            for (m, k, n) in [(1usize, 1usize, 1usize), (7, 5, 17), (13, 300, 33), (150, 513, 40), (301, 64, 530)] {
+                let x: Vec<f32> = (0..m * k).map(|_| rng.gen_range(-1.0f32..1.0)).collect();
+                let w: Vec<u8> = (0..n * k).flat_map(|_| rng.gen_range(-1.0f32..1.0).to_le_bytes()).collect();
+                let mut want = vec![0f32; m * n];
+                crate::cpu::gemm_f32::gemm_with(&x, m, k, &w, n, &mut want, false).expect("streaming");
+                let packed = PackedWeights::new(&w, DType::F32, n, k).expect("pack");
+                for simd in [false, true] {
+                    let mut got = vec![f32::NAN; m * n];
+                    pool.install(|| gemm_with(&RowMajor { x: &x, k }, m, &packed, &mut got, simd)).expect("gemm");
+                    assert_eq!(bits(&got), bits(&want), "simd={simd} threads={threads} m={m} k={k} n={n}");
+                }
+            }
+        }
+    }
+
+    /// f16 and bf16 weights are widened exactly while packed.
+    #[test]
+    fn half_precision_weights_are_widened_exactly() {
+        let mut rng = StdRng::seed_from_u64(22);
+        let (m, k, n) = (20, 70, 19);
+        let x: Vec<f32> = (0..m * k).map(|_| rng.gen_range(-1.0f32..1.0)).collect();
+        let wf: Vec<f32> = (0..n * k).map(|_| rng.gen_range(-1.0f32..1.0)).collect();
+        let h: Vec<u8> = wf.iter().flat_map(|&v| half::f16::from_f32(v).to_le_bytes()).collect();
+        let b: Vec<u8> = wf.iter().flat_map(|&v| half::bf16::from_f32(v).to_le_bytes()).collect();
+        let wide_h: Vec<u8> = wf.iter().flat_map(|&v| half::f16::from_f32(v).to_f32().to_le_bytes()).collect();
+        let wide_b: Vec<u8> = wf.iter().flat_map(|&v| half::bf16::from_f32(v).to_f32().to_le_bytes()).collect();
+        for (bytes, dtype, wide) in [(&h, DType::F16, &wide_h), (&b, DType::BF16, &wide_b)] {
+            let mut want = vec![0f32; m * n];
+            crate::cpu::gemm_f32::gemm_with(&x, m, k, wide, n, &mut want, false).expect("streaming");
+            let mut got = vec![0f32; m * n];
+            gemm(&RowMajor { x: &x, k }, m, &PackedWeights::new(bytes, dtype, n, k).expect("pack"), &mut got)
+                .expect("gemm");
+            assert_eq!(bits(&got), bits(&want), "{dtype:?}");
+        }
+    }
+
+    #[test]
+    fn bad_sizes_and_dtypes_are_errors() {
+        let w = vec![0u8; 4 * 3 * 5];
+        assert!(PackedWeights::new(&w, DType::F32, 3, 5).is_ok());
+        assert!(PackedWeights::new(&w[1..], DType::F32, 3, 5).is_err());
+        assert!(matches!(PackedWeights::new(&w, DType::Q8_0, 3, 5), Err(Error::UnsupportedDType { .. })));
+        let p = PackedWeights::new(&w, DType::F32, 3, 5).expect("pack");
+        let x = vec![0f32; 2 * 5];
+        assert!(gemm(&RowMajor { x: &x, k: 5 }, 2, &p, &mut [0f32; 5]).is_err());
+    }
+}

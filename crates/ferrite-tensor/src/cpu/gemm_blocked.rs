@@ -1,5 +1,9 @@
 //! Cache-blocked f32 GEMM with both operands packed: `out [m, n] = A [m, k] · W [n, k]ᵀ` for
-//! many activation rows (diffusion transformer and VAE, encoder batches, f32 prefill).
+//! many activation rows: the convolutions (im2col patches packed from the image) and f16/bf16
+//! weights (widened while packed). Plain f32 matrices take [`super::gemm_f32`], whose `gemm`
+//! crate path was faster at the diffusion transformer's shapes (m of 256 to 768, 2 threads,
+//! `gemm_rate` example: 109-147 against 130-176 GFLOP/s); at the VAE's shapes this one is
+//! level with it (158-163 against 154-159) and needs no patch matrix.
 //!
 //! The classic layout of a BLIS-style GEMM, with the activations in the role of A:
 //! * the weights are packed once per call into panels of [`NR`] (16) weight rows, `[k][16]`
@@ -16,8 +20,7 @@
 //! image ([`super::ops::conv`]) and the patch matrix never exists.
 //!
 //! Every output is one FMA chain over `k` in order, from zero: the bits equal those of the
-//! streaming kernel of [`super::gemm_f32`] (tested), so which path a shape takes never changes
-//! a result. The microkernel is AVX2 + FMA where the CPU has it (run-time detection, capped by
+//! streaming kernel of [`super::gemm_f32`] (tested). The microkernel is AVX2 + FMA where the CPU has it (run-time detection, capped by
 //! `FERRITE_ISA`), else portable Rust with the same FMAs.
 
 use rayon::prelude::*;
@@ -35,6 +38,8 @@ const KC: usize = 256;
 const MC: usize = 144;
 /// Weight rows per task at most (a multiple of [`NR`]).
 const NC: usize = 512;
+/// Largest A (in f32 values) packed whole up front rather than per task (32 MiB).
+const PREPACK_MAX: usize = 8 << 20;
 /// Tasks per thread wanted (slack for uneven thread speed).
 const TASKS_PER_THREAD: usize = 3;
 
@@ -53,14 +58,20 @@ pub struct RowMajor<'a> {
 
 impl PackA for RowMajor<'_> {
     fn pack(&self, r0: usize, rows: usize, k0: usize, kc: usize, dst: &mut [f32]) {
-        for i in 0..MR {
-            if i < rows {
-                let src = &self.x[(r0 + i) * self.k + k0..][..kc];
-                for (d, &v) in dst[i..].iter_mut().step_by(MR).zip(src) {
-                    *d = v;
+        let src: [&[f32]; MR] =
+            std::array::from_fn(|i| if i < rows { &self.x[(r0 + i) * self.k + k0..][..kc] } else { &[] });
+        if rows == MR {
+            // Sequential stores, six sequential read streams.
+            for (p, d) in dst[..MR * kc].chunks_exact_mut(MR).enumerate() {
+                for (d, s) in d.iter_mut().zip(&src) {
+                    *d = s[p];
                 }
-            } else {
-                dst[i..].iter_mut().step_by(MR).take(kc).for_each(|d| *d = 0.0);
+            }
+        } else {
+            for (p, d) in dst[..MR * kc].chunks_exact_mut(MR).enumerate() {
+                for (i, d) in d.iter_mut().enumerate() {
+                    *d = if i < rows { src[i][p] } else { 0.0 };
+                }
             }
         }
     }
@@ -94,25 +105,17 @@ impl PackedWeights {
             data.set_len(panels * k * NR)
         };
         data.par_chunks_mut((k * NR).max(1)).enumerate().for_each(|(jp, panel)| {
-            for j in 0..NR {
-                let lane = panel[j..].iter_mut().step_by(NR).take(k);
-                let row = jp * NR + j;
-                if row >= n {
-                    lane.for_each(|d| *d = 0.0);
-                    continue;
+            // The panel's 16 rows (fewer in the last panel), written one `k` step at a time.
+            let rows: Vec<&[u8]> =
+                (jp * NR..((jp + 1) * NR).min(n)).map(|r| &w[r * row_bytes..][..row_bytes]).collect();
+            match dtype {
+                DType::F32 => fill_panel(panel, &rows, |r, p| {
+                    f32::from_le_bytes([r[4 * p], r[4 * p + 1], r[4 * p + 2], r[4 * p + 3]])
+                }),
+                DType::F16 => {
+                    fill_panel(panel, &rows, |r, p| half::f16::from_le_bytes([r[2 * p], r[2 * p + 1]]).to_f32())
                 }
-                let src = &w[row * row_bytes..][..row_bytes];
-                match dtype {
-                    DType::F32 => lane
-                        .zip(src.chunks_exact(4))
-                        .for_each(|(d, b)| *d = f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
-                    DType::F16 => lane
-                        .zip(src.chunks_exact(2))
-                        .for_each(|(d, b)| *d = half::f16::from_le_bytes([b[0], b[1]]).to_f32()),
-                    _ => lane
-                        .zip(src.chunks_exact(2))
-                        .for_each(|(d, b)| *d = half::bf16::from_le_bytes([b[0], b[1]]).to_f32()),
-                }
+                _ => fill_panel(panel, &rows, |r, p| half::bf16::from_le_bytes([r[2 * p], r[2 * p + 1]]).to_f32()),
             }
         });
         Ok(PackedWeights { data, n, k })
@@ -121,6 +124,24 @@ impl PackedWeights {
     /// Weight rows.
     pub fn rows(&self) -> usize {
         self.n
+    }
+}
+
+/// `panel[p·16 + j] = get(rows[j], p)`, zeros for `j ≥ rows.len()`.
+#[inline(always)]
+fn fill_panel(panel: &mut [f32], rows: &[&[u8]], get: impl Fn(&[u8], usize) -> f32) {
+    if let Ok(full) = <&[&[u8]; NR]>::try_from(rows) {
+        for (p, d) in panel.chunks_exact_mut(NR).enumerate() {
+            for (d, r) in d.iter_mut().zip(full) {
+                *d = get(r, p);
+            }
+        }
+    } else {
+        for (p, d) in panel.chunks_exact_mut(NR).enumerate() {
+            for (j, d) in d.iter_mut().enumerate() {
+                *d = rows.get(j).map_or(0.0, |r| get(r, p));
+            }
+        }
     }
 }
 
@@ -203,9 +224,25 @@ pub(crate) fn gemm_with(a: &impl PackA, m: usize, w: &PackedWeights, out: &mut [
     let want = (threads * TASKS_PER_THREAD).div_ceil(row_blocks);
     let per_task = panels.div_ceil(want).clamp(1, NC / NR);
     let col_blocks = panels.div_ceil(per_task);
+    // With several column blocks per row block, A is packed once up front (when it is small
+    // enough) instead of once per task: block `k0` of row panel `ip` at `k0·m_pad + ip·MR·kc`.
+    let m_pad = m.div_ceil(MR) * MR;
+    let whole_a = (col_blocks > 1 && m_pad * k <= PREPACK_MAX).then(|| {
+        let mut packed = vec![0f32; m_pad * k];
+        let mut parts = Vec::new();
+        let mut rest = &mut packed[..];
+        for k0 in (0..k).step_by(KC) {
+            let kc = KC.min(k - k0);
+            let (block, r) = rest.split_at_mut(m_pad * kc);
+            parts.extend(block.chunks_mut(MR * kc).enumerate().map(|(ip, d)| (k0, kc, ip, d)));
+            rest = r;
+        }
+        parts.into_par_iter().for_each(|(k0, kc, ip, d)| a.pack(ip * MR, MR.min(m - ip * MR), k0, kc, d));
+        packed
+    });
     let dst = Out(out.as_mut_ptr());
     (0..row_blocks * col_blocks).into_par_iter().for_each_init(
-        || vec![0f32; MC * KC],
+        || if whole_a.is_some() { Vec::new() } else { vec![0f32; MC * KC] },
         |abuf, t| {
             let (rb, cb) = (t / col_blocks, t % col_blocks);
             let (i0, i1) = (rb * MC, ((rb + 1) * MC).min(m));
@@ -214,10 +251,16 @@ pub(crate) fn gemm_with(a: &impl PackA, m: usize, w: &PackedWeights, out: &mut [
             let mut k0 = 0;
             while k0 < k {
                 let kc = KC.min(k - k0);
-                for ip in 0..row_panels {
-                    let r0 = i0 + ip * MR;
-                    a.pack(r0, MR.min(i1 - r0), k0, kc, &mut abuf[ip * MR * kc..][..MR * kc]);
-                }
+                let abuf: &[f32] = match &whole_a {
+                    Some(packed) => &packed[k0 * m_pad + i0 * kc..][..row_panels * MR * kc],
+                    None => {
+                        for ip in 0..row_panels {
+                            let r0 = i0 + ip * MR;
+                            a.pack(r0, MR.min(i1 - r0), k0, kc, &mut abuf[ip * MR * kc..][..MR * kc]);
+                        }
+                        abuf
+                    }
+                };
                 for jp in p0..p1 {
                     let bp = w.data[(jp * k + k0) * NR..].as_ptr();
                     let (c0, cols) = (jp * NR, NR.min(n - jp * NR));

@@ -1,7 +1,7 @@
 //! Matrix multiplication `x [m, k] · w[n, k]ᵀ` with weights of any dtype, read in place.
 //!
 //! f32 weights with `GEMM_MIN_ROWS` (8) or more activation rows go to the packed GEMM of
-//! [`gemm_f32`], f16/bf16 weights with [`gemm_f32::BLOCKED_MIN_ROWS`] (64) or more to the
+//! [`gemm_f32`], f16/bf16 weights with `HALF_GEMM_MIN_ROWS` (64) or more to the
 //! blocked GEMM of [`gemm_blocked`] (widened while packed); everything else runs the
 //! dot-product kernels below.
 //!
@@ -31,6 +31,9 @@ const TILE_BYTES: usize = 96 * 1024;
 /// Activation rows from which f32 weights go through the packed GEMM ([`gemm_f32`]) instead
 /// of the dot-product kernels (a panel holds 16 rows; fewer waste its lanes).
 const GEMM_MIN_ROWS: usize = 8;
+/// Activation rows from which f16/bf16 weights are widened into the packed GEMM
+/// ([`gemm_blocked`]) rather than run through the dot-product kernels.
+const HALF_GEMM_MIN_ROWS: usize = 64;
 /// Chunks per thread for work splitting (a little slack for uneven thread speed).
 const CHUNKS_PER_THREAD: usize = 4;
 
@@ -69,7 +72,7 @@ pub fn matmul(x: &[f32], m: usize, k: usize, w: &[u8], w_dtype: DType, n: usize,
     if w_dtype == DType::F32 && m >= GEMM_MIN_ROWS {
         return gemm_f32::gemm(x, m, k, w, n, out);
     }
-    if matches!(w_dtype, DType::F16 | DType::BF16) && m >= gemm_f32::BLOCKED_MIN_ROWS {
+    if matches!(w_dtype, DType::F16 | DType::BF16) && m >= HALF_GEMM_MIN_ROWS {
         let packed = gemm_blocked::PackedWeights::new(w, w_dtype, n, k)?;
         return gemm_blocked::gemm(&gemm_blocked::RowMajor { x, k }, m, &packed, out);
     }

@@ -58,15 +58,31 @@ pub unsafe fn packed_6x16(kc: usize, a: *const f32, b: *const f32, c: *mut f32, 
                 r[1] = _mm256_loadu_ps(c.add(i * ldc + 8));
             }
         }
-        let (mut a, mut b) = (a, b);
-        for _ in 0..kc {
-            let b0 = _mm256_loadu_ps(b);
-            let b1 = _mm256_loadu_ps(b.add(8));
-            for (i, r) in acc.iter_mut().enumerate() {
-                let av = _mm256_broadcast_ss(&*a.add(i));
-                r[0] = _mm256_fmadd_ps(av, b0, r[0]);
-                r[1] = _mm256_fmadd_ps(av, b1, r[1]);
+        // One step of `k`: two weight vectors, six broadcasts, twelve FMAs.
+        #[inline(always)]
+        unsafe fn step(acc: &mut [[__m256; 2]; 6], a: *const f32, b: *const f32) {
+            // SAFETY: the caller's extents cover this step.
+            unsafe {
+                let b0 = _mm256_loadu_ps(b);
+                let b1 = _mm256_loadu_ps(b.add(8));
+                for (i, r) in acc.iter_mut().enumerate() {
+                    let av = _mm256_broadcast_ss(&*a.add(i));
+                    r[0] = _mm256_fmadd_ps(av, b0, r[0]);
+                    r[1] = _mm256_fmadd_ps(av, b1, r[1]);
+                }
             }
+        }
+        let (mut a, mut b) = (a, b);
+        for _ in 0..kc / 4 {
+            step(&mut acc, a, b);
+            step(&mut acc, a.add(6), b.add(16));
+            step(&mut acc, a.add(12), b.add(32));
+            step(&mut acc, a.add(18), b.add(48));
+            a = a.add(24);
+            b = b.add(64);
+        }
+        for _ in 0..kc % 4 {
+            step(&mut acc, a, b);
             a = a.add(6);
             b = b.add(16);
         }

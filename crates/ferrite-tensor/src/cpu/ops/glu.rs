@@ -19,7 +19,7 @@ const fn c(bits: u32) -> f32 {
 /// `ggml_v_expf` (AVX-512 version) for one lane: FMAs are `mul_add`, `_mm512_scalef_ps` is an
 /// exact scaling by `2^n`.
 #[inline(always)]
-fn expf_ggml(x: f32) -> f32 {
+pub(super) fn expf_ggml(x: f32) -> f32 {
     let r = c(0x4b40_0000); // 0x1.8p23
     let z = x.mul_add(c(0x3fb8_aa3b), r);
     let n = z - r;
@@ -38,7 +38,9 @@ fn expf_ggml(x: f32) -> f32 {
 fn scalef(j: f32, n: i32) -> f32 {
     let pow2 = |e: i32| f32::from_bits(((e + 127) as u32) << 23);
     if n < -126 {
-        j * pow2(n + 64) * pow2(-64)
+        // Exact scaling to a normal value, then one rounding into the subnormals (or zero);
+        // `n + 126` stays a normal exponent down to n = -192.
+        j * pow2(n + 126) * pow2(-126)
     } else if n > 127 {
         j * pow2(127) * pow2(n - 127)
     } else {
@@ -120,6 +122,12 @@ mod tests {
             let x = i as f32 * 0.0437;
             let (got, want) = (expf_ggml(x) as f64, (x as f64).exp());
             assert!((got - want).abs() <= 4e-7 * want, "{x}: {got} vs {want}");
+        }
+        // Down through the subnormals to the last exponents before the cut-off (n = -192).
+        for i in 0..2000 {
+            let x = -87.0 - i as f32 * 0.0232;
+            let (got, want) = (expf_ggml(x) as f64, (x as f64).exp());
+            assert!((got - want).abs() <= 4e-7 * want + 1.5e-45, "{x}: {got} vs {want}");
         }
         assert_eq!(expf_ggml(-200.0), 0.0);
         assert_eq!(expf_ggml(200.0), f32::INFINITY);

@@ -1,7 +1,9 @@
 //! Group normalisation of channels-last tensors (the VAE's `GroupNorm`, 32 groups).
 //!
 //! Statistics are two-pass in f64 (mean, then the mean squared deviation), so large activations
-//! of a VAE decoder lose no precision; the normalisation itself is f32.
+//! of a VAE decoder lose no precision; each pass reads the rows once, in blocks, summing per
+//! channel (a group's channels are a few adjacent values of every row). The normalisation
+//! itself is f32.
 
 use rayon::prelude::*;
 
@@ -25,6 +27,29 @@ pub fn check_group_norm(x: &Tensor, groups: usize, w: &Tensor, b: &Tensor) -> Re
     Ok((n, c))
 }
 
+/// Rows of `c` values summed per channel in f64 after `f(channel, value)`: blocks of rows
+/// summed in parallel (one pass over memory, contiguous rows), then the blocks' sums added in
+/// order, so the result does not depend on the thread count or timing.
+fn channel_sums(rows: &[f32], c: usize, f: impl Fn(usize, f64) -> f64 + Sync) -> Vec<f64> {
+    const BLOCK_ROWS: usize = 256;
+    let blocks: Vec<Vec<f64>> = rows
+        .par_chunks(BLOCK_ROWS * c)
+        .map(|block| {
+            let mut acc = vec![0f64; c];
+            for row in block.chunks_exact(c) {
+                for (ch, (a, &v)) in acc.iter_mut().zip(row).enumerate() {
+                    *a += f(ch, v as f64);
+                }
+            }
+            acc
+        })
+        .collect();
+    blocks.into_iter().fold(vec![0f64; c], |mut t, b| {
+        t.iter_mut().zip(&b).for_each(|(t, b)| *t += b);
+        t
+    })
+}
+
 /// `x [n, .., c]` normalised per (sample, group of `c / groups` channels) over all its positions,
 /// then scaled by `w [c]` and shifted by `b [c]`.
 pub fn group_norm(x: &Tensor, groups: usize, w: &Tensor, b: &Tensor, eps: f32) -> Result<Tensor> {
@@ -40,25 +65,24 @@ pub fn group_norm(x: &Tensor, groups: usize, w: &Tensor, b: &Tensor, eps: f32) -
             (TensorRead::new(x, "group_norm")?, TensorRead::new(w, "group_norm")?, TensorRead::new(b, "group_norm")?);
         let (xs, wv, bv) = (xr.f32()?, wr.f32()?, br.f32()?);
         let count = (positions * cg) as f64;
-        // (mean, 1 / std) of each (sample, group).
-        let stats: Vec<(f32, f32)> = (0..n * groups)
-            .into_par_iter()
-            .map(|sg| {
-                let (s, g) = (sg / groups, sg % groups);
-                let sample = &xs[s * positions * c..(s + 1) * positions * c];
-                let chunks = || sample.chunks_exact(c).map(|row| &row[g * cg..(g + 1) * cg]);
-                let mean = chunks().flatten().map(|&v| v as f64).sum::<f64>() / count;
-                let var = chunks().flatten().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / count;
+        // (mean, 1 / std) of each (sample, group), from per-channel sums over the rows.
+        let mut stats: Vec<(f32, f32)> = Vec::with_capacity(n * groups);
+        for sample in xs.chunks_exact((positions * c).max(1)).take(n) {
+            let sums = channel_sums(sample, c, |_, v| v);
+            let means: Vec<f64> = sums.chunks_exact(cg).map(|g| g.iter().sum::<f64>() / count).collect();
+            let sq = channel_sums(sample, c, |ch, v| (v - means[ch / cg]).powi(2));
+            stats.extend(sq.chunks_exact(cg).zip(&means).map(|(g, &mean)| {
+                let var = g.iter().sum::<f64>() / count;
                 (mean as f32, (1.0 / (var + eps as f64).sqrt()) as f32)
-            })
-            .collect();
+            }));
+        }
         let rows_per_sample = positions.max(1);
         out.par_chunks_mut(c.max(1)).zip(xs.par_chunks(c.max(1))).enumerate().with_min_len(64).for_each(
             |(r, (o, xrow))| {
                 let st = &stats[(r / rows_per_sample) * groups..][..groups];
-                for (ch, (o, &v)) in o.iter_mut().zip(xrow).enumerate() {
+                for (((o, &v), (&w, &b)), ch) in o.iter_mut().zip(xrow).zip(wv.iter().zip(bv)).zip(0..) {
                     let (mean, inv) = st[ch / cg];
-                    *o = (v - mean) * inv * wv[ch] + bv[ch];
+                    *o = (v - mean) * inv * w + b;
                 }
             },
         );

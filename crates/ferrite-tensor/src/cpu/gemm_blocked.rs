@@ -2,8 +2,8 @@
 //! many activation rows: the convolutions (im2col patches packed from the image) and f16/bf16
 //! weights (widened while packed). Plain f32 matrices take [`super::gemm_f32`], whose `gemm`
 //! crate path was faster at the diffusion transformer's shapes (m of 256 to 768, 2 threads,
-//! `gemm_rate` example: 109-147 against 130-176 GFLOP/s); at the VAE's shapes this one is
-//! level with it (158-163 against 154-159) and needs no patch matrix.
+//! `gemm_rate` example: 92-135 against 109-175 GFLOP/s); at the VAE's shapes this one is
+//! level with it or ahead (151-174 against 152-153) and needs no patch matrix.
 //!
 //! The classic layout of a BLIS-style GEMM, with the activations in the role of A:
 //! * the weights are packed once per call into panels of [`NR`] (16) weight rows, `[k][16]`

@@ -8,8 +8,8 @@
 //! The classic layout of a BLIS-style GEMM, with the activations in the role of A:
 //! * the weights are packed once per call into panels of [`NR`] (16) weight rows, `[k][16]`
 //!   each ([`PackedWeights`]); f16/bf16 weights are widened to f32 while they are packed;
-//! * the work is cut into tasks of [`MC`] activation rows by a range of weight panels; a task
-//!   walks `k` in blocks of [`KC`], packs its rows' slice of A for that block into panels of
+//! * the work is cut into tasks of `MC` activation rows by a range of weight panels; a task
+//!   walks `k` in blocks of `KC`, packs its rows' slice of A for that block into panels of
 //!   [`MR`] (6) rows (`[kc][6]`: a few hundred KiB that stay in L2), then runs the `6 x 16`
 //!   microkernel over every (weight panel, row panel) pair, so one weight panel's block
 //!   (`kc·16` values, 16 KiB) is reused from L1 by all the task's row panels;

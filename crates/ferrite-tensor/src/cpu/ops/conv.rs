@@ -3,7 +3,7 @@
 //! With the weight `[c_out, kh, kw, c_in]` read as a `[c_out, kh·kw·c_in]` matrix, an output
 //! pixel is one row of a matmul whose activation row is the `kh x kw x c_in` patch under it (in
 //! the same order). The packed GEMM of [`crate::cpu::gemm_blocked`] asks its activation source
-//! for panels of 6 rows over a block of `k`; [`Patches`] writes those straight from the image
+//! for panels of 6 rows over a block of `k`; `Patches` writes those straight from the image
 //! (zeros where a patch leaves it), so the im2col matrix never exists. f16/bf16 weights are
 //! widened while the GEMM packs them. Bias is added in one pass over the output.
 

@@ -26,6 +26,7 @@
 use rayon::prelude::*;
 
 use crate::cpu::kernels::detect::Isa;
+use crate::cpu::OutPtr;
 use crate::{DType, Error, Result};
 
 /// Activation rows per microkernel (one packed A panel).
@@ -120,11 +121,6 @@ impl PackedWeights {
         });
         Ok(PackedWeights { data, n, k })
     }
-
-    /// Weight rows.
-    pub fn rows(&self) -> usize {
-        self.n
-    }
 }
 
 /// `panel[p·16 + j] = get(rows[j], p)`, zeros for `j ≥ rows.len()`.
@@ -184,20 +180,6 @@ unsafe fn portable_6x16(kc: usize, a: *const f32, b: *const f32, c: *mut f32, ld
     }
 }
 
-/// The output, shared by tasks that write disjoint blocks of it.
-#[derive(Clone, Copy)]
-struct Out(*mut f32);
-// SAFETY: tasks write disjoint (row block, column block) rectangles of the output.
-unsafe impl Send for Out {}
-unsafe impl Sync for Out {}
-
-impl Out {
-    /// The output element at `offset` (a method, so closures capture the whole `Out`).
-    fn at(self, offset: usize) -> *mut f32 {
-        self.0.wrapping_add(offset)
-    }
-}
-
 /// `out [m, n] = A [m, k] · Wᵀ`, on the current rayon pool, with the best microkernel.
 pub fn gemm(a: &impl PackA, m: usize, w: &PackedWeights, out: &mut [f32]) -> Result<()> {
     gemm_with(a, m, w, out, Isa::best() != Isa::Scalar)
@@ -240,7 +222,7 @@ pub(crate) fn gemm_with(a: &impl PackA, m: usize, w: &PackedWeights, out: &mut [
         parts.into_par_iter().for_each(|(k0, kc, ip, d)| a.pack(ip * MR, MR.min(m - ip * MR), k0, kc, d));
         packed
     });
-    let dst = Out(out.as_mut_ptr());
+    let dst = OutPtr(out.as_mut_ptr());
     (0..row_blocks * col_blocks).into_par_iter().for_each_init(
         || if whole_a.is_some() { Vec::new() } else { vec![0f32; MC * KC] },
         |abuf, t| {
@@ -273,13 +255,13 @@ pub(crate) fn gemm_with(a: &impl PackA, m: usize, w: &PackedWeights, out: &mut [
                         // `m x n` output, inside it and owned by this task alone; partial
                         // blocks go through a local `6 x 16` buffer.
                         unsafe {
-                            let c = dst.at(r0 * n + c0);
+                            let c = dst.get().add(r0 * n + c0);
                             if rows == MR && cols == NR {
                                 kernel(kc, ap, bp, c, n, k0 > 0);
                             } else {
                                 let mut tmp = [0f32; MR * NR];
-                                for i in 0..rows {
-                                    if k0 > 0 {
+                                if k0 > 0 {
+                                    for i in 0..rows {
                                         std::ptr::copy_nonoverlapping(c.add(i * n), tmp[i * NR..].as_mut_ptr(), cols);
                                     }
                                 }

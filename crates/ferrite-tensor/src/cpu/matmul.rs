@@ -21,7 +21,7 @@
 use rayon::prelude::*;
 
 use crate::cpu::kernels::{Kernels, UnpackedRows, MAX_ROWS};
-use crate::cpu::{expect_f32, f32_tensor, TensorRead};
+use crate::cpu::{expect_f32, f32_tensor, OutPtr, TensorRead};
 use crate::cpu::{gemm_blocked, gemm_f32};
 use crate::quant::act::{ActFormat, ActRow, QuantizedActs};
 use crate::{DType, Error, Result, Tensor};
@@ -108,6 +108,11 @@ pub fn matmul(x: &[f32], m: usize, k: usize, w: &[u8], w_dtype: DType, n: usize,
     }
 }
 
+/// Weight rows per parallel chunk: a few chunks per thread, at least 16 rows.
+fn chunk_rows(n: usize, threads: usize) -> usize {
+    n.div_ceil(threads * CHUNKS_PER_THREAD).max(16)
+}
+
 /// Splits the work over threads and tiles; `dot(w_rows, act_rows, out, stride)` computes
 /// `out[j·stride + r]` for the weight rows `w_rows` and activation rows `act_rows`.
 /// With several activation rows, `prep(tile, state)` runs once per weight tile before `dot`
@@ -119,7 +124,7 @@ where
     F: Fn(&S, &[u8], std::ops::Range<usize>, &mut [f32], usize) -> Result<()> + Sync,
 {
     let threads = rayon::current_num_threads().max(1);
-    let chunk = n.div_ceil(threads * CHUNKS_PER_THREAD).max(16);
+    let chunk = chunk_rows(n, threads);
     if m == 1 {
         return out
             .par_chunks_mut(chunk)
@@ -172,30 +177,17 @@ where
     })
 }
 
-/// The output of [`drive`], shared by tasks that write disjoint column ranges of it.
-#[derive(Clone, Copy)]
-struct OutPtr(*mut f32);
-
-impl OutPtr {
-    /// The pointer (a method, so closures capture the whole `Sync` wrapper, not the field).
-    fn get(self) -> *mut f32 {
-        self.0
-    }
-}
-
-// SAFETY: `drive` hands each task a disjoint set of output elements; the pointer outlives the
-// parallel loop, which borrows `out` mutably for its whole duration.
-unsafe impl Send for OutPtr {}
-// SAFETY: as above.
-unsafe impl Sync for OutPtr {}
-
 /// One matvec (`x` a single row) against several quantized weights (`ws`: bytes, dtype, rows
 /// `n`) into `outs`: the row is quantized once per activation format, and the chunks of all
 /// the weights run in one parallel region (one fork-join for Q, K and V instead of three).
 /// The same bits as [`matmul`] per weight (each chunk runs the same kernel on the same rows).
 pub fn matvec_many(x: &[f32], k: usize, ws: &[(&[u8], DType, usize)], outs: &mut [Vec<f32>]) -> Result<()> {
+    if outs.len() != ws.len() {
+        return Err(Error::shape("matvec_many", format!("{} weights, {} outputs", ws.len(), outs.len())));
+    }
     let kern = Kernels::best();
-    let mut formats: Vec<(ActFormat, QuantizedActs)> = Vec::new();
+    // The row quantized once per activation format; each weight's index into it and row bytes.
+    let mut acts: Vec<(ActFormat, QuantizedActs)> = Vec::new();
     let mut plan = Vec::with_capacity(ws.len());
     for &(w, dtype, n) in ws {
         let format = ActFormat::for_weights(dtype)
@@ -203,35 +195,32 @@ pub fn matvec_many(x: &[f32], k: usize, ws: &[(&[u8], DType, usize)], outs: &mut
         let row_bytes =
             dtype.bytes_for(k).ok_or(Error::NotBlockAligned { dtype, numel: k, block: dtype.block_size() })?;
         check_sizes("matvec_many", x.len(), 1, k, w.len(), row_bytes, n, n)?;
-        if !formats.iter().any(|(f, _)| *f == format) {
-            let mut acts = QuantizedActs::new();
-            acts.quantize(x, k, format)?;
-            formats.push((format, acts));
-        }
-        plan.push((format, row_bytes));
+        let a = match acts.iter().position(|(f, _)| *f == format) {
+            Some(a) => a,
+            None => {
+                let mut q = QuantizedActs::new();
+                q.quantize(x, k, format)?;
+                acts.push((format, q));
+                acts.len() - 1
+            }
+        };
+        plan.push((a, row_bytes));
     }
-    if outs.len() != ws.len() {
-        return Err(Error::shape("matvec_many", format!("{} weights, {} outputs", ws.len(), outs.len())));
-    }
+    let rows: Vec<ActRow<'_>> = acts.iter().map(|(_, q)| q.row(0)).collect();
     let threads = rayon::current_num_threads().max(1);
     let mut tasks: Vec<(usize, &[u8], &mut [f32])> = Vec::new();
     for (i, (out, &(w, _, n))) in outs.iter_mut().zip(ws).enumerate() {
         out.clear();
         out.resize(n, 0.0);
-        let chunk = n.div_ceil(threads * CHUNKS_PER_THREAD).max(16);
-        let rb = plan[i].1;
-        for (o, wc) in out.chunks_mut(chunk).zip(w.chunks(chunk * rb)) {
+        let chunk = chunk_rows(n, threads);
+        for (o, wc) in out.chunks_mut(chunk).zip(w.chunks(chunk * plan[i].1)) {
             tasks.push((i, wc, o));
         }
     }
-    let rows: Vec<ActRow<'_>> = plan
-        .iter()
-        .map(|(f, _)| formats.iter().find(|(g, _)| g == f).map(|(_, a)| a.row(0)))
-        .collect::<Option<_>>()
-        .ok_or_else(|| Error::Backend("matvec_many: activation format missing".into()))?;
-    tasks
-        .into_par_iter()
-        .try_for_each(|(i, wc, o)| kern.quant_dot(ws[i].1, wc, plan[i].1, std::slice::from_ref(&rows[i]), o, 1))
+    tasks.into_par_iter().try_for_each(|(i, wc, o)| {
+        let (a, row_bytes) = plan[i];
+        kern.quant_dot(ws[i].1, wc, row_bytes, std::slice::from_ref(&rows[a]), o, 1)
+    })
 }
 
 /// The tensor-level matmul: `x [.., k]` f32 times `w [n, k]`.

@@ -52,6 +52,24 @@ impl CpuBackend {
     }
 }
 
+/// An output buffer shared by parallel tasks that each write a disjoint set of its elements
+/// (the matmul driver's column ranges, the blocked GEMM's output blocks).
+#[derive(Clone, Copy)]
+pub(crate) struct OutPtr(pub(crate) *mut f32);
+
+impl OutPtr {
+    /// The pointer (a method, so closures capture the whole `Sync` wrapper, not the field).
+    pub(crate) fn get(self) -> *mut f32 {
+        self.0
+    }
+}
+
+// SAFETY: every user hands each task a disjoint set of output elements, and the pointer
+// outlives the parallel loop, which borrows the buffer mutably for its whole duration.
+unsafe impl Send for OutPtr {}
+// SAFETY: as above.
+unsafe impl Sync for OutPtr {}
+
 /// Wraps an f32 result as a new tensor on `device`.
 pub(crate) fn f32_tensor(data: Vec<f32>, shape: impl Into<Shape>, device: &Device) -> Result<Tensor> {
     let storage: Arc<dyn BackendStorage> = Arc::new(CpuStorage::from_f32(data));

@@ -22,17 +22,10 @@ fn erf(x: f64) -> f64 {
     }
 }
 
+/// Exact GELU, `x·Φ(x)`, through [`erf`] in f64.
 #[inline]
-pub(crate) fn apply(act: Activation, x: f32) -> f32 {
-    match act {
-        Activation::Silu => x / (1.0 + (-x).exp()),
-        Activation::Gelu => (0.5 * x as f64 * (1.0 + erf(x as f64 / std::f64::consts::SQRT_2))) as f32,
-        Activation::GeluTanh => {
-            const C: f32 = 0.797_884_6; // sqrt(2/pi)
-            0.5 * x * (1.0 + (C * (x + 0.044_715 * x * x * x)).tanh())
-        }
-        Activation::QuickGelu => x / (1.0 + (-1.702 * x).exp()),
-    }
+fn gelu_erf(x: f32) -> f32 {
+    (0.5 * x as f64 * (1.0 + erf(x as f64 / std::f64::consts::SQRT_2))) as f32
 }
 
 /// SiLU, quick GELU and tanh GELU all have the form `x · σ(z)`, `σ(z) = 1 / (1 + e^-z)` (tanh
@@ -53,7 +46,7 @@ fn activate_portable(act: Activation, s: &[f32], o: &mut [f32]) {
         Activation::Silu => sigmoid_form(s, o, |x| x),
         Activation::QuickGelu => sigmoid_form(s, o, |x| 1.702 * x),
         Activation::GeluTanh => sigmoid_form(s, o, |x| 2.0 * C * (0.044_715 * x * x).mul_add(x, x)),
-        Activation::Gelu => o.iter_mut().zip(s).for_each(|(o, &x)| *o = apply(act, x)),
+        Activation::Gelu => o.iter_mut().zip(s).for_each(|(o, &x)| *o = gelu_erf(x)),
     }
 }
 
@@ -102,9 +95,14 @@ pub fn gated_activation(gate: &Tensor, up: &Tensor, act: Activation) -> Result<T
                 match act {
                     Activation::Silu => super::glu::swiglu(gs, us, o),
                     Activation::GeluTanh => super::glu::geglu(gs, us, o),
-                    Activation::Gelu | Activation::QuickGelu => {
+                    Activation::Gelu => {
                         for ((o, &g), &u) in o.iter_mut().zip(gs).zip(us) {
-                            *o = apply(act, g) * u;
+                            *o = gelu_erf(g) * u;
+                        }
+                    }
+                    Activation::QuickGelu => {
+                        for ((o, &g), &u) in o.iter_mut().zip(gs).zip(us) {
+                            *o = g / (1.0 + (-1.702 * g).exp()) * u;
                         }
                     }
                 }

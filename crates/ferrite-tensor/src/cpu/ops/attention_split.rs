@@ -97,9 +97,9 @@ pub(super) fn attend_units<T: Elem>(
         .collect();
     // Merge each unit's runs (they are consecutive in `tasks`).
     let mut t = 0;
-    for u in units {
+    for (ui, u) in units.iter().enumerate() {
         let first = t;
-        while t < tasks.len() && std::ptr::eq(&units[tasks[t].0], u) {
+        while t < tasks.len() && tasks[t].0 == ui {
             t += 1;
         }
         let runs = &partials[first..t];

@@ -140,10 +140,10 @@ pub fn conv2d_f32(
     out: &mut [f32],
 ) -> Result<()> {
     let (k, co) = (s.patch(), s.c_out);
-    let packed = PackedWeights::new(w, w_dtype, co, k)?;
     if x.len() != s.n * s.h * s.w * s.c_in {
         return Err(Error::shape("conv2d", format!("{} input values for {s:?}", x.len())));
     }
+    let packed = PackedWeights::new(w, w_dtype, co, k)?;
     if s.is_pointwise() {
         gemm_blocked::gemm(&gemm_blocked::RowMajor { x, k }, s.pixels(), &packed, out)?;
     } else {

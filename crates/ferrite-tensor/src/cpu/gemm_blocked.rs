@@ -34,7 +34,7 @@ pub const MR: usize = 6;
 /// Weight rows per microkernel (one packed weight panel, two 8-lane vectors).
 pub const NR: usize = 16;
 /// Depth of one packed block of `k`.
-const KC: usize = 256;
+pub(crate) const KC: usize = 256;
 /// Activation rows per task (a multiple of [`MR`]; `MC·KC` f32 = 144 KiB of packed A).
 const MC: usize = 144;
 /// Weight rows per task at most (a multiple of [`NR`]).
@@ -60,20 +60,27 @@ pub struct RowMajor<'a> {
 impl PackA for RowMajor<'_> {
     fn pack(&self, r0: usize, rows: usize, k0: usize, kc: usize, dst: &mut [f32]) {
         let src: [&[f32]; MR] =
-            std::array::from_fn(|i| if i < rows { &self.x[(r0 + i) * self.k + k0..][..kc] } else { &[] });
-        if rows == MR {
-            // Sequential stores, six sequential read streams.
-            for (p, d) in dst[..MR * kc].chunks_exact_mut(MR).enumerate() {
-                for (d, s) in d.iter_mut().zip(&src) {
-                    *d = s[p];
-                }
-            }
-        } else {
-            for (p, d) in dst[..MR * kc].chunks_exact_mut(MR).enumerate() {
-                for (i, d) in d.iter_mut().enumerate() {
-                    *d = if i < rows { src[i][p] } else { 0.0 };
-                }
-            }
+            std::array::from_fn(|i| if i < rows { &self.x[(r0 + i) * self.k + k0..][..kc] } else { &ZEROS[..kc] });
+        interleave(src, &mut dst[..MR * kc]);
+    }
+}
+
+/// Zeros for the missing rows of a panel (and a convolution's padding): `kc` never exceeds [`KC`].
+pub(crate) static ZEROS: [f32; KC] = [0.0; KC];
+
+/// `dst[p·6 + i] = src[i][p]`: six rows of equal length (at most [`KC`]) interleaved into a
+/// packed panel.
+pub(crate) fn interleave(src: [&[f32]; MR], dst: &mut [f32]) {
+    let len = src[0].len();
+    assert!(src.iter().all(|s| s.len() == len) && dst.len() == MR * len, "interleave extents");
+    #[cfg(target_arch = "x86_64")]
+    if is_x86_feature_detected!("avx2") {
+        // SAFETY: AVX2 was just detected; the extents were checked above.
+        return unsafe { super::kernels::gemm_avx2::interleave6(src.map(|s| s.as_ptr()), len, dst.as_mut_ptr()) };
+    }
+    for (p, d) in dst.chunks_exact_mut(MR).enumerate() {
+        for (d, s) in d.iter_mut().zip(&src) {
+            *d = s[p];
         }
     }
 }
@@ -142,9 +149,9 @@ fn fill_panel(panel: &mut [f32], rows: &[&[u8]], get: impl Fn(&[u8], usize) -> f
 }
 
 /// The microkernel: `6 x 16` output block at `c` (rows `ldc` apart) from packed panels.
-type Micro = unsafe fn(kc: usize, a: *const f32, b: *const f32, c: *mut f32, ldc: usize, load: bool);
+pub(crate) type Micro = unsafe fn(kc: usize, a: *const f32, b: *const f32, c: *mut f32, ldc: usize, load: bool);
 
-fn micro(simd: bool) -> Micro {
+pub(crate) fn micro(simd: bool) -> Micro {
     #[cfg(target_arch = "x86_64")]
     if simd && is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
         return super::kernels::gemm_avx2::packed_6x16;

@@ -92,3 +92,53 @@ pub unsafe fn packed_6x16(kc: usize, a: *const f32, b: *const f32, c: *mut f32, 
         }
     }
 }
+
+/// `dst[p·6 + i] = src[i][p]` for `p < len`, `i < 6`: six rows interleaved into one packed
+/// panel of [`crate::cpu::gemm_blocked`], eight values of each row at a time (a 6x8 transpose
+/// in registers), the last `len % 8` one by one.
+///
+/// # Safety
+/// The CPU supports AVX2; every `src[i]` holds `len` values and `dst` `6·len`.
+#[target_feature(enable = "avx2")]
+pub unsafe fn interleave6(src: [*const f32; 6], len: usize, dst: *mut f32) {
+    // SAFETY: the caller guarantees the extents; every store below lands inside
+    // `dst[p0·6 .. (p0 + 8)·6]` for a chunk `p0 .. p0 + 8` within `len`.
+    unsafe {
+        let z = _mm256_setzero_ps();
+        let mut p0 = 0;
+        while p0 + 8 <= len {
+            let [a, b, c, d, e, f] = src.map(|s| _mm256_loadu_ps(s.add(p0)));
+            // Pairs of rows, then quads: lane p of u_j holds row values at column p (mod 4).
+            let (t0, t1) = (_mm256_unpacklo_ps(a, b), _mm256_unpackhi_ps(a, b));
+            let (t2, t3) = (_mm256_unpacklo_ps(c, d), _mm256_unpackhi_ps(c, d));
+            let (t4, t5) = (_mm256_unpacklo_ps(e, f), _mm256_unpackhi_ps(e, f));
+            let u0 = _mm256_shuffle_ps::<0x44>(t0, t2); // a0 b0 c0 d0 | a4 b4 c4 d4
+            let u1 = _mm256_shuffle_ps::<0xEE>(t0, t2); // a1 .. d1 | a5 .. d5
+            let u2 = _mm256_shuffle_ps::<0x44>(t1, t3); // a2 .. d2 | a6 .. d6
+            let u3 = _mm256_shuffle_ps::<0xEE>(t1, t3); // a3 .. d3 | a7 .. d7
+            let v0 = _mm256_shuffle_ps::<0x44>(t4, z); // e0 f0 0 0 | e4 f4 0 0
+            let v1 = _mm256_shuffle_ps::<0xEE>(t4, z);
+            let v2 = _mm256_shuffle_ps::<0x44>(t5, z);
+            let v3 = _mm256_shuffle_ps::<0xEE>(t5, z);
+            let out = dst.add(p0 * 6);
+            // Eight-wide stores 6 apart: each one's two spare lanes are overwritten by the
+            // next; the last column is stored as exactly 6 values.
+            _mm256_storeu_ps(out, _mm256_permute2f128_ps::<0x20>(u0, v0));
+            _mm256_storeu_ps(out.add(6), _mm256_permute2f128_ps::<0x20>(u1, v1));
+            _mm256_storeu_ps(out.add(12), _mm256_permute2f128_ps::<0x20>(u2, v2));
+            _mm256_storeu_ps(out.add(18), _mm256_permute2f128_ps::<0x20>(u3, v3));
+            _mm256_storeu_ps(out.add(24), _mm256_permute2f128_ps::<0x31>(u0, v0));
+            _mm256_storeu_ps(out.add(30), _mm256_permute2f128_ps::<0x31>(u1, v1));
+            _mm256_storeu_ps(out.add(36), _mm256_permute2f128_ps::<0x31>(u2, v2));
+            let last = _mm256_permute2f128_ps::<0x31>(u3, v3);
+            _mm_storeu_ps(out.add(42), _mm256_castps256_ps128(last));
+            _mm_store_sd(out.add(46) as *mut f64, _mm_castps_pd(_mm256_extractf128_ps::<1>(last)));
+            p0 += 8;
+        }
+        for p in p0..len {
+            for (i, s) in src.iter().enumerate() {
+                *dst.add(p * 6 + i) = *s.add(p);
+            }
+        }
+    }
+}

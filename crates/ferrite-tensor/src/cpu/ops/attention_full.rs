@@ -5,14 +5,13 @@
 //!
 //! The tokens of a batch are packed back to back; `seq_lens` splits them into sequences, and
 //! every query sees the keys of its own sequence (the earlier ones only, when causal) and
-//! nothing else. Queries go in blocks of 64 (`QUERY_BLOCK`); per head, a block's scores are one
-//! GEMM (`Q Kᵀ`, the `gemm` crate reading Q, K and V in place through their strides) and its
-//! output another (`P V`); each worker holds one block's scores at a time, never an `L x L`
-//! matrix.
+//! nothing else. The kernel ([`super::dense_flash`]) is flash attention over K and V packed
+//! once per call as the panels of the packed GEMM: blocks of 96 queries, 256 keys at a time,
+//! an online softmax; no `L x L` matrix is ever held.
 
-use rayon::prelude::*;
-
+use super::dense_flash::{attend, Dense};
 use crate::backend::DenseAttention;
+use crate::cpu::kernels::detect::Isa;
 use crate::cpu::{expect_f32, f32_tensor, TensorRead};
 use crate::{Error, Result, Tensor};
 
@@ -80,22 +79,7 @@ pub fn check_dense(
     Ok(([n, hq, hkv, d], side))
 }
 
-/// Queries of one sequence attended together: the two products of a block are GEMMs of this
-/// many rows, so K and V stream from memory `L / QUERY_BLOCK` times per head instead of `L`.
-const QUERY_BLOCK: usize = 64;
-
-/// One block of queries: tokens `t0 .. t0 + rows` of the sequence starting at token `s0`.
-#[derive(Clone, Copy)]
-struct Block {
-    s0: usize,
-    len: usize,
-    t0: usize,
-    rows: usize,
-}
-
-/// The kernel: blocks of up to [`QUERY_BLOCK`] queries of one sequence, all heads, in parallel
-/// over blocks. A worker holds one `[rows, keys]` score block at a time (`32 x 4600` f32, about
-/// 600 KB, for FLUX at 1024x1024), never an `L x L` matrix.
+/// Checks the call and runs [`super::dense_flash`].
 fn run(
     q: &Tensor,
     k: &Tensor,
@@ -108,104 +92,21 @@ fn run(
     let (qr, kr, vr) = (TensorRead::new(q, op)?, TensorRead::new(k, op)?, TensorRead::new(v, op)?);
     let br = opts.bias.map(|b| TensorRead::new(b, op)).transpose()?;
     let bias = br.as_ref().map(|b| b.f32()).transpose()?;
-    let (qs, ks, vs) = (qr.f32()?, kr.f32()?, vr.f32()?);
-    let (q_row, kv_row, group, scale) = (hq * d, hkv * d, hq / hkv, opts.scale);
-    let mut out = vec![0f32; n * q_row];
-    // The blocks in token order, each with its rows of `out`.
-    let mut blocks = Vec::new();
-    let mut rest = &mut out[..];
-    let mut s0 = 0;
-    for &len in seq_lens {
-        let mut t0 = s0;
-        while t0 < s0 + len {
-            let rows = QUERY_BLOCK.min(s0 + len - t0);
-            let (o, r) = rest.split_at_mut(rows * q_row);
-            blocks.push((Block { s0, len, t0, rows }, o));
-            rest = r;
-            t0 += rows;
-        }
-        s0 += len;
-    }
-    let attend_block = |(b, o): (Block, &mut [f32])| {
-        let first = b.t0 - b.s0;
-        // Keys `0 .. keys` of the sequence are visible to some query of the block.
-        let keys = if opts.causal { first + b.rows } else { b.len };
-        let mut scores = vec![0f32; b.rows * keys];
-        let mut probs = vec![0f32; keys];
-        for h in 0..hq {
-            let kvh = h / group;
-            // scores [rows, keys] = scale · Q_h [rows, d] · K_hᵀ, both read in place (strided).
-            // SAFETY: Q_h rows `t0 .. t0 + rows` and K_h/V_h rows `s0 .. s0 + keys` lie inside
-            // `qs`/`ks`/`vs` (checked shapes; the block lies in its sequence), `scores` holds
-            // `rows·keys` and this block's `o` rows `rows` rows of `q_row`.
-            unsafe {
-                gemm::gemm(
-                    b.rows,
-                    keys,
-                    d,
-                    scores.as_mut_ptr(),
-                    1,
-                    keys as isize,
-                    false,
-                    qs.as_ptr().add(b.t0 * q_row + h * d),
-                    1,
-                    q_row as isize,
-                    ks.as_ptr().add(b.s0 * kv_row + kvh * d),
-                    kv_row as isize,
-                    1,
-                    0.0f32,
-                    scale,
-                    false,
-                    false,
-                    false,
-                    gemm::Parallelism::None,
-                );
-            }
-            for r in 0..b.rows {
-                let row = &mut scores[r * keys..(r + 1) * keys];
-                if opts.causal {
-                    row[first + r + 1..].fill(f32::NEG_INFINITY);
-                }
-                if let Some(bias) = bias {
-                    let brow = &bias[(h * side + first + r) * side..][..keys];
-                    row.iter_mut().zip(brow).for_each(|(s, b)| *s += b);
-                }
-                super::softmax::softmax_row(row, &mut probs);
-                row.copy_from_slice(&probs);
-            }
-            // O_h [rows, d] = P [rows, keys] · V_h [keys, d], written into the block's rows.
-            // SAFETY: as above.
-            unsafe {
-                gemm::gemm(
-                    b.rows,
-                    d,
-                    keys,
-                    o.as_mut_ptr().add(h * d),
-                    1,
-                    q_row as isize,
-                    false,
-                    scores.as_ptr(),
-                    1,
-                    keys as isize,
-                    vs.as_ptr().add(b.s0 * kv_row + kvh * d),
-                    1,
-                    kv_row as isize,
-                    0.0f32,
-                    1.0f32,
-                    false,
-                    false,
-                    false,
-                    gemm::Parallelism::None,
-                );
-            }
-        }
+    let dense = Dense {
+        q: qr.f32()?,
+        k: kr.f32()?,
+        v: vr.f32()?,
+        heads: hq,
+        kv_heads: hkv,
+        head_dim: d,
+        scale: opts.scale,
+        causal: opts.causal,
+        bias: bias.map(|b| (b, side)),
     };
+    let mut out = vec![0f32; n * hq * d];
     let longest = seq_lens.iter().copied().max().unwrap_or(0);
-    if n * longest * q_row < super::PARALLEL_MIN_ELEMS {
-        blocks.into_iter().for_each(attend_block);
-    } else {
-        blocks.into_par_iter().for_each(attend_block);
-    }
+    let parallel = n * longest * hq * d >= super::PARALLEL_MIN_ELEMS;
+    attend(&dense, seq_lens, &mut out, Isa::best() != Isa::Scalar, parallel);
     f32_tensor(out, q.shape().clone(), q.device())
 }
 
@@ -353,6 +254,8 @@ mod tests {
     fn dense_causal_matches_f64() {
         check_dense(&[7], 2, 2, 16, true, None);
         check_dense(&[1, 77, 3, 50], 4, 2, 32, true, None);
+        // Several query and key blocks, a head size that is not a multiple of 16.
+        check_dense(&[300, 5, 530], 4, 2, 20, true, None);
     }
 
     #[test]
@@ -360,6 +263,7 @@ mod tests {
         // Bias side longer than every sequence (the encoder's maximum length).
         check_dense(&[5, 9], 3, 3, 8, false, Some(12));
         check_dense(&[64, 3], 4, 4, 32, false, Some(64));
+        check_dense(&[290, 530], 2, 1, 24, false, Some(530));
     }
 
     #[test]

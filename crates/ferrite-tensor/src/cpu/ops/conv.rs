@@ -10,7 +10,7 @@
 use rayon::prelude::*;
 
 use crate::backend::Conv2dParams;
-use crate::cpu::gemm_blocked::{self, PackA, PackedWeights, MR};
+use crate::cpu::gemm_blocked::{self, PackA, PackedWeights, MR, ZEROS};
 use crate::cpu::{expect_f32, f32_tensor, TensorRead};
 use crate::{DType, Error, Result, Tensor};
 
@@ -101,30 +101,29 @@ impl PackA for Patches<'_> {
     fn pack(&self, r0: usize, rows: usize, k0: usize, kc: usize, dst: &mut [f32]) {
         let s = self.s;
         let c = s.c_in;
-        for i in 0..MR {
-            let lane = &mut dst[i..];
-            if i >= rows {
-                lane.iter_mut().step_by(MR).take(kc).for_each(|d| *d = 0.0);
-                continue;
-            }
-            let pix = r0 + i;
-            let (b, oy, ox) = (pix / (s.h_out * s.w_out), pix / s.w_out % s.h_out, pix % s.w_out);
-            // Runs of channels at one kernel position (ky, kx), from patch element k0 on.
-            let (mut q, end) = (k0, k0 + kc);
-            while q < end {
-                let (pos, ch) = (q / c, q % c);
-                let run = (c - ch).min(end - q);
+        // Each row's pixel (image, y, x); rows past `rows` read zeros.
+        let pix: [Option<(usize, usize, usize)>; MR] = std::array::from_fn(|i| {
+            let p = r0 + i;
+            (i < rows).then(|| (p / (s.h_out * s.w_out), p / s.w_out % s.h_out, p % s.w_out))
+        });
+        // Runs of channels at one kernel position (ky, kx), from patch element k0 on: the same
+        // run for all six rows, each read from its own pixel (or zeros off the image).
+        let (mut q, end) = (k0, k0 + kc);
+        while q < end {
+            let (pos, ch) = (q / c, q % c);
+            let run = (c - ch).min(end - q);
+            let src: [&[f32]; MR] = pix.map(|p| {
+                let Some((b, oy, ox)) = p else { return &ZEROS[..run] };
                 let iy = (oy * s.stride + pos / s.kw) as isize - s.padding as isize;
                 let ix = (ox * s.stride + pos % s.kw) as isize - s.padding as isize;
-                let out = lane[(q - k0) * MR..].iter_mut().step_by(MR).take(run);
                 if iy < 0 || ix < 0 || iy >= s.h as isize || ix >= s.w as isize {
-                    out.for_each(|d| *d = 0.0);
+                    &ZEROS[..run]
                 } else {
-                    let src = ((b * s.h + iy as usize) * s.w + ix as usize) * c + ch;
-                    out.zip(&self.x[src..src + run]).for_each(|(d, &v)| *d = v);
+                    &self.x[((b * s.h + iy as usize) * s.w + ix as usize) * c + ch..][..run]
                 }
-                q += run;
-            }
+            });
+            gemm_blocked::interleave(src, &mut dst[(q - k0) * MR..][..run * MR]);
+            q += run;
         }
     }
 }

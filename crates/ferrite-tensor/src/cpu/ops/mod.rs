@@ -7,6 +7,7 @@ pub mod attention_full;
 mod attention_split;
 mod attention_tiled;
 pub mod conv;
+mod dense_flash;
 pub mod elementwise;
 pub mod embedding;
 pub(crate) mod flash;

@@ -1,0 +1,32 @@
+//! Dense attention rates (GFLOP/s counting the two products, best of a few calls) at the
+//! diffusion transformer's shapes (6 heads of 128, text + image tokens) and the VAE's mid-block
+//! attention (1 head of 512): `cargo run --release -p ferrite-benches --example attention_rate
+//! [REPS]`; `RAYON_NUM_THREADS` sets the threads.
+
+use ferrite_tensor::{Device, Tensor};
+use rand::{Rng, SeedableRng};
+use std::time::Instant;
+
+fn main() {
+    let reps: usize = std::env::args().nth(1).and_then(|s| s.parse().ok()).unwrap_or(5);
+    let mut rng = rand::rngs::StdRng::seed_from_u64(1);
+    let dev = Device::cpu();
+    println!("threads {}, best of {reps}", rayon::current_num_threads());
+    for (l, h, d) in [(768usize, 6usize, 128usize), (1536, 6, 128), (1024, 1, 512), (4096, 1, 512)] {
+        let mk = |rng: &mut rand::rngs::StdRng| {
+            let v: Vec<f32> = (0..l * h * d).map(|_| rng.gen_range(-1.0f32..1.0)).collect();
+            Tensor::from_f32(&v, vec![l, h, d], &dev).expect("tensor")
+        };
+        let (q, k, v) = (mk(&mut rng), mk(&mut rng), mk(&mut rng));
+        let flop = 4.0 * (l * l * h * d) as f64;
+        let best = (0..reps)
+            .map(|_| {
+                let t = Instant::now();
+                let o = q.attention_full(&k, &v, &[l], 1.0 / (d as f32).sqrt()).expect("attention");
+                std::hint::black_box(o);
+                t.elapsed().as_secs_f64()
+            })
+            .fold(f64::MAX, f64::min);
+        println!("L {l:5} heads {h} head_dim {d}: {:7.2} ms, {:6.1} GFLOP/s", best * 1e3, flop / best / 1e9);
+    }
+}

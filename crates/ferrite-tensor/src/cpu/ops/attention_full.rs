@@ -5,7 +5,7 @@
 //!
 //! The tokens of a batch are packed back to back; `seq_lens` splits them into sequences, and
 //! every query sees the keys of its own sequence (the earlier ones only, when causal) and
-//! nothing else. The kernel ([`super::dense_flash`]) is flash attention over K and V packed
+//! nothing else. The kernel (`dense_flash`) is flash attention over K and V packed
 //! once per call as the panels of the packed GEMM: blocks of 96 queries, 256 keys at a time,
 //! an online softmax; no `L x L` matrix is ever held.
 

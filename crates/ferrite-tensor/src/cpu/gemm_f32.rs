@@ -141,7 +141,8 @@ fn pack(x: &[f32], m: usize, k: usize) -> Vec<f32> {
     packed
 }
 
-fn avx2_fma() -> bool {
+/// Whether the CPU has AVX2 and FMA (the f32 microkernels' and vector softmax's requirement).
+pub(crate) fn avx2_fma() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
         is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")

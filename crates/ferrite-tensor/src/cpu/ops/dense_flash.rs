@@ -18,6 +18,7 @@ use rayon::prelude::*;
 
 use super::glu::expf_ggml;
 use crate::cpu::gemm_blocked::{micro, Micro, KC, MR, NR};
+use crate::cpu::gemm_f32::avx2_fma;
 use crate::cpu::OutPtr;
 
 /// Queries per task (a multiple of [`MR`]).
@@ -278,17 +279,6 @@ fn block<'s>(
         sc.o[r * d_pad..][..d_pad].iter_mut().for_each(|o| *o *= inv);
     }
     &sc.o[..rows * d_pad]
-}
-
-fn avx2_fma() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
 }
 
 /// `row[j] = row[j] · scale + bias[j]`; returns the largest (`-inf` for none).

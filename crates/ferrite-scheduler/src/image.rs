@@ -202,7 +202,11 @@ fn run(model: &dyn ImageModel, rx: &Mutex<Receiver<ImageJob>>, counters: &Counte
         } else {
             run_job(model, &request, &cancel, progress.as_mut(), &counters.steps)
         };
-        counters.running.fetch_sub(1, Ordering::AcqRel);
+        // The last job running hands the op-output buffers it kept back to the system (an image
+        // job keeps hundreds of MB of them; chat and embeddings need far less).
+        if counters.running.fetch_sub(1, Ordering::AcqRel) == 1 {
+            ferrite_tensor::cpu::buffers::release();
+        }
         reply(answer);
     }
 }

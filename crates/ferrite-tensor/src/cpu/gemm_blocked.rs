@@ -92,6 +92,12 @@ pub struct PackedWeights {
     k: usize,
 }
 
+impl Drop for PackedWeights {
+    fn drop(&mut self) {
+        super::buffers::recycle(std::mem::take(&mut self.data));
+    }
+}
+
 impl PackedWeights {
     /// Packs `w`, `n` rows of `k` values of `dtype` (f32, f16 or bf16; little-endian bytes,
     /// any alignment).
@@ -106,7 +112,7 @@ impl PackedWeights {
             return Err(Error::shape("gemm", format!("weights of {} bytes for {n} rows of {k} {dtype:?}", w.len())));
         }
         let panels = n.div_ceil(NR);
-        let mut data = Vec::with_capacity(panels * k * NR);
+        let mut data = super::buffers::with_capacity(panels * k * NR);
         // SAFETY: every element is written below (each panel's 16 lanes over all of `k`).
         #[allow(clippy::uninit_vec)]
         unsafe {

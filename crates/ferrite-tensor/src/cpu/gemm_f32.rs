@@ -107,7 +107,7 @@ pub(crate) fn gemm_with(x: &[f32], m: usize, k: usize, w: &[u8], n: usize, out: 
     let threads = rayon::current_num_threads().max(1);
     let per_panel = (threads * TASKS_PER_THREAD).div_ceil(panels);
     let block = n.div_ceil(per_panel).next_multiple_of(ROWS).max(ROWS);
-    let mut scratch = vec![0f32; panels * n * PANEL];
+    let mut scratch = super::buffers::zeroed(panels * n * PANEL);
     scratch
         .par_chunks_mut(n * PANEL)
         .zip(packed.par_chunks(k * PANEL))
@@ -125,12 +125,14 @@ pub(crate) fn gemm_with(x: &[f32], m: usize, k: usize, w: &[u8], n: usize, out: 
             *v = s[j * PANEL];
         }
     });
+    super::buffers::recycle(scratch);
+    super::buffers::recycle(packed);
     Ok(())
 }
 
 /// `x [m, k]` as panels of 16 rows, each `[k][16]`, the rows past `m` zero.
 fn pack(x: &[f32], m: usize, k: usize) -> Vec<f32> {
-    let mut packed = vec![0f32; m.div_ceil(PANEL) * k * PANEL];
+    let mut packed = super::buffers::zeroed(m.div_ceil(PANEL) * k * PANEL);
     packed.par_chunks_mut(k * PANEL).zip(x.par_chunks(k * PANEL)).for_each(|(dst, rows)| {
         for (l, row) in rows.chunks_exact(k).enumerate() {
             for (p, &v) in row.iter().enumerate() {

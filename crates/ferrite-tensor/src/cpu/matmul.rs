@@ -234,7 +234,7 @@ pub fn matmul_tensor(x: &Tensor, w: &Tensor) -> Result<Tensor> {
         return Err(Error::shape("matmul", format!("x {:?} vs w {:?}", x.dims(), w.dims())));
     }
     let m = x.shape().rows();
-    let mut out = vec![0f32; m * n];
+    let mut out = crate::cpu::buffers::zeroed(m * n);
     {
         let xr = TensorRead::new(x, "matmul")?;
         let wr = TensorRead::new(w, "matmul")?;

@@ -1,5 +1,6 @@
 //! The CPU backend: rayon threads, run-time-detected SIMD, quantized weights read in place.
 
+pub mod buffers;
 pub mod gemm_blocked;
 pub mod gemm_f32;
 pub mod kernels;

@@ -11,8 +11,11 @@ pub type SharedBytes = Arc<dyn AsRef<[u8]> + Send + Sync>;
 
 /// CPU storage: an owned, 4-byte-aligned buffer (written by ops such as `write_kv`), or a
 /// read-only window of a memory-mapped model file (weights stay in the page cache, quantized).
+///
+/// An owned buffer made from an op's result ([`CpuStorage::from_f32`]) goes back to
+/// [`super::buffers`] when dropped, for the next op's output.
 pub enum CpuStorage {
-    Owned { data: RwLock<Vec<f32>>, len: usize },
+    Owned { data: RwLock<Vec<f32>>, len: usize, recycle: bool },
     Mapped { bytes: SharedBytes, start: usize, len: usize },
 }
 
@@ -28,13 +31,14 @@ impl std::fmt::Debug for CpuStorage {
 impl CpuStorage {
     /// `len` zero bytes.
     pub fn zeros(len: usize) -> Self {
-        CpuStorage::Owned { data: RwLock::new(vec![0f32; len.div_ceil(4)]), len }
+        CpuStorage::Owned { data: RwLock::new(vec![0f32; len.div_ceil(4)]), len, recycle: false }
     }
 
-    /// Takes ownership of f32 data without copying.
+    /// Takes ownership of f32 data without copying (an op's result: its buffer is reused for
+    /// later results once this storage is dropped).
     pub fn from_f32(v: Vec<f32>) -> Self {
         let len = v.len() * 4;
-        CpuStorage::Owned { data: RwLock::new(v), len }
+        CpuStorage::Owned { data: RwLock::new(v), len, recycle: true }
     }
 
     pub fn from_bytes(b: &[u8]) -> Self {
@@ -58,7 +62,9 @@ impl CpuStorage {
     /// Read access to all bytes.
     pub fn read(&self) -> CpuBytes<'_> {
         match self {
-            CpuStorage::Owned { data, len } => CpuBytes::Owned(data.read().unwrap_or_else(|e| e.into_inner()), *len),
+            CpuStorage::Owned { data, len, .. } => {
+                CpuBytes::Owned(data.read().unwrap_or_else(|e| e.into_inner()), *len)
+            }
             CpuStorage::Mapped { bytes, start, len } => CpuBytes::Mapped(&(**bytes).as_ref()[*start..*start + *len]),
         }
     }
@@ -68,6 +74,14 @@ impl CpuStorage {
         match self {
             CpuStorage::Owned { data, .. } => Ok(data.write().unwrap_or_else(|e| e.into_inner())),
             CpuStorage::Mapped { .. } => Err(Error::ReadOnly { op }),
+        }
+    }
+}
+
+impl Drop for CpuStorage {
+    fn drop(&mut self) {
+        if let CpuStorage::Owned { data, recycle: true, .. } = self {
+            super::buffers::recycle(std::mem::take(data.get_mut().unwrap_or_else(|e| e.into_inner())));
         }
     }
 }

@@ -129,7 +129,7 @@ pub fn attention(
     let dims = crate::backend::check_attention(q, k_cache, v_cache, p)?;
     let (t, hq, d, n_slots, hkv) = (dims.tokens, dims.q_heads, dims.head_dim, dims.slots, dims.kv_heads);
     let at = crate::backend::attention_rows(seqs, t, n_slots, p)?;
-    let mut out = vec![0f32; q.numel()];
+    let mut out = crate::cpu::buffers::zeroed(q.numel());
     {
         let (qr, kr, vr) = (
             TensorRead::new(q, "attention")?,

@@ -103,7 +103,7 @@ fn run(
         causal: opts.causal,
         bias: bias.map(|b| (b, side)),
     };
-    let mut out = vec![0f32; n * hq * d];
+    let mut out = crate::cpu::buffers::zeroed(n * hq * d);
     let longest = seq_lens.iter().copied().max().unwrap_or(0);
     let parallel = n * longest * hq * d >= super::PARALLEL_MIN_ELEMS;
     attend(&dense, seq_lens, &mut out, Isa::best() != Isa::Scalar, parallel);

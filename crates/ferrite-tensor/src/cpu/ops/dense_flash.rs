@@ -72,7 +72,7 @@ pub(crate) fn attend(a: &Dense, seq_lens: &[usize], out: &mut [f32], simd: bool,
     // zero). Packed V: per sequence, per KV head, `d_pad/16` panels of `[len][16]`.
     let k_len: usize = seq_lens.iter().map(|l| hkv * l.next_multiple_of(NR) * d).sum();
     let v_len: usize = seq_lens.iter().map(|l| hkv * l * d_pad).sum();
-    let (mut kp, mut vp) = (vec![0f32; k_len], vec![0f32; v_len]);
+    let (mut kp, mut vp) = (crate::cpu::buffers::zeroed(k_len), crate::cpu::buffers::zeroed(v_len));
     {
         let mut jobs = Vec::new();
         let (mut kr, mut vr) = (&mut kp[..], &mut vp[..]);
@@ -156,6 +156,8 @@ pub(crate) fn attend(a: &Dense, seq_lens: &[usize], out: &mut [f32], simd: bool,
         let mut sc = init();
         tasks.into_iter().for_each(|t| run(&mut sc, t));
     }
+    crate::cpu::buffers::recycle(kp);
+    crate::cpu::buffers::recycle(vp);
 }
 
 /// One task: queries `t0 .. t0 + rows` of head `h` in the sequence at token `s0`. Returns the

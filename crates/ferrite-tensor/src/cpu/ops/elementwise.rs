@@ -15,7 +15,7 @@ pub fn binary(a: &Tensor, b: &Tensor, op: &'static str, f: impl Fn(f32, f32) -> 
     if bn != a.numel() && bn != d {
         return Err(Error::shape(op, format!("{:?} and {:?} do not broadcast", a.dims(), b.dims())));
     }
-    let mut out = vec![0f32; a.numel()];
+    let mut out = crate::cpu::buffers::zeroed(a.numel());
     {
         let (ar, br) = (TensorRead::new(a, op)?, TensorRead::new(b, op)?);
         let (av, bv) = (ar.f32()?, br.f32()?);
@@ -42,7 +42,7 @@ pub fn scale(x: &Tensor, s: f32) -> Result<Tensor> {
 
 /// Converts to `dtype` (f32, f16 or bf16). Any source dtype, quantized included, is accepted.
 pub fn cast(x: &Tensor, dtype: DType) -> Result<Tensor> {
-    let mut f = vec![0f32; x.numel()];
+    let mut f = crate::cpu::buffers::zeroed(x.numel());
     crate::quant::dequantize(x.dtype(), TensorRead::new(x, "cast")?.bytes(), &mut f)?;
     let bytes: Vec<u8> = match dtype {
         DType::F32 => return f32_tensor(f, x.shape().clone(), x.device()),

@@ -14,7 +14,7 @@ pub fn embedding(table: &Tensor, ids: &[u32]) -> Result<Tensor> {
         return Err(Error::OutOfRange { op: "embedding", index: bad as usize, len: vocab });
     }
     let row_bytes = table.len_bytes() / vocab.max(1);
-    let mut out = vec![0f32; ids.len() * d];
+    let mut out = crate::cpu::buffers::zeroed(ids.len() * d);
     {
         let tr = TensorRead::new(table, "embedding")?;
         let bytes = tr.bytes();

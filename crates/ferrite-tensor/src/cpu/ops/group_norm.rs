@@ -59,7 +59,7 @@ pub fn group_norm(x: &Tensor, groups: usize, w: &Tensor, b: &Tensor, eps: f32) -
     let (n, c) = check_group_norm(x, groups, w, b)?;
     let positions = x.numel().checked_div(n * c).unwrap_or(0);
     let cg = c / groups;
-    let mut out = vec![0f32; x.numel()];
+    let mut out = crate::cpu::buffers::zeroed(x.numel());
     {
         let (xr, wr, br) =
             (TensorRead::new(x, "group_norm")?, TensorRead::new(w, "group_norm")?, TensorRead::new(b, "group_norm")?);

@@ -54,7 +54,7 @@ pub fn concat(xs: &[&Tensor], axis: usize) -> Result<Tensor> {
     let (total, (outer, inner)) = (dims[axis], split(&dims, axis));
     let reads = xs.iter().map(|x| TensorRead::new(x, "concat")).collect::<Result<Vec<_>>>()?;
     let srcs = reads.iter().map(|r| r.f32()).collect::<Result<Vec<_>>>()?;
-    let mut out = Vec::with_capacity(outer * total * inner);
+    let mut out = crate::cpu::buffers::with_capacity(outer * total * inner);
     for o in 0..outer {
         for (x, s) in xs.iter().zip(&srcs) {
             let block = x.dims()[axis] * inner;
@@ -73,7 +73,7 @@ pub fn narrow(x: &Tensor, axis: usize, start: usize, len: usize) -> Result<Tenso
     let read = TensorRead::new(x, "narrow")?;
     let s = read.f32()?;
     let block = dims[axis] * inner;
-    let mut out = Vec::with_capacity(outer * len * inner);
+    let mut out = crate::cpu::buffers::with_capacity(outer * len * inner);
     for o in 0..outer {
         out.extend_from_slice(&s[o * block + start * inner..][..len * inner]);
     }

@@ -16,7 +16,7 @@ pub fn upsample_nearest(x: &Tensor, factor: usize) -> Result<Tensor> {
         return Err(Error::shape("upsample_nearest", "factor 0"));
     }
     let out_row = w * factor * c;
-    let mut out = vec![0f32; n * h * factor * out_row];
+    let mut out = crate::cpu::buffers::zeroed(n * h * factor * out_row);
     {
         let read = TensorRead::new(x, "upsample_nearest")?;
         let src = read.f32()?;

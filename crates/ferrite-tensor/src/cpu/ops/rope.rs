@@ -59,7 +59,7 @@ fn rotate(oh: &mut [f32], sh: &[f32], cs: &[(f32, f32)], cfg: &RopeConfig) {
 pub fn rope(x: &Tensor, positions: &[u32], cfg: &RopeConfig) -> Result<Tensor> {
     expect_f32(x, "rope")?;
     let [_, h, d] = cfg.check(x.dims(), positions.len())?;
-    let mut out = vec![0f32; x.numel()];
+    let mut out = crate::cpu::buffers::zeroed(x.numel());
     {
         let xr = TensorRead::new(x, "rope")?;
         let xs = xr.f32()?;

@@ -28,7 +28,7 @@ pub fn rotary(x: &Tensor, cos: &Tensor, sin: &Tensor, layout: RopeLayout) -> Res
     }
     let [_, h, d] = check_rotary(x, cos, sin)?;
     let half = d / 2;
-    let mut out = vec![0f32; x.numel()];
+    let mut out = crate::cpu::buffers::zeroed(x.numel());
     {
         let (xr, cr, sr) =
             (TensorRead::new(x, "rotary")?, TensorRead::new(cos, "rotary")?, TensorRead::new(sin, "rotary")?);

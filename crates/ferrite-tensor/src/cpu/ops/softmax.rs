@@ -23,7 +23,7 @@ pub(crate) fn softmax_row(s: &[f32], out: &mut [f32]) {
 
 pub fn softmax(x: &Tensor) -> Result<Tensor> {
     expect_f32(x, "softmax")?;
-    let mut out = vec![0f32; x.numel()];
+    let mut out = crate::cpu::buffers::zeroed(x.numel());
     {
         let xr = TensorRead::new(x, "softmax")?;
         map_rows(xr.f32()?, &mut out, x.shape().last(), softmax_row);

@@ -20,6 +20,8 @@
 
 use rayon::prelude::*;
 
+#[cfg(target_arch = "x86_64")]
+use crate::cpu::kernels::{avx512_gemm, Isa};
 use crate::cpu::kernels::{Kernels, UnpackedRows, MAX_ROWS};
 use crate::cpu::{expect_f32, f32_tensor, OutPtr, TensorRead};
 use crate::cpu::{gemm_blocked, gemm_f32};
@@ -34,6 +36,10 @@ const GEMM_MIN_ROWS: usize = 8;
 /// Activation rows from which f16/bf16 weights are widened into the packed GEMM
 /// ([`gemm_blocked`]) rather than run through the dot-product kernels.
 const HALF_GEMM_MIN_ROWS: usize = 64;
+/// Activation rows from which legacy-block weights (Q4_0, Q4_1, Q5_0, Q8_0) go through the
+/// repacked AVX-512 GEMM ([`avx512_gemm`]) where the CPU has AVX-512 VNNI.
+#[cfg(target_arch = "x86_64")]
+const TILE_GEMM_MIN_ROWS: usize = 2;
 /// Chunks per thread for work splitting (a little slack for uneven thread speed).
 const CHUNKS_PER_THREAD: usize = 4;
 
@@ -80,6 +86,10 @@ pub fn matmul(x: &[f32], m: usize, k: usize, w: &[u8], w_dtype: DType, n: usize,
     if let Some(format) = ActFormat::for_weights(w_dtype) {
         let mut acts = QuantizedActs::new();
         acts.quantize(x, k, format)?;
+        #[cfg(target_arch = "x86_64")]
+        if m >= TILE_GEMM_MIN_ROWS && kern.isa() == Isa::Avx512Vnni && avx512_gemm::supports(w_dtype) {
+            return avx512_gemm::gemm(&acts, w, w_dtype, n, out);
+        }
         let rows: Vec<ActRow<'_>> = (0..m).map(|r| acts.row(r)).collect();
         // Prefill: each weight tile is unpacked once for all activation rows where the kernels
         // have such a path (`unpacked` says whether this task's scratch holds the tile).

@@ -67,8 +67,9 @@ pub(crate) fn dot(x: &[f16], y: &[f16]) -> f32 {
 pub(crate) fn dots(keys: &[&[f16]], q16: &[f16], qf: &[f32], out: &mut [f32]) {
     match level() {
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: `level()` detected AVX2, FMA and F16C.
-        Level::Avx2 if keys.len() <= 8 => unsafe { x86::dots_avx2(keys, q16, qf, out) },
+        // SAFETY: `level()` detected AVX2, FMA and F16C (AVX-512F implies them); the 8-lane
+        // halves give the AVX-512 order's bits.
+        Level::Avx512 | Level::Avx2 if keys.len() <= 8 => unsafe { x86::dots_avx2(keys, q16, qf, out) },
         _ => {
             for (o, k) in out.iter_mut().zip(keys) {
                 *o = dot(k, q16);
@@ -100,8 +101,10 @@ pub(crate) fn mad(y: &mut [f16], x: &[f16], v: f32) {
 pub(crate) fn mad_run(acc: &mut [f16], vals: &[&[f16]], ms: &[f32], vs: &[f32], rescale: &[bool]) {
     match level() {
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: `level()` detected AVX2, FMA and F16C.
-        Level::Avx2 if acc.len().is_multiple_of(8) => unsafe { x86::mad_run_avx2(acc, vals, ms, vs, rescale) },
+        // SAFETY: `level()` detected AVX2, FMA and F16C (AVX-512F implies them).
+        Level::Avx512 | Level::Avx2 if acc.len().is_multiple_of(8) => unsafe {
+            x86::mad_run_avx2(acc, vals, ms, vs, rescale)
+        },
         _ => {
             for (i, x) in vals.iter().enumerate() {
                 if rescale[i] {

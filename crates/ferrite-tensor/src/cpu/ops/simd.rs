@@ -17,10 +17,13 @@ pub(crate) fn level() -> Level {
     *L.get_or_init(|| {
         #[cfg(target_arch = "x86_64")]
         {
-            if is_x86_feature_detected!("avx512f") {
+            let avx2 =
+                is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") && is_x86_feature_detected!("f16c");
+            // The AVX-512 level may also call the AVX2 kernels.
+            if avx2 && is_x86_feature_detected!("avx512f") {
                 return Level::Avx512;
             }
-            if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") && is_x86_feature_detected!("f16c") {
+            if avx2 {
                 return Level::Avx2;
             }
         }

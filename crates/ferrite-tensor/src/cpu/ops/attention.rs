@@ -84,11 +84,12 @@ fn attend_group_f16(
         let k1 = (k0 + KEYS).min(pos + 1);
         let offs: [usize; KEYS] =
             std::array::from_fn(|i| if k0 + i < k1 { slot_of(k0 + i) * kv_row + kvh * d } else { 0 });
-        let keys: Vec<&[f16]> = offs[..k1 - k0].iter().map(|&o| &k[o..o + d]).collect();
-        let vals: Vec<&[f16]> = offs[..k1 - k0].iter().map(|&o| &v[o..o + d]).collect();
+        let keys: [&[f16]; KEYS] = std::array::from_fn(|i| &k[offs[i]..offs[i] + d]);
+        let vals: [&[f16]; KEYS] = std::array::from_fn(|i| &v[offs[i]..offs[i] + d]);
+        let (keys, vals) = (&keys[..k1 - k0], &vals[..k1 - k0]);
         for h in 0..group {
             let hd = h * d..(h + 1) * d;
-            flash::dots(&keys, &q16[hd.clone()], &qf[hd.clone()], &mut scores[..k1 - k0]);
+            flash::dots(keys, &q16[hd.clone()], &qf[hd.clone()], &mut scores[..k1 - k0]);
             let (mut ms, mut vs, mut rescale) = ([1f32; KEYS], [1f32; KEYS], [false; KEYS]);
             for (i, &dot) in scores[..k1 - k0].iter().enumerate() {
                 let mut s = dot * scale;
@@ -104,7 +105,7 @@ fn attend_group_f16(
                 }
                 sum[h] = sum[h].mul_add(ms[i], vs[i]);
             }
-            flash::mad_run(&mut acc[hd], &vals, &ms, &vs, &rescale);
+            flash::mad_run(&mut acc[hd], vals, &ms, &vs, &rescale);
         }
         k0 = k1;
     }

@@ -67,9 +67,11 @@ pub(crate) fn dot(x: &[f16], y: &[f16]) -> f32 {
 pub(crate) fn dots(keys: &[&[f16]], q16: &[f16], qf: &[f32], out: &mut [f32]) {
     match level() {
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: `level()` detected AVX2, FMA and F16C (AVX-512F implies them); the 8-lane
-        // halves give the AVX-512 order's bits.
-        Level::Avx512 | Level::Avx2 if keys.len() <= 8 => unsafe { x86::dots_avx2(keys, q16, qf, out) },
+        // SAFETY: `level()` detected AVX-512F, AVX2, FMA and F16C.
+        Level::Avx512 if keys.len() <= 8 => unsafe { x86::dots_avx512(keys, q16, qf, out) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `level()` detected AVX2, FMA and F16C.
+        Level::Avx2 if keys.len() <= 8 => unsafe { x86::dots_avx2(keys, q16, qf, out) },
         _ => {
             for (o, k) in out.iter_mut().zip(keys) {
                 *o = dot(k, q16);
@@ -100,6 +102,9 @@ pub(crate) fn mad(y: &mut [f16], x: &[f16], v: f32) {
 /// in turn, with the running output kept in registers across the keys.
 pub(crate) fn mad_run(acc: &mut [f16], vals: &[&[f16]], ms: &[f32], vs: &[f32], rescale: &[bool]) {
     match level() {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `level()` detected AVX-512F, AVX2, FMA and F16C.
+        Level::Avx512 if acc.len().is_multiple_of(16) => unsafe { x86::mad_run_avx512(acc, vals, ms, vs, rescale) },
         #[cfg(target_arch = "x86_64")]
         // SAFETY: `level()` detected AVX2, FMA and F16C (AVX-512F implies them).
         Level::Avx512 | Level::Avx2 if acc.len().is_multiple_of(8) => unsafe {
@@ -308,6 +313,82 @@ mod x86 {
             }
         }
         super::scale_scalar(&mut y[i..n], v);
+    }
+
+    /// [`dot_avx512`] for up to 8 keys against one query (`qf`: its values widened): the same
+    /// accumulators per key; the 8 final reductions are done together ([`super::reduce16`]'s
+    /// first step per key, then [`crate::cpu::kernels::hsum8x8`], the same order).
+    #[target_feature(enable = "avx512f,avx2,fma,f16c")]
+    pub(super) unsafe fn dots_avx512(keys: &[&[f16]], q16: &[f16], qf: &[f32], out: &mut [f32]) {
+        let n = q16.len().min(qf.len());
+        let np = n & !63;
+        let mut r8 = [_mm256_setzero_ps(); 8];
+        for (ki, k) in keys.iter().enumerate() {
+            assert!(k.len() >= n, "key shorter than the query");
+            let mut s = [_mm512_setzero_ps(); 4];
+            let kp = k.as_ptr() as *const __m256i;
+            // SAFETY: every load reads 16 values inside `0..np` of the key and of `qf`.
+            unsafe {
+                for i in (0..np / 16).step_by(4) {
+                    for (j, sj) in s.iter_mut().enumerate() {
+                        let a = _mm512_cvtph_ps(_mm256_loadu_si256(kp.add(i + j)));
+                        let b = _mm512_loadu_ps(qf.as_ptr().add(16 * (i + j)));
+                        *sj = _mm512_fmadd_ps(a, b, *sj);
+                    }
+                }
+            }
+            let a = _mm512_add_ps(_mm512_add_ps(s[0], s[2]), _mm512_add_ps(s[1], s[3]));
+            // `reduce16`'s first step, `a[i + 8] + a[i]`.
+            let hi = _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(a)));
+            r8[ki] = _mm256_add_ps(hi, _mm512_castps512_ps256(a));
+        }
+        let mut sums = [0f32; 8];
+        // SAFETY: `sums` holds 8 f32.
+        unsafe { _mm256_storeu_ps(sums.as_mut_ptr(), crate::cpu::kernels::hsum8x8(r8)) };
+        for ((o, k), &h) in out.iter_mut().zip(keys).zip(&sums) {
+            *o = super::tail(h, k, q16, np, n);
+        }
+    }
+
+    /// [`super::mad_run`] with 128 values of the output at a time held in zmm registers (f32
+    /// values rounded to f16 after every step, as [`mad_run_avx2`]).
+    #[target_feature(enable = "avx512f,avx2,fma,f16c")]
+    pub(super) unsafe fn mad_run_avx512(acc: &mut [f16], vals: &[&[f16]], ms: &[f32], vs: &[f32], rescale: &[bool]) {
+        #[inline]
+        #[target_feature(enable = "avx512f")]
+        fn r16(x: __m512) -> __m512 {
+            _mm512_cvtph_ps(_mm512_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(x))
+        }
+        let n = acc.len();
+        assert!(vals.iter().all(|v| v.len() >= n) && ms.len() >= vals.len() && vs.len() >= vals.len());
+        assert!(rescale.len() >= vals.len() && n.is_multiple_of(16));
+        let mut c0 = 0;
+        while c0 < n {
+            let w = ((n - c0) / 16).min(8);
+            let ap = acc.as_mut_ptr() as *mut __m256i;
+            let mut a = [_mm512_setzero_ps(); 8];
+            // SAFETY: vectors `c0/16 .. c0/16 + w` lie inside `acc` and every value row.
+            unsafe {
+                for (j, aj) in a.iter_mut().enumerate().take(w) {
+                    *aj = _mm512_cvtph_ps(_mm256_loadu_si256(ap.add(c0 / 16 + j)));
+                }
+                for (i, x) in vals.iter().enumerate() {
+                    let xp = x.as_ptr() as *const __m256i;
+                    let (mv, vv) = (_mm512_set1_ps(ms[i]), _mm512_set1_ps(vs[i]));
+                    for (j, aj) in a.iter_mut().enumerate().take(w) {
+                        if rescale[i] {
+                            *aj = r16(_mm512_mul_ps(*aj, mv));
+                        }
+                        let xv = _mm512_cvtph_ps(_mm256_loadu_si256(xp.add(c0 / 16 + j)));
+                        *aj = r16(_mm512_fmadd_ps(xv, vv, *aj));
+                    }
+                }
+                for (j, aj) in a.iter().enumerate().take(w) {
+                    _mm256_storeu_si256(ap.add(c0 / 16 + j), _mm512_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(*aj));
+                }
+            }
+            c0 += 16 * w;
+        }
     }
 
     #[target_feature(enable = "avx512f")]

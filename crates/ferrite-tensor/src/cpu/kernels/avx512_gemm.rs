@@ -33,7 +33,7 @@ pub(crate) const GROUP: usize = 16;
 /// Activation rows per micro-kernel call (8 accumulators each, 32 zmm registers in all).
 const ROWS: usize = 3;
 /// Q4_1 keeps its `m · s` sums in registers too: one row fewer.
-const ROWS_Q4_1: usize = 2;
+const ROWS_Q4_1: usize = 3;
 
 const Q4_0: u8 = 0;
 const Q4_1: u8 = 1;
@@ -282,7 +282,8 @@ unsafe fn run(
     unsafe {
         match (kind, xs.len()) {
             (Q4_1, 1) => go!(Q4_1, 1),
-            (Q4_1, _) => go!(Q4_1, 2),
+            (Q4_1, 2) => go!(Q4_1, 2),
+            (Q4_1, _) => go!(Q4_1, 3),
             (Q4_0, 1) => go!(Q4_0, 1),
             (Q4_0, 2) => go!(Q4_0, 2),
             (Q4_0, _) => go!(Q4_0, 3),

@@ -78,7 +78,9 @@ fn attend_group_f16(
     let mut acc = vec![f16::ZERO; group * d];
     let mut sum = vec![0f32; group];
     let mut max = vec![f32::NEG_INFINITY; group];
-    let mut scores = [0f32; KEYS];
+    let mut scores = vec![[0f32; KEYS]; group];
+    let (mut ms, mut vs, mut rescale) =
+        (vec![[1f32; KEYS]; group], vec![[1f32; KEYS]; group], vec![[false; KEYS]; group]);
     let mut k0 = lo;
     while k0 <= pos {
         let k1 = (k0 + KEYS).min(pos + 1);
@@ -87,26 +89,25 @@ fn attend_group_f16(
         let keys: [&[f16]; KEYS] = std::array::from_fn(|i| &k[offs[i]..offs[i] + d]);
         let vals: [&[f16]; KEYS] = std::array::from_fn(|i| &v[offs[i]..offs[i] + d]);
         let (keys, vals) = (&keys[..k1 - k0], &vals[..k1 - k0]);
+        flash::dots_heads(keys, &q16, &qf, d, &mut scores);
         for h in 0..group {
-            let hd = h * d..(h + 1) * d;
-            flash::dots(keys, &q16[hd.clone()], &qf[hd.clone()], &mut scores[..k1 - k0]);
-            let (mut ms, mut vs, mut rescale) = ([1f32; KEYS], [1f32; KEYS], [false; KEYS]);
-            for (i, &dot) in scores[..k1 - k0].iter().enumerate() {
+            (ms[h], vs[h], rescale[h]) = ([1f32; KEYS], [1f32; KEYS], [false; KEYS]);
+            for (i, &dot) in scores[h][..k1 - k0].iter().enumerate() {
                 let mut s = dot * scale;
                 if let Some(c) = p.softcap {
                     s = c * s.tanh();
                 }
                 if s > max[h] {
-                    ms[i] = (max[h] - s).exp();
+                    ms[h][i] = (max[h] - s).exp();
                     max[h] = s;
-                    rescale[i] = true;
+                    rescale[h][i] = true;
                 } else {
-                    vs[i] = (s - max[h]).exp();
+                    vs[h][i] = (s - max[h]).exp();
                 }
-                sum[h] = sum[h].mul_add(ms[i], vs[i]);
+                sum[h] = sum[h].mul_add(ms[h][i], vs[h][i]);
             }
-            flash::mad_run(&mut acc[hd], vals, &ms, &vs, &rescale);
         }
+        flash::mad_run_heads(&mut acc, d, vals, &ms, &vs, &rescale);
         k0 = k1;
     }
     for h in 0..group {

@@ -121,6 +121,49 @@ pub(crate) fn mad_run(acc: &mut [f16], vals: &[&[f16]], ms: &[f32], vs: &[f32], 
     }
 }
 
+/// [`dots`] for the `out.len()` query heads that share the keys (`q16`, `qf`: `[heads, d]`):
+/// `out[h][i] = ggml_vec_dot_f16(keys[i], q_h)`, each key widened once for all heads.
+pub(crate) fn dots_heads(keys: &[&[f16]], q16: &[f16], qf: &[f32], d: usize, out: &mut [[f32; 8]]) {
+    match level() {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `level()` detected AVX-512F, AVX2, FMA and F16C.
+        Level::Avx512 if keys.len() <= 8 && d.is_multiple_of(64) && qf.len() >= out.len() * d => unsafe {
+            x86::dots_heads_avx512(keys, qf, d, out)
+        },
+        _ => {
+            for (h, o) in out.iter_mut().enumerate() {
+                let hd = h * d..(h + 1) * d;
+                dots(keys, &q16[hd.clone()], &qf[hd], &mut o[..keys.len()]);
+            }
+        }
+    }
+}
+
+/// [`mad_run`] for the heads that share the value rows (`acc`: `[heads, d]`, head `h` with
+/// `ms[h]`, `vs[h]`, `rescale[h]`): each head's bits, with the value rows widened once for all
+/// heads and the heads' chains interleaved.
+pub(crate) fn mad_run_heads(
+    acc: &mut [f16],
+    d: usize,
+    vals: &[&[f16]],
+    ms: &[[f32; 8]],
+    vs: &[[f32; 8]],
+    rescale: &[[bool; 8]],
+) {
+    match level() {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `level()` detected AVX-512F, AVX2, FMA and F16C.
+        Level::Avx512
+            if d.is_multiple_of(16) && vals.len() <= 8 && (1..=8).contains(&ms.len()) && acc.len() == ms.len() * d =>
+        unsafe { x86::mad_run_heads_avx512(acc, d, vals, ms, vs, rescale) },
+        _ => {
+            for (h, a) in acc.chunks_exact_mut(d.max(1)).enumerate().take(ms.len()) {
+                mad_run(a, vals, &ms[h], &vs[h], &rescale[h]);
+            }
+        }
+    }
+}
+
 /// `ggml_vec_scale_f16`: `y[i] = f16(y[i] · v)`.
 pub(crate) fn scale(y: &mut [f16], v: f32) {
     match level() {
@@ -391,6 +434,150 @@ mod x86 {
         }
     }
 
+    /// [`dots_avx512`] for several heads (`d` a multiple of 64, `qf`: `[heads, d]`): each key
+    /// chunk is widened once and meets the heads, 4 at a time; per head the same accumulators
+    /// and reductions.
+    #[target_feature(enable = "avx512f,avx2,fma,f16c")]
+    pub(super) unsafe fn dots_heads_avx512(keys: &[&[f16]], qf: &[f32], d: usize, out: &mut [[f32; 8]]) {
+        const HB: usize = 4;
+        assert!(keys.len() <= 8 && d.is_multiple_of(64) && qf.len() >= out.len() * d);
+        assert!(keys.iter().all(|k| k.len() >= d), "key shorter than the query");
+        let heads = out.len();
+        let mut h0 = 0;
+        while h0 < heads {
+            let hb = (heads - h0).min(HB);
+            let mut r8 = [[_mm256_setzero_ps(); 8]; HB];
+            for (ki, k) in keys.iter().enumerate() {
+                let kp = k.as_ptr() as *const __m256i;
+                let mut s = [[_mm512_setzero_ps(); 4]; HB];
+                // SAFETY: chunks `c < d/16` of the key and of each head's query lie inside them.
+                unsafe {
+                    for c in 0..d / 16 {
+                        let kv = _mm512_cvtph_ps(_mm256_loadu_si256(kp.add(c)));
+                        for (h, sh) in s.iter_mut().enumerate().take(hb) {
+                            let q = _mm512_loadu_ps(qf.as_ptr().add((h0 + h) * d + 16 * c));
+                            sh[c % 4] = _mm512_fmadd_ps(kv, q, sh[c % 4]);
+                        }
+                    }
+                }
+                for (h, sh) in s.iter().enumerate().take(hb) {
+                    let a = _mm512_add_ps(_mm512_add_ps(sh[0], sh[2]), _mm512_add_ps(sh[1], sh[3]));
+                    let hi = _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(a)));
+                    r8[h][ki] = _mm256_add_ps(hi, _mm512_castps512_ps256(a));
+                }
+            }
+            for (h, r) in r8.iter().enumerate().take(hb) {
+                let mut sums = [0f32; 8];
+                // SAFETY: `sums` holds 8 f32.
+                unsafe { _mm256_storeu_ps(sums.as_mut_ptr(), crate::cpu::kernels::hsum8x8(*r)) };
+                // No tail: `d` is a multiple of 64.
+                out[h0 + h][..keys.len()].copy_from_slice(&sums[..keys.len()]);
+            }
+            h0 += hb;
+        }
+    }
+
+    /// [`mad_run_avx512`] for several heads (`acc`: `[heads, d]`, `d` a multiple of 16, at most
+    /// 8 heads): up to 12 (chunk, head) chains in registers at once, each 16-value chunk of a
+    /// value row widened once for all heads.
+    #[target_feature(enable = "avx512f,avx2,fma,f16c")]
+    pub(super) unsafe fn mad_run_heads_avx512(
+        acc: &mut [f16],
+        d: usize,
+        vals: &[&[f16]],
+        ms: &[[f32; 8]],
+        vs: &[[f32; 8]],
+        rescale: &[[bool; 8]],
+    ) {
+        macro_rules! go {
+            ($h:literal) => {
+                // SAFETY: forwarded from the caller.
+                unsafe { mad_heads::<$h>(acc, d, vals, ms, vs, rescale) }
+            };
+        }
+        match ms.len() {
+            1 => go!(1),
+            2 => go!(2),
+            3 => go!(3),
+            4 => go!(4),
+            5 => go!(5),
+            6 => go!(6),
+            7 => go!(7),
+            _ => go!(8),
+        }
+    }
+
+    /// [`mad_run_heads_avx512`] for `H` heads (the register indices are constants once the
+    /// loops over chunks and heads are unrolled).
+    #[target_feature(enable = "avx512f,avx2,fma,f16c")]
+    unsafe fn mad_heads<const H: usize>(
+        acc: &mut [f16],
+        d: usize,
+        vals: &[&[f16]],
+        ms: &[[f32; 8]],
+        vs: &[[f32; 8]],
+        rescale: &[[bool; 8]],
+    ) {
+        const UNITS: usize = 12;
+        #[inline]
+        #[target_feature(enable = "avx512f")]
+        fn r16(x: __m512) -> __m512 {
+            _mm512_cvtph_ps(_mm512_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(x))
+        }
+        assert!(H <= 8 && ms.len() == H && d.is_multiple_of(16) && vals.len() <= 8 && acc.len() == H * d);
+        assert!(vs.len() >= H && rescale.len() >= H && vals.iter().all(|v| v.len() >= d));
+        let chunks = d / 16;
+        // Chunks per pass: `nch · H <= UNITS` chains.
+        let nch = (UNITS / H).max(1);
+        let ap = acc.as_mut_ptr() as *mut __m256i;
+        let mut c0 = 0;
+        while c0 < chunks {
+            let cn = nch.min(chunks - c0);
+            let mut a = [_mm512_setzero_ps(); UNITS];
+            // SAFETY: chunk `c0 + ci < d/16` of head `h < H` lies inside `acc` (`H·d` values)
+            // and chunk `c0 + ci` inside every value row.
+            unsafe {
+                for ci in 0..UNITS {
+                    for h in 0..H {
+                        if ci * H + h < UNITS && ci < cn {
+                            a[ci * H + h] = _mm512_cvtph_ps(_mm256_loadu_si256(ap.add(h * chunks + c0 + ci)));
+                        }
+                    }
+                }
+                for (i, x) in vals.iter().enumerate() {
+                    let xp = x.as_ptr() as *const __m256i;
+                    let mut xv = [_mm512_setzero_ps(); UNITS];
+                    for (ci, v) in xv.iter_mut().enumerate() {
+                        if ci < cn && ci * H < UNITS {
+                            *v = _mm512_cvtph_ps(_mm256_loadu_si256(xp.add(c0 + ci)));
+                        }
+                    }
+                    for h in 0..H {
+                        let (mv, vv, re) = (_mm512_set1_ps(ms[h][i]), _mm512_set1_ps(vs[h][i]), rescale[h][i]);
+                        for ci in 0..UNITS {
+                            if ci * H + h < UNITS && ci < cn {
+                                let u = ci * H + h;
+                                if re {
+                                    a[u] = r16(_mm512_mul_ps(a[u], mv));
+                                }
+                                a[u] = r16(_mm512_fmadd_ps(xv[ci], vv, a[u]));
+                            }
+                        }
+                    }
+                }
+                for ci in 0..UNITS {
+                    for h in 0..H {
+                        if ci * H + h < UNITS && ci < cn {
+                            let v = _mm512_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(a[ci * H + h]);
+                            _mm256_storeu_si256(ap.add(h * chunks + c0 + ci), v);
+                        }
+                    }
+                }
+            }
+            c0 += cn;
+        }
+    }
+
     #[target_feature(enable = "avx512f")]
     pub(super) unsafe fn mad_avx512(y: &mut [f16], x: &[f16], v: f32) {
         let n = y.len().min(x.len());
@@ -415,6 +602,57 @@ mod x86 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Several heads at once give each head's own bits, for head sizes with and without the
+    /// AVX-512 paths and groups of 1 to 7 heads.
+    #[test]
+    fn heads_together_give_each_heads_bits() {
+        let vals = |n: usize, seed: usize| -> Vec<f16> {
+            (0..n).map(|i| f16::from_f32((((i * 7919 + seed) % 2003) as f32 - 1001.0) * 1.37e-3)).collect()
+        };
+        for d in [64usize, 80, 256] {
+            for heads in [1usize, 3, 7] {
+                let keys: Vec<Vec<f16>> = (0..8).map(|s| vals(d, 3 + s)).collect();
+                let values: Vec<Vec<f16>> = (0..8).map(|s| vals(d, 40 + s)).collect();
+                let (kr, vr): (Vec<&[f16]>, Vec<&[f16]>) =
+                    (keys.iter().map(|k| &k[..]).collect(), values.iter().map(|v| &v[..]).collect());
+                let q16 = vals(heads * d, 99);
+                let qf: Vec<f32> = q16.iter().map(|v| v.to_f32()).collect();
+                for nk in [1usize, 5, 8] {
+                    let mut got = vec![[0f32; 8]; heads];
+                    dots_heads(&kr[..nk], &q16, &qf, d, &mut got);
+                    for h in 0..heads {
+                        for i in 0..nk {
+                            let want = dot_scalar(kr[i], &q16[h * d..(h + 1) * d]);
+                            assert_eq!(got[h][i].to_bits(), want.to_bits(), "dots d={d} heads={heads} h={h} key {i}");
+                        }
+                    }
+                    let ms: Vec<[f32; 8]> =
+                        (0..heads).map(|h| std::array::from_fn(|i| 0.5 + 0.05 * (h + i) as f32)).collect();
+                    let vs: Vec<[f32; 8]> =
+                        (0..heads).map(|h| std::array::from_fn(|i| 0.1 * (1 + h + 2 * i) as f32)).collect();
+                    let rescale: Vec<[bool; 8]> =
+                        (0..heads).map(|h| std::array::from_fn(|i| (h + i) % 3 == 0)).collect();
+                    let start = vals(heads * d, 7);
+                    let mut together = start.clone();
+                    mad_run_heads(&mut together, d, &vr[..nk], &ms, &vs, &rescale);
+                    let mut apart = start.clone();
+                    for h in 0..heads {
+                        let a = &mut apart[h * d..(h + 1) * d];
+                        for i in 0..nk {
+                            if rescale[h][i] {
+                                scale_scalar(a, ms[h][i]);
+                            }
+                            for (o, &xv) in a.iter_mut().zip(vr[i]) {
+                                *o = f16::from_f32(xv.to_f32().mul_add(vs[h][i], o.to_f32()));
+                            }
+                        }
+                    }
+                    assert_eq!(together, apart, "mad_run_heads d={d} heads={heads} keys={nk}");
+                }
+            }
+        }
+    }
 
     #[test]
     fn every_level_gives_the_same_bits() {

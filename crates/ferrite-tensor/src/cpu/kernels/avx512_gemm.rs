@@ -135,7 +135,9 @@ pub(crate) fn gemm(acts: &QuantizedActs, w: &[u8], dtype: DType, n: usize, out: 
             let step = if kind == Q4_1 { ROWS_Q4_1 } else { ROWS };
             let mut r0 = 0;
             while r0 < m {
-                let r1 = (r0 + step).min(m);
+                // 4 rows left: 2 + 2 rather than 3 + 1 (a single row wastes the loaded weights).
+                let take = if m - r0 == 4 && step == 3 { 2 } else { step.min(m - r0) };
+                let r1 = r0 + take;
                 // SAFETY: as above; rows `r0..r1` of `out` are `m·n` long and columns
                 // `g·16 .. g·16 + valid` belong to this task alone (groups are disjoint).
                 unsafe {

@@ -326,6 +326,8 @@ impl<const R: usize> Rows<R> {
 /// The CPU has AVX-512 F/BW/VL/VNNI; `packed` holds `nb` records of [`pack_group`]; each row of
 /// `a` covers `nb` blocks (and, but for Q4_1, `8·nb` offsets); `valid` floats are writable at
 /// each output pointer.
+// Indexed loops over constant ranges keep the accumulators in registers.
+#[allow(clippy::needless_range_loop)]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
 unsafe fn group<const KIND: u8, const R: usize>(packed: &[Line], nb: usize, a: &Rows<R>, valid: usize) {
     let lines = lines_per_block(KIND);

@@ -509,6 +509,8 @@ mod x86 {
 
     /// [`mad_run_heads_avx512`] for `H` heads (the register indices are constants once the
     /// loops over chunks and heads are unrolled).
+    // Indexed loops over constant ranges keep the chains in registers once unrolled.
+    #[allow(clippy::needless_range_loop)]
     #[target_feature(enable = "avx512f,avx2,fma,f16c")]
     unsafe fn mad_heads<const H: usize>(
         acc: &mut [f16],

@@ -56,7 +56,7 @@ impl ActFormat {
     }
 
     /// Values per scale of this format.
-    pub(crate) fn block(self) -> usize {
+    fn block(self) -> usize {
         match self {
             ActFormat::Q8K => 256,
             _ => ACT_BLOCK,

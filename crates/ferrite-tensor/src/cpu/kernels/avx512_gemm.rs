@@ -25,15 +25,13 @@ use std::arch::x86_64::*;
 use rayon::prelude::*;
 
 use crate::cpu::OutPtr;
-use crate::quant::act::{ActFormat, QuantizedActs};
+use crate::quant::act::QuantizedActs;
 use crate::{DType, Error, Result};
 
 /// Weight rows per packed group (zmm lanes).
 pub(crate) const GROUP: usize = 16;
-/// Activation rows per micro-kernel call (8 accumulators each, 32 zmm registers in all).
+/// Activation rows per micro-kernel call (8 accumulators each).
 const ROWS: usize = 3;
-/// Q4_1 keeps its `m · s` sums in registers too: one row fewer.
-const ROWS_Q4_1: usize = 3;
 
 const Q4_0: u8 = 0;
 const Q4_1: u8 = 1;
@@ -51,15 +49,6 @@ const fn lines_per_block(kind: u8) -> usize {
         10
     } else {
         9
-    }
-}
-
-const fn type_size(kind: u8) -> usize {
-    match kind {
-        Q4_0 => 18,
-        Q4_1 => 20,
-        Q5_0 => 22,
-        _ => 34,
     }
 }
 
@@ -97,17 +86,13 @@ pub(crate) fn gemm(acts: &QuantizedActs, w: &[u8], dtype: DType, n: usize, out: 
         return Err(Error::Backend("the AVX-512 legacy GEMM needs AVX-512 VNNI".into()));
     }
     let (m, k) = (acts.rows(), acts.k());
-    let ts = type_size(kind);
     let nb = k / 32;
-    let rb = nb * ts;
+    let rb = nb * dtype.type_size();
     if !k.is_multiple_of(32) || Some(w.len()) != n.checked_mul(rb) || Some(out.len()) != m.checked_mul(n) {
         return Err(Error::shape(
             "avx512 legacy gemm",
             format!("k {k}, w {} bytes for {n} rows, out {}", w.len(), out.len()),
         ));
-    }
-    if ActFormat::for_weights(dtype).map(|f| f.block()) != Some(32) {
-        return Err(Error::shape("avx512 legacy gemm", format!("{dtype:?} activations")));
     }
     if m == 0 || n == 0 {
         return Ok(());
@@ -132,17 +117,21 @@ pub(crate) fn gemm(acts: &QuantizedActs, w: &[u8], dtype: DType, n: usize, out: 
             // SAFETY: the CPU has AVX-512 VNNI (checked above); `wg` holds `valid` rows of `nb`
             // whole blocks and `packed` `nb` records.
             unsafe { pack_group(kind, wg, rb, valid, nb, &mut packed) };
-            let step = if kind == Q4_1 { ROWS_Q4_1 } else { ROWS };
             let mut r0 = 0;
             while r0 < m {
                 // 4 rows left: 2 + 2 rather than 3 + 1 (a single row wastes the loaded weights).
-                let take = if m - r0 == 4 && step == 3 { 2 } else { step.min(m - r0) };
+                let take = if m - r0 == ROWS + 1 { 2 } else { ROWS.min(m - r0) };
                 let r1 = r0 + take;
+                let (xs, o) = (&rows[r0..r1], out_ptr.get().wrapping_add(g * GROUP));
                 // SAFETY: as above; rows `r0..r1` of `out` are `m·n` long and columns
                 // `g·16 .. g·16 + valid` belong to this task alone (groups are disjoint).
                 unsafe {
-                    let o = out_ptr.get().add(g * GROUP);
-                    run(kind, &packed, nb, &rows[r0..r1], &neg, r0, o, n, valid);
+                    match kind {
+                        Q4_0 => run::<Q4_0>(&packed, nb, xs, &neg, r0, o, n, valid),
+                        Q4_1 => run::<Q4_1>(&packed, nb, xs, &neg, r0, o, n, valid),
+                        Q5_0 => run::<Q5_0>(&packed, nb, xs, &neg, r0, o, n, valid),
+                        _ => run::<Q8_0>(&packed, nb, xs, &neg, r0, o, n, valid),
+                    }
                 }
                 r0 = r1;
             }
@@ -158,7 +147,7 @@ pub(crate) fn gemm(acts: &QuantizedActs, w: &[u8], dtype: DType, n: usize, out: 
 /// The CPU has AVX-512 F/BW/VNNI, F16C; `w` holds `valid` rows; `packed` `nb` records.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
 unsafe fn pack_group(kind: u8, w: &[u8], rb: usize, valid: usize, nb: usize, packed: &mut [Line]) {
-    let ts = type_size(kind);
+    let ts = rb / nb;
     let lines = lines_per_block(kind);
     debug_assert!(valid >= 1 && w.len() >= valid * rb && packed.len() >= nb * lines);
     let row: [*const u8; GROUP] = std::array::from_fn(|i| w.as_ptr().wrapping_add(i.min(valid - 1) * rb));
@@ -256,15 +245,14 @@ unsafe fn transpose16(blk: &[*const u8; GROUP], off: usize) -> [__m512i; 4] {
     }
 }
 
-/// Runs the packed group against `xs` (activation rows `r0..`), writing `valid` outputs of each
-/// row at `out + r·n`.
+/// Runs the packed group against `xs` (1..=[`ROWS`] activation rows, `r0..` of the call),
+/// writing `valid` outputs of each row at `out + r·n`.
 ///
 /// # Safety
 /// As [`group`].
 #[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-unsafe fn run(
-    kind: u8,
+unsafe fn run<const KIND: u8>(
     packed: &[Line],
     nb: usize,
     xs: &[crate::quant::act::ActRow<'_>],
@@ -275,26 +263,16 @@ unsafe fn run(
     valid: usize,
 ) {
     macro_rules! go {
-        ($kind:expr, $r:literal) => {{
-            let a = Rows::<$r>::new(xs, neg, r0, out, n);
-            group::<{ $kind }, $r>(packed, nb, &a, valid)
-        }};
+        ($r:literal) => {
+            group::<KIND, $r>(packed, nb, &Rows::<$r>::new(xs, neg, r0, out, n), valid)
+        };
     }
     // SAFETY: forwarded from the caller.
     unsafe {
-        match (kind, xs.len()) {
-            (Q4_1, 1) => go!(Q4_1, 1),
-            (Q4_1, 2) => go!(Q4_1, 2),
-            (Q4_1, _) => go!(Q4_1, 3),
-            (Q4_0, 1) => go!(Q4_0, 1),
-            (Q4_0, 2) => go!(Q4_0, 2),
-            (Q4_0, _) => go!(Q4_0, 3),
-            (Q5_0, 1) => go!(Q5_0, 1),
-            (Q5_0, 2) => go!(Q5_0, 2),
-            (Q5_0, _) => go!(Q5_0, 3),
-            (_, 1) => go!(Q8_0, 1),
-            (_, 2) => go!(Q8_0, 2),
-            (_, _) => go!(Q8_0, 3),
+        match xs.len() {
+            1 => go!(1),
+            2 => go!(2),
+            _ => go!(3),
         }
     }
 }
@@ -376,6 +354,7 @@ mod tests {
     use super::*;
     use crate::cpu::kernels::tests::random_blocks;
     use crate::cpu::kernels::{Isa, Kernels};
+    use crate::quant::act::ActFormat;
 
     /// Every output equals the AVX-512 dot kernel's for the same row, bit for bit, for all four
     /// block types, partial groups, odd row counts and 1..3 threads.

@@ -67,11 +67,9 @@ pub(crate) fn dot(x: &[f16], y: &[f16]) -> f32 {
 pub(crate) fn dots(keys: &[&[f16]], q16: &[f16], qf: &[f32], out: &mut [f32]) {
     match level() {
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: `level()` detected AVX-512F, AVX2, FMA and F16C.
-        Level::Avx512 if keys.len() <= 8 => unsafe { x86::dots_avx512(keys, q16, qf, out) },
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: `level()` detected AVX2, FMA and F16C.
-        Level::Avx2 if keys.len() <= 8 => unsafe { x86::dots_avx2(keys, q16, qf, out) },
+        // SAFETY: `level()` detected AVX2, FMA and F16C (the AVX-512 level too); the 8-lane
+        // halves give the AVX-512 order's bits.
+        Level::Avx512 | Level::Avx2 if keys.len() <= 8 => unsafe { x86::dots_avx2(keys, q16, qf, out) },
         _ => {
             for (o, k) in out.iter_mut().zip(keys) {
                 *o = dot(k, q16);
@@ -102,9 +100,6 @@ pub(crate) fn mad(y: &mut [f16], x: &[f16], v: f32) {
 /// in turn, with the running output kept in registers across the keys.
 pub(crate) fn mad_run(acc: &mut [f16], vals: &[&[f16]], ms: &[f32], vs: &[f32], rescale: &[bool]) {
     match level() {
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: `level()` detected AVX-512F, AVX2, FMA and F16C.
-        Level::Avx512 if acc.len().is_multiple_of(16) => unsafe { x86::mad_run_avx512(acc, vals, ms, vs, rescale) },
         #[cfg(target_arch = "x86_64")]
         // SAFETY: `level()` detected AVX2, FMA and F16C (AVX-512F implies them).
         Level::Avx512 | Level::Avx2 if acc.len().is_multiple_of(8) => unsafe {
@@ -153,9 +148,9 @@ pub(crate) fn mad_run_heads(
     match level() {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: `level()` detected AVX-512F, AVX2, FMA and F16C.
-        Level::Avx512
-            if d.is_multiple_of(16) && vals.len() <= 8 && (1..=8).contains(&ms.len()) && acc.len() == ms.len() * d =>
-        unsafe { x86::mad_run_heads_avx512(acc, d, vals, ms, vs, rescale) },
+        Level::Avx512 if d > 0 && d.is_multiple_of(16) && vals.len() <= 8 && acc.len() == ms.len() * d => unsafe {
+            x86::mad_run_heads_avx512(acc, d, vals, ms, vs, rescale)
+        },
         _ => {
             for (h, a) in acc.chunks_exact_mut(d.max(1)).enumerate().take(ms.len()) {
                 mad_run(a, vals, &ms[h], &vs[h], &rescale[h]);
@@ -358,85 +353,10 @@ mod x86 {
         super::scale_scalar(&mut y[i..n], v);
     }
 
-    /// [`dot_avx512`] for up to 8 keys against one query (`qf`: its values widened): the same
-    /// accumulators per key; the 8 final reductions are done together ([`super::reduce16`]'s
-    /// first step per key, then [`crate::cpu::kernels::hsum8x8`], the same order).
-    #[target_feature(enable = "avx512f,avx2,fma,f16c")]
-    pub(super) unsafe fn dots_avx512(keys: &[&[f16]], q16: &[f16], qf: &[f32], out: &mut [f32]) {
-        let n = q16.len().min(qf.len());
-        let np = n & !63;
-        let mut r8 = [_mm256_setzero_ps(); 8];
-        for (ki, k) in keys.iter().enumerate() {
-            assert!(k.len() >= n, "key shorter than the query");
-            let mut s = [_mm512_setzero_ps(); 4];
-            let kp = k.as_ptr() as *const __m256i;
-            // SAFETY: every load reads 16 values inside `0..np` of the key and of `qf`.
-            unsafe {
-                for i in (0..np / 16).step_by(4) {
-                    for (j, sj) in s.iter_mut().enumerate() {
-                        let a = _mm512_cvtph_ps(_mm256_loadu_si256(kp.add(i + j)));
-                        let b = _mm512_loadu_ps(qf.as_ptr().add(16 * (i + j)));
-                        *sj = _mm512_fmadd_ps(a, b, *sj);
-                    }
-                }
-            }
-            let a = _mm512_add_ps(_mm512_add_ps(s[0], s[2]), _mm512_add_ps(s[1], s[3]));
-            // `reduce16`'s first step, `a[i + 8] + a[i]`.
-            let hi = _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(a)));
-            r8[ki] = _mm256_add_ps(hi, _mm512_castps512_ps256(a));
-        }
-        let mut sums = [0f32; 8];
-        // SAFETY: `sums` holds 8 f32.
-        unsafe { _mm256_storeu_ps(sums.as_mut_ptr(), crate::cpu::kernels::hsum8x8(r8)) };
-        for ((o, k), &h) in out.iter_mut().zip(keys).zip(&sums) {
-            *o = super::tail(h, k, q16, np, n);
-        }
-    }
-
-    /// [`super::mad_run`] with 128 values of the output at a time held in zmm registers (f32
-    /// values rounded to f16 after every step, as [`mad_run_avx2`]).
-    #[target_feature(enable = "avx512f,avx2,fma,f16c")]
-    pub(super) unsafe fn mad_run_avx512(acc: &mut [f16], vals: &[&[f16]], ms: &[f32], vs: &[f32], rescale: &[bool]) {
-        #[inline]
-        #[target_feature(enable = "avx512f")]
-        fn r16(x: __m512) -> __m512 {
-            _mm512_cvtph_ps(_mm512_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(x))
-        }
-        let n = acc.len();
-        assert!(vals.iter().all(|v| v.len() >= n) && ms.len() >= vals.len() && vs.len() >= vals.len());
-        assert!(rescale.len() >= vals.len() && n.is_multiple_of(16));
-        let mut c0 = 0;
-        while c0 < n {
-            let w = ((n - c0) / 16).min(8);
-            let ap = acc.as_mut_ptr() as *mut __m256i;
-            let mut a = [_mm512_setzero_ps(); 8];
-            // SAFETY: vectors `c0/16 .. c0/16 + w` lie inside `acc` and every value row.
-            unsafe {
-                for (j, aj) in a.iter_mut().enumerate().take(w) {
-                    *aj = _mm512_cvtph_ps(_mm256_loadu_si256(ap.add(c0 / 16 + j)));
-                }
-                for (i, x) in vals.iter().enumerate() {
-                    let xp = x.as_ptr() as *const __m256i;
-                    let (mv, vv) = (_mm512_set1_ps(ms[i]), _mm512_set1_ps(vs[i]));
-                    for (j, aj) in a.iter_mut().enumerate().take(w) {
-                        if rescale[i] {
-                            *aj = r16(_mm512_mul_ps(*aj, mv));
-                        }
-                        let xv = _mm512_cvtph_ps(_mm256_loadu_si256(xp.add(c0 / 16 + j)));
-                        *aj = r16(_mm512_fmadd_ps(xv, vv, *aj));
-                    }
-                }
-                for (j, aj) in a.iter().enumerate().take(w) {
-                    _mm256_storeu_si256(ap.add(c0 / 16 + j), _mm512_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(*aj));
-                }
-            }
-            c0 += 16 * w;
-        }
-    }
-
-    /// [`dots_avx512`] for several heads (`d` a multiple of 64, `qf`: `[heads, d]`): each key
-    /// chunk is widened once and meets the heads, 4 at a time; per head the same accumulators
-    /// and reductions.
+    /// [`dot_avx512`] for up to 8 keys and several heads (`d` a multiple of 64, `qf`: the
+    /// queries `[heads, d]` widened): each key chunk is widened once and meets the heads, 4 at a
+    /// time; per head and key the same accumulators, and the 8 keys' final reductions done
+    /// together ([`super::reduce16`]'s first step, then [`crate::cpu::kernels::hsum8x8`]).
     #[target_feature(enable = "avx512f,avx2,fma,f16c")]
     pub(super) unsafe fn dots_heads_avx512(keys: &[&[f16]], qf: &[f32], d: usize, out: &mut [[f32; 8]]) {
         const HB: usize = 4;
@@ -477,9 +397,10 @@ mod x86 {
         }
     }
 
-    /// [`mad_run_avx512`] for several heads (`acc`: `[heads, d]`, `d` a multiple of 16, at most
-    /// 8 heads): up to 12 (chunk, head) chains in registers at once, each 16-value chunk of a
-    /// value row widened once for all heads.
+    /// [`super::mad_run`] for several heads (`acc`: `[heads, d]`, `d` a positive multiple of 16),
+    /// 8 heads at a time: up to 12 (chunk, head) chains in registers at once (f32 values rounded
+    /// to f16 after every step, which is what storing them as f16 does), each 16-value chunk of a
+    /// value row widened once for the heads of the batch.
     #[target_feature(enable = "avx512f,avx2,fma,f16c")]
     pub(super) unsafe fn mad_run_heads_avx512(
         acc: &mut [f16],
@@ -489,21 +410,26 @@ mod x86 {
         vs: &[[f32; 8]],
         rescale: &[[bool; 8]],
     ) {
-        macro_rules! go {
-            ($h:literal) => {
-                // SAFETY: forwarded from the caller.
-                unsafe { mad_heads::<$h>(acc, d, vals, ms, vs, rescale) }
-            };
-        }
-        match ms.len() {
-            1 => go!(1),
-            2 => go!(2),
-            3 => go!(3),
-            4 => go!(4),
-            5 => go!(5),
-            6 => go!(6),
-            7 => go!(7),
-            _ => go!(8),
+        assert!(d > 0 && acc.len() == ms.len() * d && vs.len() >= ms.len() && rescale.len() >= ms.len());
+        for (b, acc) in acc.chunks_mut(8 * d).enumerate() {
+            let hs = 8 * b..8 * b + acc.len() / d;
+            let (ms, vs, rescale) = (&ms[hs.clone()], &vs[hs.clone()], &rescale[hs]);
+            macro_rules! go {
+                ($h:literal) => {
+                    // SAFETY: forwarded from the caller.
+                    unsafe { mad_heads::<$h>(acc, d, vals, ms, vs, rescale) }
+                };
+            }
+            match ms.len() {
+                1 => go!(1),
+                2 => go!(2),
+                3 => go!(3),
+                4 => go!(4),
+                5 => go!(5),
+                6 => go!(6),
+                7 => go!(7),
+                _ => go!(8),
+            }
         }
     }
 
@@ -613,7 +539,7 @@ mod tests {
             (0..n).map(|i| f16::from_f32((((i * 7919 + seed) % 2003) as f32 - 1001.0) * 1.37e-3)).collect()
         };
         for d in [64usize, 80, 256] {
-            for heads in [1usize, 3, 7] {
+            for heads in [1usize, 3, 7, 10] {
                 let keys: Vec<Vec<f16>> = (0..8).map(|s| vals(d, 3 + s)).collect();
                 let values: Vec<Vec<f16>> = (0..8).map(|s| vals(d, 40 + s)).collect();
                 let (kr, vr): (Vec<&[f16]>, Vec<&[f16]>) =

@@ -6,15 +6,22 @@
 //! prints each matvec's weight GB/s (median of timed runs) next to the read bandwidth measured
 //! in the same process (2-thread sum over a 256 MiB buffer), and the prefill GFLOP/s.
 //!
+//! Two paths: `blocks` is `matmul` on the GGUF bytes (what a weight seen once gets), `engine`
+//! is `Tensor::matmul` on mapped weight tensors as a loaded model holds them, which on AVX-512
+//! VNNI runs on the copy packed at first use (the warm-up packs every copy).
+//!
 //! `cargo bench -p ferrite-benches` (about 2 minutes). `FERRITE_ISA=avx2|scalar` compares levels.
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use std::sync::Arc;
+
 use ferrite_tensor::cpu::kernels::Kernels;
 use ferrite_tensor::cpu::matmul::matmul;
-use ferrite_tensor::DType;
+use ferrite_tensor::cpu::CpuStorage;
+use ferrite_tensor::{DType, Device, Tensor};
 use half::f16;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -71,26 +78,57 @@ fn weights(dtype: DType, k: usize, n: usize, copies: usize, rng: &mut StdRng) ->
     w
 }
 
-/// Weight matrices of one case, cycled so each call streams a matrix not in cache.
+/// Weight matrices of one case, cycled so each call streams a matrix not in cache: as bytes,
+/// and as mapped tensors over the same bytes (one per copy).
 struct Stream {
-    w: Vec<u8>,
+    w: Arc<Vec<u8>>,
+    tensors: Vec<Tensor>,
     bytes: usize,
     copies: usize,
     next: usize,
 }
 
 impl Stream {
-    fn new(c: &Case, rng: &mut StdRng) -> Stream {
+    fn new(c: &Case, rng: &mut StdRng, dev: &Device) -> Stream {
         let bytes = c.dtype.bytes_for(c.k).expect("row") * c.n;
         let copies = STREAM_BYTES.div_ceil(bytes).max(1);
-        Stream { w: weights(c.dtype, c.k, c.n, copies, rng), bytes, copies, next: 0 }
+        let w = Arc::new(weights(c.dtype, c.k, c.n, copies, rng));
+        let tensors = (0..copies)
+            .map(|i| {
+                let storage = CpuStorage::mapped(w.clone(), i * bytes, bytes).expect("mapped");
+                Tensor::from_storage(Arc::new(storage), dev.clone(), c.dtype, vec![c.n, c.k], 0).expect("tensor")
+            })
+            .collect::<Vec<Tensor>>();
+        // Every copy meets one row first, so that the timed runs stream packed copies (as
+        // decode does) and never include the packing.
+        let x = Tensor::from_f32(&vec![0.5; c.k], vec![1, c.k], dev).expect("x");
+        for t in &tensors {
+            x.matmul(t).expect("warm-up");
+        }
+        Stream { w, tensors, bytes, copies, next: 0 }
+    }
+
+    fn advance(&mut self) -> usize {
+        let i = self.next;
+        self.next = (i + 1) % self.copies;
+        i
     }
 
     fn next(&mut self) -> &[u8] {
-        let i = self.next;
-        self.next = (i + 1) % self.copies;
+        let i = self.advance();
         &self.w[i * self.bytes..(i + 1) * self.bytes]
     }
+
+    /// The next copy as a tensor; `x.matmul(w)` is the engine's path.
+    fn next_tensor(&mut self) -> &Tensor {
+        let i = self.advance();
+        &self.tensors[i]
+    }
+}
+
+/// `x [m, k]` as a tensor on `dev`.
+fn x_tensor(x: &[f32], k: usize, dev: &Device) -> Tensor {
+    Tensor::from_f32(x, vec![x.len() / k, k], dev).expect("x")
 }
 
 /// Read bandwidth: a 2-thread sum over a buffer 8x the L3 (median of 9 passes), in GB/s.
@@ -135,42 +173,53 @@ fn median_secs(mut f: impl FnMut(), runs: usize) -> f64 {
     t[t.len() / 2]
 }
 
-fn summary(pool: &rayon::ThreadPool, streams: &mut [Stream], rng: &mut StdRng) {
+fn summary(pool: &rayon::ThreadPool, dev: &Device, streams: &mut [Stream], rng: &mut StdRng) {
     let bw = read_bandwidth(pool);
     println!("\n=== qmatmul summary ({THREADS} threads, kernels {:?}) ===", Kernels::best().isa());
     println!("read bandwidth (2-thread sum, 256 MiB): {bw:.1} GB/s");
     for (c, s) in CASES.iter().zip(streams.iter_mut()) {
         let x: Vec<f32> = (0..c.k).map(|_| rng.gen_range(-1.0f32..1.0)).collect();
         let mut out = vec![0f32; c.n];
-        let t =
+        let xt = x_tensor(&x, c.k, dev);
+        let blocks =
             median_secs(|| pool.install(|| matmul(&x, 1, c.k, s.next(), c.dtype, c.n, &mut out)).expect("matvec"), 25);
-        let gbs = s.bytes as f64 / t / 1e9;
-        println!(
-            "matvec {:<17} {:?} {:>5}x{:<6} {:>7.2} MB  {:>8.1} us  {:>5.1} GB/s  {:>4.0}% of bandwidth",
-            c.name,
-            c.dtype,
-            c.k,
-            c.n,
-            s.bytes as f64 / 1e6,
-            t * 1e6,
-            gbs,
-            100.0 * gbs / bw
+        let engine = median_secs(
+            || {
+                black_box(xt.matmul(s.next_tensor()).expect("matvec"));
+            },
+            25,
         );
+        for (path, t) in [("blocks", blocks), ("engine", engine)] {
+            let gbs = s.bytes as f64 / t / 1e9;
+            println!(
+                "matvec {path} {:<17} {:?} {:>5}x{:<6} {:>7.2} MB  {:>8.1} us  {:>5.1} GB/s  {:>4.0}% of bandwidth",
+                c.name,
+                c.dtype,
+                c.k,
+                c.n,
+                s.bytes as f64 / 1e6,
+                t * 1e6,
+                gbs,
+                100.0 * gbs / bw
+            );
+        }
     }
     for &(m, cases) in MULTI {
         for &i in cases {
             let (c, s) = (&CASES[i], &mut streams[i]);
             let x: Vec<f32> = (0..m * c.k).map(|_| rng.gen_range(-1.0f32..1.0)).collect();
-            let mut out = vec![0f32; m * c.n];
+            let xt = x_tensor(&x, c.k, dev);
             let t = median_secs(
-                || pool.install(|| matmul(&x, m, c.k, s.next(), c.dtype, c.n, &mut out)).expect("matmul"),
+                || {
+                    black_box(xt.matmul(s.next_tensor()).expect("matmul"));
+                },
                 7,
             );
+            let rows: Vec<Tensor> = (0..4).map(|r| x_tensor(&x[r * c.k..(r + 1) * c.k], c.k, dev)).collect();
             let tv = median_secs(
                 || {
-                    for r in 0..4 {
-                        let xr = &x[r * c.k..(r + 1) * c.k];
-                        pool.install(|| matmul(xr, 1, c.k, s.next(), c.dtype, c.n, &mut out[..c.n])).expect("matvec");
+                    for xr in &rows {
+                        black_box(xr.matmul(s.next_tensor()).expect("matvec"));
                     }
                 },
                 7,
@@ -195,18 +244,22 @@ fn summary(pool: &rayon::ThreadPool, streams: &mut [Stream], rng: &mut StdRng) {
 
 fn benches(cr: &mut Criterion) {
     let pool = pool();
+    let dev = Device::cpu_with_threads(THREADS).expect("device");
     let mut rng = StdRng::seed_from_u64(1);
-    let mut streams: Vec<Stream> = CASES.iter().map(|c| Stream::new(c, &mut rng)).collect();
-    summary(&pool, &mut streams, &mut rng);
+    let mut streams: Vec<Stream> = CASES.iter().map(|c| Stream::new(c, &mut rng, &dev)).collect();
+    summary(&pool, &dev, &mut streams, &mut rng);
 
     let mut g = cr.benchmark_group("matvec");
     for (c, s) in CASES.iter().zip(streams.iter_mut()) {
         let x: Vec<f32> = (0..c.k).map(|_| rng.gen_range(-1.0f32..1.0)).collect();
+        let xt = x_tensor(&x, c.k, &dev);
         let mut out = vec![0f32; c.n];
         g.throughput(Throughput::Bytes(s.bytes as u64));
-        g.bench_function(BenchmarkId::new(format!("{}_{:?}", c.name, c.dtype), format!("{}x{}", c.k, c.n)), |b| {
+        let id = |path: &str| BenchmarkId::new(format!("{path}_{}_{:?}", c.name, c.dtype), format!("{}x{}", c.k, c.n));
+        g.bench_function(id("blocks"), |b| {
             b.iter(|| pool.install(|| matmul(&x, 1, c.k, s.next(), c.dtype, c.n, &mut out)).expect("matvec"))
         });
+        g.bench_function(id("engine"), |b| b.iter(|| black_box(xt.matmul(s.next_tensor()).expect("matvec"))));
     }
     g.finish();
 
@@ -215,10 +268,10 @@ fn benches(cr: &mut Criterion) {
         for &i in cases {
             let (c, s) = (&CASES[i], &mut streams[i]);
             let x: Vec<f32> = (0..m * c.k).map(|_| rng.gen_range(-1.0f32..1.0)).collect();
-            let mut out = vec![0f32; m * c.n];
+            let xt = x_tensor(&x, c.k, &dev);
             g.throughput(Throughput::Elements(2 * (m * c.k * c.n) as u64));
             g.bench_function(BenchmarkId::new(format!("{}_{:?}", c.name, c.dtype), format!("{}x{}", c.k, c.n)), |b| {
-                b.iter(|| pool.install(|| matmul(&x, m, c.k, s.next(), c.dtype, c.n, &mut out)).expect("matmul"))
+                b.iter(|| black_box(xt.matmul(s.next_tensor()).expect("matmul")))
             });
         }
         g.finish();

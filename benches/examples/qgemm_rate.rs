@@ -1,11 +1,16 @@
 //! Quantized matmul rates (GMAC/s, best of REPS calls on the current rayon pool) at SmolLM2's
 //! and Qwen2.5's shapes for 1 to 512 activation rows: decode, batched decode and prefill
-//! through `cpu::matmul::matmul`, quantization of the activations included.
+//! through `cpu::matmul::matmul` on the GGUF bytes (`blocks`) and through `Tensor::matmul` on a
+//! mapped weight tensor as a loaded model holds it (`engine`: on AVX-512 VNNI, the copy packed
+//! at its first use), quantization of the activations included.
 //! `cargo run --release -p ferrite-benches --example qgemm_rate [REPS]`; `RAYON_NUM_THREADS`
 //! sets the threads, `FERRITE_ISA=avx2` compares the AVX2 kernels on an AVX-512 machine.
 
+use std::sync::Arc;
+
 use ferrite_tensor::cpu::matmul::matmul;
-use ferrite_tensor::DType;
+use ferrite_tensor::cpu::CpuStorage;
+use ferrite_tensor::{DType, Device, Tensor};
 use rand::{Rng, SeedableRng};
 use std::time::Instant;
 
@@ -40,20 +45,30 @@ fn main() {
                 b[2..4].copy_from_slice(&half::f16::from_f32(rng.gen_range(-0.05f32..0.0)).to_le_bytes());
             }
         }
-        print!("{:<26}", format!("{dtype:?} {k} x {n}"));
-        for m in rows {
-            let x: Vec<f32> = (0..m * k).map(|_| rng.gen_range(-1.0f32..1.0)).collect();
-            let mut out = vec![0f32; m * n];
-            let calls = (reps * 64 / m).clamp(3, reps * 8);
-            let best = (0..calls)
-                .map(|_| {
-                    let t = Instant::now();
-                    matmul(&x, m, k, &w, dtype, n, &mut out).expect("matmul");
-                    t.elapsed().as_secs_f64()
-                })
-                .fold(f64::MAX, f64::min);
-            print!(" {:>8.1}", (m * n * k) as f64 / best / 1e9);
+        let len = w.len();
+        let storage = CpuStorage::mapped(Arc::new(w.clone()), 0, len).expect("mapped");
+        let wt = Tensor::from_storage(Arc::new(storage), Device::cpu(), dtype, vec![n, k], 0).expect("tensor");
+        for path in ["blocks", "engine"] {
+            print!("{:<26}", format!("{path} {dtype:?} {k} x {n}"));
+            for m in rows {
+                let x: Vec<f32> = (0..m * k).map(|_| rng.gen_range(-1.0f32..1.0)).collect();
+                let xt = Tensor::from_f32(&x, vec![m, k], &Device::cpu()).expect("x");
+                let mut out = vec![0f32; m * n];
+                let calls = (reps * 64 / m).clamp(3, reps * 8);
+                let best = (0..=calls)
+                    .map(|_| {
+                        let t = Instant::now();
+                        if path == "blocks" {
+                            matmul(&x, m, k, &w, dtype, n, &mut out).expect("matmul");
+                        } else {
+                            std::hint::black_box(xt.matmul(&wt).expect("matmul"));
+                        }
+                        t.elapsed().as_secs_f64()
+                    })
+                    .fold(f64::MAX, f64::min);
+                print!(" {:>8.1}", (m * n * k) as f64 / best / 1e9);
+            }
+            println!();
         }
-        println!();
     }
 }

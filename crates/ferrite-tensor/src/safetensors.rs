@@ -274,7 +274,7 @@ impl SafetensorsModel {
         let t = self.tensor_info(name).ok_or_else(|| Error::TensorNotFound(name.to_string()))?;
         let dtype = loadable_dtype(t)?;
         let shard = self.shards.get(t.shard).ok_or_else(|| malformed("shard index out of range"))?;
-        mapped_tensor(&shard.bytes, t.offset, t.len_bytes, dtype, t.shape.clone())
+        mapped_tensor(&shard.bytes, false, t.offset, t.len_bytes, dtype, t.shape.clone())
     }
 }
 

@@ -158,6 +158,13 @@ impl Tensor {
         if self.device.same_as(device) {
             return Ok(self.clone());
         }
+        // Mapped (read-only) CPU bytes to another CPU device (another thread pool): shared, which
+        // no one can tell from a copy. A mapped weight stays mapped, and keeps the layouts
+        // prepared for it, instead of becoming an owned copy of the file.
+        let mapped = matches!(self.storage.as_any().downcast_ref(), Some(crate::cpu::CpuStorage::Mapped { .. }));
+        if mapped && self.device.is_cpu() && device.is_cpu() {
+            return Ok(Tensor { device: device.clone(), ..self.clone() });
+        }
         Tensor::from_bytes(&self.to_bytes()?, self.dtype, self.shape.clone(), device)
     }
 

@@ -17,12 +17,20 @@
 //!   once per 4 activation rows. Each tile's results for 4 activation rows land in a small
 //!   `[tile, 4]` buffer and are copied straight into their rows of `out` (no `[n, m]` scratch
 //!   and no separate transpose pass).
+//!
+//! On AVX-512 VNNI, a mapped weight of a 32-value block type is laid out once, at its first
+//! matmul, for [`avx512_gemm`] ([`CpuStorage::prepared`]), and every later matvec and matmul
+//! with it, decode included, runs that kernel on the packed copy.
 
 use rayon::prelude::*;
 
 #[cfg(target_arch = "x86_64")]
-use crate::cpu::kernels::{avx512_gemm, Isa};
+use crate::cpu::kernels::avx512_gemm::{self, Packed};
+#[cfg(target_arch = "x86_64")]
+use crate::cpu::kernels::Isa;
 use crate::cpu::kernels::{Kernels, UnpackedRows, MAX_ROWS};
+#[cfg(target_arch = "x86_64")]
+use crate::cpu::{cpu_storage, CpuStorage};
 use crate::cpu::{expect_f32, f32_tensor, OutPtr, TensorRead};
 use crate::cpu::{gemm_blocked, gemm_f32};
 use crate::quant::act::{ActFormat, ActRow, QuantizedActs};
@@ -192,6 +200,28 @@ where
 /// the weights run in one parallel region (one fork-join for Q, K and V instead of three).
 /// The same bits as [`matmul`] per weight (each chunk runs the same kernel on the same rows).
 pub fn matvec_many(x: &[f32], k: usize, ws: &[(&[u8], DType, usize)], outs: &mut [Vec<f32>]) -> Result<()> {
+    let views: Vec<WeightView<'_>> =
+        ws.iter().map(|&(bytes, dtype, n)| WeightView { bytes, dtype, n, packed: None }).collect();
+    matvec_views(x, k, &views, outs)
+}
+
+/// A weight of [`matvec_views`]: GGUF bytes, and the packed copy where there is one.
+struct WeightView<'a> {
+    bytes: &'a [u8],
+    dtype: DType,
+    n: usize,
+    packed: Option<&'a Packed>,
+}
+
+/// One task of [`matvec_views`]: weight `i`, rows as GGUF bytes or as packed groups, and
+/// their outputs.
+enum Part<'a> {
+    Rows(usize, &'a [u8], &'a mut [f32]),
+    Groups(usize, std::ops::Range<usize>, &'a mut [f32]),
+}
+
+/// [`matvec_many`] over weights of which some may be packed.
+fn matvec_views(x: &[f32], k: usize, ws: &[WeightView<'_>], outs: &mut [Vec<f32>]) -> Result<()> {
     if outs.len() != ws.len() {
         return Err(Error::shape("matvec_many", format!("{} weights, {} outputs", ws.len(), outs.len())));
     }
@@ -199,12 +229,15 @@ pub fn matvec_many(x: &[f32], k: usize, ws: &[(&[u8], DType, usize)], outs: &mut
     // The row quantized once per activation format; each weight's index into it and row bytes.
     let mut acts: Vec<(ActFormat, QuantizedActs)> = Vec::new();
     let mut plan = Vec::with_capacity(ws.len());
-    for &(w, dtype, n) in ws {
-        let format = ActFormat::for_weights(dtype)
-            .ok_or_else(|| Error::Backend(format!("matvec_many takes quantized weights, not {dtype:?}")))?;
-        let row_bytes =
-            dtype.bytes_for(k).ok_or(Error::NotBlockAligned { dtype, numel: k, block: dtype.block_size() })?;
-        check_sizes("matvec_many", x.len(), 1, k, w.len(), row_bytes, n, n)?;
+    for w in ws {
+        let format = ActFormat::for_weights(w.dtype)
+            .ok_or_else(|| Error::Backend(format!("matvec_many takes quantized weights, not {:?}", w.dtype)))?;
+        let row_bytes = w.dtype.bytes_for(k).ok_or(Error::NotBlockAligned {
+            dtype: w.dtype,
+            numel: k,
+            block: w.dtype.block_size(),
+        })?;
+        check_sizes("matvec_many", x.len(), 1, k, w.bytes.len(), row_bytes, w.n, w.n)?;
         let a = match acts.iter().position(|(f, _)| *f == format) {
             Some(a) => a,
             None => {
@@ -217,20 +250,105 @@ pub fn matvec_many(x: &[f32], k: usize, ws: &[(&[u8], DType, usize)], outs: &mut
         plan.push((a, row_bytes));
     }
     let rows: Vec<ActRow<'_>> = acts.iter().map(|(_, q)| q.row(0)).collect();
+    // The packed kernels' starting values, per weight (empty where not packed).
+    let starts: Vec<Vec<Vec<i32>>> = ws
+        .iter()
+        .zip(&plan)
+        .map(|(w, &(a, _))| w.packed.map(|p| packed_starts(p, &rows[a])).unwrap_or_default())
+        .collect();
     let threads = rayon::current_num_threads().max(1);
-    let mut tasks: Vec<(usize, &[u8], &mut [f32])> = Vec::new();
-    for (i, (out, &(w, _, n))) in outs.iter_mut().zip(ws).enumerate() {
+    let mut tasks: Vec<Part<'_>> = Vec::new();
+    for (i, (out, w)) in outs.iter_mut().zip(ws).enumerate() {
         out.clear();
-        out.resize(n, 0.0);
-        let chunk = chunk_rows(n, threads);
-        for (o, wc) in out.chunks_mut(chunk).zip(w.chunks(chunk * plan[i].1)) {
-            tasks.push((i, wc, o));
+        out.resize(w.n, 0.0);
+        let chunk = chunk_rows(w.n, threads);
+        match w.packed {
+            Some(p) => {
+                let per = chunk.div_ceil(16);
+                for (c, o) in out.chunks_mut(per * 16).enumerate() {
+                    tasks.push(Part::Groups(i, c * per..((c + 1) * per).min(packed_groups(p)), o));
+                }
+            }
+            None => {
+                for (o, wc) in out.chunks_mut(chunk).zip(w.bytes.chunks(chunk * plan[i].1)) {
+                    tasks.push(Part::Rows(i, wc, o));
+                }
+            }
         }
     }
-    tasks.into_par_iter().try_for_each(|(i, wc, o)| {
-        let (a, row_bytes) = plan[i];
-        kern.quant_dot(ws[i].1, wc, row_bytes, std::slice::from_ref(&rows[a]), o, 1)
+    tasks.into_par_iter().try_for_each(|task| match task {
+        Part::Rows(i, wc, o) => {
+            let (a, row_bytes) = plan[i];
+            kern.quant_dot(ws[i].dtype, wc, row_bytes, std::slice::from_ref(&rows[a]), o, 1)
+        }
+        Part::Groups(i, groups, o) => match ws[i].packed {
+            Some(p) => packed_matvec(p, &rows[plan[i].0], &starts[i], groups, o),
+            None => Err(Error::Backend("matvec_many: a packed task without packed weights".into())),
+        },
     })
+}
+
+/// The packed copy of weight `w` for [`avx512_gemm`], made at its first use: only for mapped
+/// storage (owned storage can change), on AVX-512 VNNI, for the 32-value block types, and for a
+/// 2-D view of the whole tensor.
+#[cfg(target_arch = "x86_64")]
+fn packed_weights(w: &Tensor) -> Option<&Packed> {
+    let &[n, k] = w.dims() else { return None };
+    if Kernels::best().isa() != Isa::Avx512Vnni || !avx512_gemm::supports(w.dtype()) || !k.is_multiple_of(32) {
+        return None;
+    }
+    let storage: &CpuStorage = cpu_storage(w, "matmul").ok()?;
+    let dtype = w.dtype();
+    let prepared = storage.prepared((w.offset_bytes(), w.len_bytes()), |bytes| {
+        let packed = Packed::new(bytes, dtype, n, k).ok()?;
+        Some(Box::new(packed) as Box<dyn std::any::Any + Send + Sync>)
+    })?;
+    prepared.downcast_ref::<Packed>().filter(|p| p.dtype() == dtype && p.n() == n && p.k() == k)
+}
+
+#[cfg(target_arch = "x86_64")]
+fn packed_starts(p: &Packed, row: &ActRow<'_>) -> Vec<Vec<i32>> {
+    p.start_values(row)
+}
+
+#[cfg(target_arch = "x86_64")]
+fn packed_groups(p: &Packed) -> usize {
+    p.groups()
+}
+
+#[cfg(target_arch = "x86_64")]
+fn packed_matvec(
+    p: &Packed,
+    row: &ActRow<'_>,
+    starts: &[Vec<i32>],
+    groups: std::ops::Range<usize>,
+    out: &mut [f32],
+) -> Result<()> {
+    avx512_gemm::matvec_groups(p, row, starts, groups, out)
+}
+
+/// No packed layout off x86-64.
+#[cfg(not(target_arch = "x86_64"))]
+enum Packed {}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn packed_weights(_: &Tensor) -> Option<&Packed> {
+    None
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn packed_starts(p: &Packed, _: &ActRow<'_>) -> Vec<Vec<i32>> {
+    match *p {}
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn packed_groups(p: &Packed) -> usize {
+    match *p {}
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn packed_matvec(p: &Packed, _: &ActRow<'_>, _: &[Vec<i32>], _: std::ops::Range<usize>, _: &mut [f32]) -> Result<()> {
+    match *p {}
 }
 
 /// The tensor-level matmul: `x [.., k]` f32 times `w [n, k]`.
@@ -247,8 +365,20 @@ pub fn matmul_tensor(x: &Tensor, w: &Tensor) -> Result<Tensor> {
     let mut out = crate::cpu::buffers::zeroed(m * n);
     {
         let xr = TensorRead::new(x, "matmul")?;
-        let wr = TensorRead::new(w, "matmul")?;
-        matmul(xr.f32()?, m, k, wr.bytes(), w.dtype(), n, &mut out)?;
+        match packed_weights(w) {
+            #[cfg(target_arch = "x86_64")]
+            Some(p) if m > 0 => {
+                let mut acts = QuantizedActs::new();
+                let format = ActFormat::for_weights(p.dtype())
+                    .ok_or_else(|| Error::Backend(format!("no activation format for {:?}", p.dtype())))?;
+                acts.quantize(xr.f32()?, k, format)?;
+                avx512_gemm::gemm_packed(&acts, p, &mut out)?;
+            }
+            _ => {
+                let wr = TensorRead::new(w, "matmul")?;
+                matmul(xr.f32()?, m, k, wr.bytes(), w.dtype(), n, &mut out)?;
+            }
+        }
     }
     let mut dims = x.dims().to_vec();
     if let Some(l) = dims.last_mut() {
@@ -272,9 +402,12 @@ pub fn matmul_many_tensor(x: &Tensor, ws: &[&Tensor]) -> Result<Vec<Tensor>> {
     {
         let xr = TensorRead::new(x, "matmul")?;
         let reads = ws.iter().map(|w| TensorRead::new(w, "matmul")).collect::<Result<Vec<_>>>()?;
-        let views: Vec<(&[u8], DType, usize)> =
-            reads.iter().zip(ws).map(|(r, w)| (r.bytes(), w.dtype(), w.dims()[0])).collect();
-        matvec_many(xr.f32()?, k, &views, &mut outs)?;
+        let views: Vec<WeightView<'_>> = reads
+            .iter()
+            .zip(ws)
+            .map(|(r, w)| WeightView { bytes: r.bytes(), dtype: w.dtype(), n: w.dims()[0], packed: packed_weights(w) })
+            .collect();
+        matvec_views(xr.f32()?, k, &views, &mut outs)?;
     }
     outs.into_iter()
         .zip(ws)
@@ -425,6 +558,50 @@ mod tests {
                 assert_eq!(got.dims(), want.dims());
                 let bits = |t: &Tensor| t.to_vec_f32().expect("read").iter().map(|v| v.to_bits()).collect::<Vec<_>>();
                 assert_eq!(bits(got), bits(&want), "{:?} rows={rows}", w.dtype());
+            }
+        }
+    }
+
+    /// Mapped weights (packed at first use where the CPU has AVX-512 VNNI) give the bits of
+    /// the same weights in owned storage (never packed), through `matmul` for 1..16 rows and
+    /// through the fused matvec with packed and unpacked weights mixed; a second call uses
+    /// the packed copy made by the first.
+    #[test]
+    fn mapped_weights_give_owned_weights_bits() {
+        let dev = Device::cpu_with_threads(2).expect("device");
+        let mut rng = StdRng::seed_from_u64(12);
+        let k = 768;
+        let specs =
+            [(DType::Q5_0, 40usize), (DType::Q8_0, 7), (DType::Q4_K, 33), (DType::Q4_1, 100), (DType::Q4_0, 16)];
+        let mut owned = Vec::new();
+        let mut mapped = Vec::new();
+        for &(dt, n) in &specs {
+            let b = random_blocks(dt, n * k / dt.block_size(), &mut rng);
+            owned.push(Tensor::from_bytes(&b, dt, vec![n, k], &dev).expect("owned"));
+            // A window in the middle of a larger buffer, as in a model file.
+            let mut file = vec![7u8; 100];
+            file.extend_from_slice(&b);
+            file.extend_from_slice(&[9u8; 60]);
+            let storage = crate::cpu::CpuStorage::mapped(std::sync::Arc::new(file), 100, b.len()).expect("mapped");
+            mapped.push(Tensor::from_storage(std::sync::Arc::new(storage), dev.clone(), dt, vec![n, k], 0).expect("t"));
+        }
+        let bits = |t: &Tensor| t.to_vec_f32().expect("read").iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+        for _pass in 0..2 {
+            for rows in [1usize, 2, 3, 16] {
+                let x: Vec<f32> = (0..rows * k).map(|_| rng.gen_range(-1.0f32..1.0)).collect();
+                let xt = Tensor::from_f32(&x, vec![rows, k], &dev).expect("x");
+                for (o, m) in owned.iter().zip(&mapped) {
+                    assert_eq!(
+                        bits(&xt.matmul(m).expect("mapped")),
+                        bits(&xt.matmul(o).expect("owned")),
+                        "{:?} rows {rows}",
+                        o.dtype()
+                    );
+                }
+                let many = xt.matmul_many(&mapped.iter().collect::<Vec<_>>()).expect("many");
+                for (got, o) in many.iter().zip(&owned) {
+                    assert_eq!(bits(got), bits(&xt.matmul(o).expect("owned")), "fused {:?} rows {rows}", o.dtype());
+                }
             }
         }
     }

@@ -2,7 +2,7 @@
 
 use std::any::Any;
 use std::ops::Deref;
-use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use crate::{BackendStorage, Error, Result, Tensor};
 
@@ -14,9 +14,30 @@ pub type SharedBytes = Arc<dyn AsRef<[u8]> + Send + Sync>;
 ///
 /// An owned buffer made from an op's result ([`CpuStorage::from_f32`]) goes back to
 /// [`super::buffers`] when dropped, for the next op's output.
+///
+/// Mapped storage, which never changes, can also hold a copy of its bytes laid out for a
+/// faster kernel ([`CpuStorage::prepared`]), made at first use.
 pub enum CpuStorage {
-    Owned { data: RwLock<Vec<f32>>, len: usize, recycle: bool },
-    Mapped { bytes: SharedBytes, start: usize, len: usize },
+    Owned {
+        data: RwLock<Vec<f32>>,
+        len: usize,
+        recycle: bool,
+    },
+    Mapped {
+        bytes: SharedBytes,
+        start: usize,
+        len: usize,
+        /// `bytes` is a read-only map of a file: pages can be given back to the page cache.
+        file_backed: bool,
+        prepared: OnceLock<Option<Prepared>>,
+    },
+}
+
+/// A kernel's own layout of (a view of) mapped bytes, with the view it was made from.
+pub struct Prepared {
+    /// Offset and length of the view within the storage.
+    view: (usize, usize),
+    data: Box<dyn Any + Send + Sync>,
 }
 
 impl std::fmt::Debug for CpuStorage {
@@ -52,11 +73,47 @@ impl CpuStorage {
 
     /// A window `start .. start + len` of shared bytes (checked).
     pub fn mapped(bytes: SharedBytes, start: usize, len: usize) -> Result<Self> {
+        Self::mapped_from(bytes, start, len, false)
+    }
+
+    /// [`CpuStorage::mapped`] over bytes that are a read-only memory map of a file (a
+    /// `memmap2::Mmap` made by this crate's readers): once a kernel has its own copy of the
+    /// window ([`CpuStorage::prepared`]), the window's pages are handed back to the page cache,
+    /// so the model is not resident twice; a later read maps them in again from the file.
+    pub(crate) fn mapped_file(bytes: SharedBytes, start: usize, len: usize) -> Result<Self> {
+        Self::mapped_from(bytes, start, len, true)
+    }
+
+    fn mapped_from(bytes: SharedBytes, start: usize, len: usize, file_backed: bool) -> Result<Self> {
         let total = (*bytes).as_ref().len();
         if start.checked_add(len).is_none_or(|e| e > total) {
             return Err(Error::OutOfRange { op: "mapped storage", index: start.saturating_add(len), len: total });
         }
-        Ok(CpuStorage::Mapped { bytes, start, len })
+        Ok(CpuStorage::Mapped { bytes, start, len, file_backed, prepared: OnceLock::new() })
+    }
+
+    /// The prepared copy of bytes `view` (offset, length) of mapped storage: made by `make`
+    /// on the first call (on the calling thread; concurrent callers wait for it), `None` for
+    /// owned storage (which can change), when `make` declines, or when the storage was
+    /// prepared for another view.
+    pub(crate) fn prepared(
+        &self,
+        view: (usize, usize),
+        make: impl FnOnce(&[u8]) -> Option<Box<dyn Any + Send + Sync>>,
+    ) -> Option<&(dyn Any + Send + Sync)> {
+        let CpuStorage::Mapped { bytes, start, len, file_backed, prepared } = self else {
+            return None;
+        };
+        let slot = prepared.get_or_init(|| {
+            let all = &(**bytes).as_ref()[*start..*start + *len];
+            let src = all.get(view.0..view.0.checked_add(view.1)?)?;
+            let data = make(src)?;
+            if *file_backed {
+                release_pages(src);
+            }
+            Some(Prepared { view, data })
+        });
+        slot.as_ref().filter(|p| p.view == view).map(|p| &*p.data)
     }
 
     /// Read access to all bytes.
@@ -65,7 +122,9 @@ impl CpuStorage {
             CpuStorage::Owned { data, len, .. } => {
                 CpuBytes::Owned(data.read().unwrap_or_else(|e| e.into_inner()), *len)
             }
-            CpuStorage::Mapped { bytes, start, len } => CpuBytes::Mapped(&(**bytes).as_ref()[*start..*start + *len]),
+            CpuStorage::Mapped { bytes, start, len, .. } => {
+                CpuBytes::Mapped(&(**bytes).as_ref()[*start..*start + *len])
+            }
         }
     }
 
@@ -96,6 +155,25 @@ impl BackendStorage for CpuStorage {
         self
     }
 }
+
+/// Hands the whole pages inside `src`, part of a read-only private file map that nothing
+/// writes, back to the kernel (`MADV_DONTNEED`): they leave this process's resident set, and a
+/// later read faults them in again from the file, unchanged.
+#[cfg(unix)]
+fn release_pages(src: &[u8]) {
+    const PAGE: usize = 4096;
+    let (a, b) = (src.as_ptr() as usize, src.as_ptr() as usize + src.len());
+    let (first, end) = (a.next_multiple_of(PAGE), b / PAGE * PAGE);
+    if end > first {
+        // SAFETY: `first..end` lies inside `src`, whole pages of a private read-only file map
+        // (the caller's `file_backed`); dropping unwritten pages of such a map does not change
+        // what reads of it see. A failure only leaves the pages resident.
+        unsafe { libc::madvise(first as *mut libc::c_void, end - first, libc::MADV_DONTNEED) };
+    }
+}
+
+#[cfg(not(unix))]
+fn release_pages(_: &[u8]) {}
 
 /// A read guard over CPU bytes.
 pub enum CpuBytes<'a> {
@@ -143,5 +221,60 @@ impl<'a> TensorRead<'a> {
     /// crate creates is; a misaligned mapped tensor gives an error).
     pub fn f32(&self) -> Result<&[f32]> {
         bytemuck::try_cast_slice(self.bytes()).map_err(|e| Error::Backend(format!("f32 view of tensor bytes: {e:?}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use super::*;
+
+    fn boxed(v: usize) -> Option<Box<dyn Any + Send + Sync>> {
+        Some(Box::new(v))
+    }
+
+    /// Owned storage is never prepared; mapped storage once, for the view asked first.
+    #[test]
+    fn prepared_is_made_once_per_mapped_storage() {
+        let owned = CpuStorage::from_bytes(&[1, 2, 3, 4]);
+        assert!(owned.prepared((0, 4), |_| boxed(1)).is_none());
+        let mapped = CpuStorage::mapped(Arc::new(vec![5u8; 64]), 8, 32).expect("mapped");
+        let mut calls = 0;
+        let mut get = |view| {
+            mapped
+                .prepared(view, |b: &[u8]| {
+                    calls += 1;
+                    boxed(b.len())
+                })
+                .and_then(|p| p.downcast_ref::<usize>().copied())
+        };
+        assert_eq!(get((4, 16)), Some(16));
+        assert_eq!(get((4, 16)), Some(16));
+        assert_eq!(get((0, 32)), None, "another view");
+        assert_eq!(calls, 1);
+        // A view past the storage is declined, not a panic.
+        let other = CpuStorage::mapped(Arc::new(vec![0u8; 64]), 0, 64).expect("mapped");
+        assert!(other.prepared((60, 8), |_| boxed(0)).is_none());
+        assert!(other.prepared((usize::MAX, 8), |_| boxed(0)).is_none());
+    }
+
+    /// A file map whose pages were handed back still reads the file's bytes.
+    #[test]
+    fn released_file_pages_read_the_same() {
+        let path = std::env::temp_dir().join(format!("ferrite-release-{}.bin", std::process::id()));
+        let data: Vec<u8> = (0..5 * 4096 + 123).map(|i| (i * 7 % 251) as u8).collect();
+        std::fs::File::create(&path).and_then(|mut f| f.write_all(&data)).expect("write");
+        let file = std::fs::File::open(&path).expect("open");
+        // SAFETY: a private read-only map of a file this test alone writes, before mapping.
+        let map = unsafe { memmap2::Mmap::map(&file) }.expect("map");
+        let storage = CpuStorage::mapped_file(Arc::new(map), 100, data.len() - 200).expect("mapped");
+        assert!(storage.read().iter().zip(&data[100..]).all(|(a, b)| a == b));
+        let made = storage.prepared((0, data.len() - 200), |b: &[u8]| boxed(b.iter().map(|&v| v as usize).sum()));
+        assert!(made.is_some());
+        let bytes = storage.read();
+        assert_eq!(&bytes[..], &data[100..data.len() - 100]);
+        drop(bytes);
+        let _ = std::fs::remove_file(&path);
     }
 }

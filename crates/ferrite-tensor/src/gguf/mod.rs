@@ -57,6 +57,8 @@ pub struct GgufFile {
     alignment: usize,
     data_offset: usize,
     bytes: SharedBytes,
+    /// `bytes` is this crate's read-only map of the file ([`GgufFile::open`]).
+    file_backed: bool,
 }
 
 impl std::fmt::Debug for GgufFile {
@@ -81,7 +83,9 @@ impl GgufFile {
         // SAFETY: the map is read-only; as with every mmap-based model loader, the file must not
         // be truncated or modified by another process while it is mapped.
         let map = unsafe { memmap2::Mmap::map(&file) }.map_err(io)?;
-        GgufFile::from_bytes(Arc::new(map))
+        let mut gguf = GgufFile::from_bytes(Arc::new(map))?;
+        gguf.file_backed = true;
+        Ok(gguf)
     }
 
     /// Parses a GGUF file held in memory (or any shared byte source).
@@ -96,6 +100,7 @@ impl GgufFile {
             alignment: p.alignment,
             data_offset: p.data_offset,
             bytes,
+            file_backed: false,
         })
     }
 
@@ -157,16 +162,18 @@ impl GgufFile {
     /// Tensor `name` as a zero-copy CPU tensor over the mapped bytes.
     pub fn tensor(&self, name: &str) -> Result<Tensor> {
         let info = self.tensor_info(name).ok_or_else(|| Error::TensorNotFound(name.to_string()))?;
-        mapped_tensor(&self.bytes, info.offset, info.len_bytes, info.dtype, info.shape.clone())
+        mapped_tensor(&self.bytes, self.file_backed, info.offset, info.len_bytes, info.dtype, info.shape.clone())
     }
 }
 
 /// A CPU tensor over `len` bytes of `bytes` at `offset`, without copying. Float data whose
 /// address is not a multiple of its element size (possible with in-memory bytes, or with a
 /// safetensors header whose length is not padded) is copied into aligned storage instead, so
-/// f32/f16 views of the tensor always work.
+/// f32/f16 views of the tensor always work. `file_backed`: `bytes` is a read-only map of a
+/// file ([`CpuStorage::mapped_file`]).
 pub(crate) fn mapped_tensor(
     bytes: &SharedBytes,
+    file_backed: bool,
     offset: usize,
     len: usize,
     dtype: DType,
@@ -179,7 +186,11 @@ pub(crate) fn mapped_tensor(
     match end {
         Some(end) if misaligned => Tensor::from_bytes(&all[offset..end], dtype, shape, &Device::cpu()),
         _ => {
-            let storage = CpuStorage::mapped(bytes.clone(), offset, len)?;
+            let storage = if file_backed {
+                CpuStorage::mapped_file(bytes.clone(), offset, len)?
+            } else {
+                CpuStorage::mapped(bytes.clone(), offset, len)?
+            };
             Tensor::from_storage(Arc::new(storage), Device::cpu(), dtype, shape, 0)
         }
     }

@@ -1,31 +1,44 @@
-//! AVX-512 VNNI GEMM for the 32-weight blocks (Q4_0, Q4_1, Q5_0, Q8_0) against several
-//! activation rows (prefill, batched decode), rounded exactly as the dot kernels of
-//! [`super::avx512_legacy`] and ggml round.
+//! AVX-512 VNNI matmul for the 32-weight blocks (Q4_0, Q4_1, Q5_0, Q8_0) against one or more
+//! activation rows, rounded exactly as the dot kernels of [`super::avx512_legacy`] and ggml
+//! round.
 //!
 //! ggml keeps, per weight row and activation row, an 8-lane f32 accumulator: lane `l` gets
 //! `fma(d_w · d_x, Σ_{4 values} w·x, acc_l)` block after block, and the 8 lanes are summed at the
 //! end (`hsum_float_8`). The dot kernels run that chain for one or two weight rows at a time, so
 //! each block costs a scale broadcast (a permute) besides the integer dot, conversion and FMA.
-//! Here the weights are repacked 16 rows at a time so that **zmm lane `i` is weight row `i`**:
+//! Here the weights are laid out 16 rows at a time so that **zmm lane `i` is weight row `i`**:
 //! for lane group `l` one 512-bit `vpdpbusd` gives `Σ w·x` over values `4l..4l+4` for all 16
 //! rows against one broadcast activation dword, and the 8 chains of each row live in 8
 //! registers (`acc[l]`). The scale `d_w · d_x` is one multiply per block for all 16 rows, the
 //! final `hsum_float_8` is the same tree of vertical adds, and every lane sees exactly the
 //! integers and float operations of ggml's chain: the same bits.
 //!
-//! Signed weights are stored unsigned with an offset (Q4_0: `q`, value `q - 8`; Q5_0: `q - 16`;
+//! Signed weights are used unsigned with an offset (Q4_0: `q`, value `q - 8`; Q5_0: `q - 16`;
 //! Q8_0: `q ^ 0x80`, value `q - 128`), and `vpdpbusd` starts from `-offset · Σ_4 x` (the
 //! activations' 4-value sums), which leaves exactly ggml's integers.
 //!
-//! A group of 16 rows is packed into L1/L2-sized scratch once per call and then meets every
-//! activation row, [`ROWS`] at a time.
+//! # The packed layout
+//! A group of 16 weight rows and `nb` blocks is a run of 64-byte lines, part after part:
+//! * quants, per block 4 lines (Q8_0: 8): line `j` holds, in dword lane `i`, dword `j` of row
+//!   `i`'s 16 quant bytes, nibbles as stored (low nibbles: lane group `j`, high: `j + 4`); Q8_0's
+//!   line `l` holds dword `l` of the 32 quants, `^ 0x80`;
+//! * the 16 fp16 scales of each block (32 bytes per block);
+//! * Q4_1: the 16 fp16 mins of each block, likewise;
+//! * Q5_0: per block 8 masks of 64 bits, one per lane group `l`: bit `4i + t` is the fifth bit
+//!   of value `4l + t` of row `i` (added as 16 with a masked byte add).
+//!
+//! That is the GGUF size (plus half a line per group when `nb` is odd), so a whole matrix can
+//! be kept in this layout ([`Packed`], made once from a mapped model's weights) and streamed by
+//! decode with no per-call work; [`gemm`] instead packs one group at a time into scratch for
+//! weights seen once. The nibbles are split in registers, once per block for up to [`ROWS`]
+//! activation rows.
 
 use std::arch::x86_64::*;
 
 use rayon::prelude::*;
 
 use crate::cpu::OutPtr;
-use crate::quant::act::QuantizedActs;
+use crate::quant::act::{ActRow, QuantizedActs};
 use crate::{DType, Error, Result};
 
 /// Weight rows per packed group (zmm lanes).
@@ -43,16 +56,28 @@ const Q8_0: u8 = 3;
 #[repr(C, align(64))]
 struct Line([u8; 64]);
 
-/// Packed lines per block of a group: 8 lane groups of weights, the 16 scales, (Q4_1) the 16 mins.
-const fn lines_per_block(kind: u8) -> usize {
-    if kind == Q4_1 {
-        10
+/// Quant lines per block.
+const fn quant_lines(kind: u8) -> usize {
+    if kind == Q8_0 {
+        8
     } else {
-        9
+        4
     }
 }
 
-/// log2 of the unsigned offset of the stored weights (0: none).
+/// Lines of one packed group of `nb` blocks.
+const fn group_lines(kind: u8, nb: usize) -> usize {
+    let halves = nb.div_ceil(2);
+    nb * quant_lines(kind)
+        + halves
+        + match kind {
+            Q4_1 => halves,
+            Q5_0 => nb,
+            _ => 0,
+        }
+}
+
+/// log2 of the unsigned offset of the weights (0: none).
 const fn offset_shift(kind: u8) -> u32 {
     match kind {
         Q4_0 => 3,
@@ -72,113 +97,301 @@ fn kind_of(dtype: DType) -> Option<u8> {
     }
 }
 
-/// Whether [`gemm`] runs `dtype` on this CPU.
+/// Whether [`gemm`] and [`Packed`] run `dtype` on this CPU.
 pub(crate) fn supports(dtype: DType) -> bool {
     kind_of(dtype).is_some() && super::Isa::Avx512Vnni.supported()
 }
 
-/// `out [m, n] = x [m, k] · w [n, k]ᵀ` for legacy-block weights `w` (`n` rows of whole blocks)
-/// and `x` quantized in `acts` (`m` rows, the format ggml pairs with `dtype`); the same bits as
-/// the dot kernels row by row.
-pub(crate) fn gemm(acts: &QuantizedActs, w: &[u8], dtype: DType, n: usize, out: &mut [f32]) -> Result<()> {
+/// Checks `dtype`, the CPU and the sizes: the kind, blocks per row and bytes per row.
+fn check(dtype: DType, w_len: usize, n: usize, k: usize) -> Result<(u8, usize, usize)> {
     let kind = kind_of(dtype).ok_or(Error::UnsupportedDType { dtype, op: "avx512 legacy gemm" })?;
     if !super::Isa::Avx512Vnni.supported() {
         return Err(Error::Backend("the AVX-512 legacy GEMM needs AVX-512 VNNI".into()));
     }
-    let (m, k) = (acts.rows(), acts.k());
     let nb = k / 32;
     let rb = nb * dtype.type_size();
-    if !k.is_multiple_of(32) || Some(w.len()) != n.checked_mul(rb) || Some(out.len()) != m.checked_mul(n) {
+    if !k.is_multiple_of(32) || Some(w_len) != n.checked_mul(rb) {
+        return Err(Error::shape("avx512 legacy gemm", format!("k {k}, w {w_len} bytes for {n} rows")));
+    }
+    Ok((kind, nb, rb))
+}
+
+/// A whole weight matrix (`n` rows of `k` values) in the packed layout.
+pub(crate) struct Packed {
+    kind: u8,
+    dtype: DType,
+    n: usize,
+    k: usize,
+    lines: Vec<Line>,
+}
+
+impl std::fmt::Debug for Packed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Packed({:?}, {}x{}, {} bytes)", self.dtype, self.n, self.k, self.size_bytes())
+    }
+}
+
+impl Packed {
+    /// Packs `w` (`n` rows of `k` values of `dtype`, GGUF blocks) on the calling thread.
+    pub(crate) fn new(w: &[u8], dtype: DType, n: usize, k: usize) -> Result<Packed> {
+        let (kind, nb, rb) = check(dtype, w.len(), n, k)?;
+        let gl = group_lines(kind, nb);
+        let groups = n.div_ceil(GROUP);
+        let mut lines = vec![Line([0; 64]); groups * gl];
+        if nb > 0 {
+            for (g, dst) in lines.chunks_exact_mut(gl).enumerate() {
+                let valid = (n - g * GROUP).min(GROUP);
+                // SAFETY: AVX-512 VNNI was checked; the slice holds `valid` rows of `nb` blocks
+                // and `dst` one group's lines.
+                unsafe { pack_group(kind, &w[g * GROUP * rb..(g * GROUP + valid) * rb], rb, valid, nb, dst) };
+            }
+        }
+        Ok(Packed { kind, dtype, n, k, lines })
+    }
+
+    pub(crate) fn dtype(&self) -> DType {
+        self.dtype
+    }
+
+    /// Weight rows.
+    pub(crate) fn n(&self) -> usize {
+        self.n
+    }
+
+    /// Values per row.
+    pub(crate) fn k(&self) -> usize {
+        self.k
+    }
+
+    /// Bytes held.
+    pub(crate) fn size_bytes(&self) -> usize {
+        self.lines.len() * 64
+    }
+
+    fn group(&self, g: usize) -> &[Line] {
+        let gl = group_lines(self.kind, self.k / 32);
+        &self.lines[g * gl..(g + 1) * gl]
+    }
+}
+
+/// `-offset · Σ_4 x` per lane group of each row (the starting values of `vpdpbusd`; empty for
+/// Q4_1, which has no offset).
+fn start_values(kind: u8, rows: &[ActRow<'_>], nb: usize) -> Vec<Vec<i32>> {
+    let shift = offset_shift(kind);
+    if shift == 0 {
+        return Vec::new();
+    }
+    rows.iter().map(|a| a.sum4[..8 * nb].iter().map(|&s| -(s << shift)).collect()).collect()
+}
+
+/// Where the groups come from: packed once, or packed per call from GGUF rows.
+enum Source<'a> {
+    Packed(&'a Packed),
+    Raw { w: &'a [u8], rb: usize, dtype: DType },
+}
+
+impl Source<'_> {
+    /// Group `g` (`valid` rows), packed into `scratch` if need be.
+    fn group<'s>(&'s self, g: usize, valid: usize, kind: u8, nb: usize, scratch: &'s mut Vec<Line>) -> &'s [Line] {
+        match self {
+            Source::Packed(p) => p.group(g),
+            Source::Raw { w, rb, dtype } => {
+                debug_assert_eq!(kind_of(*dtype), Some(kind));
+                let gl = group_lines(kind, nb);
+                if scratch.len() != gl {
+                    *scratch = vec![Line([0; 64]); gl];
+                }
+                // SAFETY: the caller checked AVX-512 VNNI and the sizes; `valid` rows of group
+                // `g` are inside `w`.
+                unsafe { pack_group(kind, &w[g * GROUP * rb..(g * GROUP + valid) * rb], *rb, valid, nb, scratch) };
+                scratch
+            }
+        }
+    }
+}
+
+/// `out [m, n] = x [m, k] · w [n, k]ᵀ` for legacy-block weights `w` (`n` rows of whole blocks)
+/// and `x` quantized in `acts` (`m` rows, the format ggml pairs with `dtype`); the same bits as
+/// the dot kernels row by row. Each group of 16 weight rows is packed once per call.
+pub(crate) fn gemm(acts: &QuantizedActs, w: &[u8], dtype: DType, n: usize, out: &mut [f32]) -> Result<()> {
+    let (kind, nb, rb) = check(dtype, w.len(), n, acts.k())?;
+    drive(acts, Source::Raw { w, rb, dtype }, kind, nb, n, out)
+}
+
+/// [`gemm`] over weights packed beforehand (`acts` quantized in the format of `p.dtype()`).
+pub(crate) fn gemm_packed(acts: &QuantizedActs, p: &Packed, out: &mut [f32]) -> Result<()> {
+    if acts.k() != p.k {
         return Err(Error::shape(
-            "avx512 legacy gemm",
-            format!("k {k}, w {} bytes for {n} rows, out {}", w.len(), out.len()),
+            "avx512 packed gemm",
+            format!("activations of {} values, weights of {}", acts.k(), p.k),
         ));
+    }
+    drive(acts, Source::Packed(p), p.kind, p.k / 32, p.n, out)
+}
+
+/// Splits the groups over the rayon threads; each group meets every activation row.
+fn drive(acts: &QuantizedActs, src: Source<'_>, kind: u8, nb: usize, n: usize, out: &mut [f32]) -> Result<()> {
+    let m = acts.rows();
+    if Some(out.len()) != m.checked_mul(n) {
+        return Err(Error::shape("avx512 legacy gemm", format!("{m} rows of {n} outputs, out {}", out.len())));
     }
     if m == 0 || n == 0 {
         return Ok(());
     }
     let rows: Vec<_> = (0..m).map(|r| acts.row(r)).collect();
-    // `vpdpbusd` starts from `-offset · Σ_4 x`, per activation row and lane group.
-    let shift = offset_shift(kind);
-    let neg: Vec<Vec<i32>> = if shift == 0 {
-        Vec::new()
-    } else {
-        rows.iter().map(|a| a.sum4[..8 * nb].iter().map(|&s| -(s << shift)).collect()).collect()
-    };
+    let starts = start_values(kind, &rows, nb);
     let groups = n.div_ceil(GROUP);
     let threads = rayon::current_num_threads().max(1);
     let per_task = groups.div_ceil(threads * 4).max(1);
     let out_ptr = OutPtr(out.as_mut_ptr());
     (0..groups.div_ceil(per_task)).into_par_iter().for_each(|t| {
-        let mut packed = vec![Line([0; 64]); nb * lines_per_block(kind)];
+        let mut scratch = Vec::new();
         for g in t * per_task..((t + 1) * per_task).min(groups) {
             let valid = (n - g * GROUP).min(GROUP);
-            let wg = &w[g * GROUP * rb..(g * GROUP + valid) * rb];
-            // SAFETY: the CPU has AVX-512 VNNI (checked above); `wg` holds `valid` rows of `nb`
-            // whole blocks and `packed` `nb` records.
-            unsafe { pack_group(kind, wg, rb, valid, nb, &mut packed) };
-            let mut r0 = 0;
-            while r0 < m {
-                // 4 rows left: 2 + 2 rather than 3 + 1 (a single row wastes the loaded weights).
-                let take = if m - r0 == ROWS + 1 { 2 } else { ROWS.min(m - r0) };
-                let r1 = r0 + take;
-                let (xs, o) = (&rows[r0..r1], out_ptr.get().wrapping_add(g * GROUP));
-                // SAFETY: as above; rows `r0..r1` of `out` are `m·n` long and columns
-                // `g·16 .. g·16 + valid` belong to this task alone (groups are disjoint).
-                unsafe {
-                    match kind {
-                        Q4_0 => run::<Q4_0>(&packed, nb, xs, &neg, r0, o, n, valid),
-                        Q4_1 => run::<Q4_1>(&packed, nb, xs, &neg, r0, o, n, valid),
-                        Q5_0 => run::<Q5_0>(&packed, nb, xs, &neg, r0, o, n, valid),
-                        _ => run::<Q8_0>(&packed, nb, xs, &neg, r0, o, n, valid),
-                    }
-                }
-                r0 = r1;
-            }
+            let lines = src.group(g, valid, kind, nb, &mut scratch);
+            // SAFETY: AVX-512 VNNI was checked when `src` was made; columns `g·16 ..
+            // g·16 + valid` of every row of `out` (`m·n` long) belong to this task alone.
+            unsafe { run_rows(kind, lines, nb, &rows, &starts, out_ptr.get().wrapping_add(g * GROUP), n, valid) };
         }
     });
     Ok(())
 }
 
-/// Packs `valid` (1..=16) rows of `w` (`rb` bytes each, `nb` blocks) into `packed`; missing rows
-/// repeat the last one (their lanes are computed and never stored).
+/// `out[j] = row · w_jᵀ` for the weight rows of groups `groups` of `p` (`out` holds exactly
+/// those rows' outputs): one task of a fused matvec. `starts` comes from
+/// [`Packed::start_values`] for the same row.
+pub(crate) fn matvec_groups(
+    p: &Packed,
+    row: &ActRow<'_>,
+    starts: &[Vec<i32>],
+    groups: std::ops::Range<usize>,
+    out: &mut [f32],
+) -> Result<()> {
+    let nb = p.k / 32;
+    let first = groups.start * GROUP;
+    let end = (groups.end * GROUP).min(p.n);
+    if groups.end > p.n.div_ceil(GROUP) || out.len() != end.saturating_sub(first) || row.qs.len() < p.k {
+        return Err(Error::shape(
+            "avx512 packed matvec",
+            format!("groups {groups:?} of {} rows, out {}", p.n, out.len()),
+        ));
+    }
+    let base = OutPtr(out.as_mut_ptr());
+    for g in groups {
+        let valid = (p.n - g * GROUP).min(GROUP);
+        // SAFETY: `p` exists only where AVX-512 VNNI does; `out` covers these groups' rows.
+        unsafe {
+            run_rows(
+                p.kind,
+                p.group(g),
+                nb,
+                std::slice::from_ref(row),
+                starts,
+                base.get().wrapping_add(g * GROUP - first),
+                0,
+                valid,
+            )
+        };
+    }
+    Ok(())
+}
+
+impl Packed {
+    /// The starting values the kernels need for `row` (see [`matvec_groups`]).
+    pub(crate) fn start_values(&self, row: &ActRow<'_>) -> Vec<Vec<i32>> {
+        start_values(self.kind, std::slice::from_ref(row), self.k / 32)
+    }
+
+    /// The 16-row groups.
+    pub(crate) fn groups(&self) -> usize {
+        self.n.div_ceil(GROUP)
+    }
+}
+
+/// One packed group against every activation row, [`ROWS`] at a time, writing `valid` outputs
+/// of row `r` at `out + r·n`.
 ///
 /// # Safety
-/// The CPU has AVX-512 F/BW/VNNI, F16C; `w` holds `valid` rows; `packed` `nb` records.
+/// The CPU has AVX-512 VNNI; `lines` is one packed group of `nb` blocks; every row covers `nb`
+/// blocks (`starts`: `8·nb` values per row, or empty for Q4_1); the outputs are writable.
+#[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-unsafe fn pack_group(kind: u8, w: &[u8], rb: usize, valid: usize, nb: usize, packed: &mut [Line]) {
-    let ts = rb / nb;
-    let lines = lines_per_block(kind);
-    debug_assert!(valid >= 1 && w.len() >= valid * rb && packed.len() >= nb * lines);
-    let row: [*const u8; GROUP] = std::array::from_fn(|i| w.as_ptr().wrapping_add(i.min(valid - 1) * rb));
-    let low = _mm512_set1_epi8(0x0F);
-    // Q5_0's fifth bits: for a row's 4 bits of one lane group, the bytes to add (16 where set).
-    let spread = _mm512_setr_epi32(
-        0, 0x10, 0x1000, 0x1010, 0x100000, 0x100010, 0x101000, 0x101010, 0x10000000, 0x10000010, 0x10001000,
-        0x10001010, 0x10100000, 0x10100010, 0x10101000, 0x10101010,
-    );
-    // SAFETY: every pointer read is inside block `b` of one of the `valid` rows; every write
-    // inside record `b` of `packed`.
-    unsafe {
-        for b in 0..nb {
-            let rec = packed.as_mut_ptr().add(b * lines) as *mut __m512i;
-            let blk: [*const u8; GROUP] = std::array::from_fn(|i| row[i].add(b * ts));
-            // The fp16 scale (and Q4_1 min) of the 16 blocks, widened together.
-            let halves = |off: usize| -> __m512 {
-                let h: [u16; GROUP] = std::array::from_fn(|i| std::ptr::read_unaligned(blk[i].add(off) as *const u16));
-                _mm512_cvtph_ps(_mm256_loadu_si256(h.as_ptr() as *const __m256i))
+unsafe fn run_rows(
+    kind: u8,
+    lines: &[Line],
+    nb: usize,
+    rows: &[ActRow<'_>],
+    starts: &[Vec<i32>],
+    out: *mut f32,
+    n: usize,
+    valid: usize,
+) {
+    let m = rows.len();
+    let mut r0 = 0;
+    while r0 < m {
+        // 4 rows left: 2 + 2 rather than 3 + 1 (a single row wastes the loaded weights).
+        let take = if m - r0 == ROWS + 1 { 2 } else { ROWS.min(m - r0) };
+        let xs = &rows[r0..r0 + take];
+        macro_rules! go {
+            ($k:expr, $r:literal) => {
+                group::<{ $k }, $r>(lines, nb, &Rows::<$r>::new(xs, starts, r0, out, n), valid)
             };
-            _mm512_store_ps(rec.add(8) as *mut f32, halves(0));
-            if kind == Q4_1 {
-                _mm512_store_ps(rec.add(9) as *mut f32, halves(2));
+        }
+        macro_rules! kinds {
+            ($r:literal) => {
+                match kind {
+                    Q4_0 => go!(Q4_0, $r),
+                    Q4_1 => go!(Q4_1, $r),
+                    Q5_0 => go!(Q5_0, $r),
+                    _ => go!(Q8_0, $r),
+                }
+            };
+        }
+        // SAFETY: forwarded from the caller.
+        unsafe {
+            match take {
+                1 => kinds!(1),
+                2 => kinds!(2),
+                _ => kinds!(3),
             }
+        }
+        r0 += take;
+    }
+}
+
+/// Packs `valid` (1..=16) rows of `w` (`rb` bytes each, `nb` blocks) into the group `dst`;
+/// missing rows repeat the last one (their lanes are computed and never stored).
+///
+/// # Safety
+/// The CPU has AVX-512 F/BW/VNNI, F16C; `w` holds `valid` rows; `dst` is
+/// `group_lines(kind, nb)` long.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+unsafe fn pack_group(kind: u8, w: &[u8], rb: usize, valid: usize, nb: usize, dst: &mut [Line]) {
+    let ts = rb / nb;
+    debug_assert!(valid >= 1 && w.len() >= valid * rb && dst.len() == group_lines(kind, nb));
+    let row: [*const u8; GROUP] = std::array::from_fn(|i| w.as_ptr().wrapping_add(i.min(valid - 1) * rb));
+    let base = dst.as_mut_ptr() as *mut u8;
+    let ql = quant_lines(kind);
+    // SAFETY: every pointer read is inside block `b` of one of the `valid` rows; every write
+    // inside `dst` (quants, then 32 bytes per block of scales, then mins or masks).
+    unsafe {
+        let q = base as *mut __m512i;
+        let scales = base.add(nb * ql * 64);
+        let aux = scales.add(nb.div_ceil(2) * 64);
+        for b in 0..nb {
+            let blk: [*const u8; GROUP] = std::array::from_fn(|i| row[i].add(b * ts));
+            // The fp16 at `off` of the 16 blocks.
+            let halves = |off: usize| -> __m256i {
+                let h: [u16; GROUP] = std::array::from_fn(|i| std::ptr::read_unaligned(blk[i].add(off) as *const u16));
+                _mm256_loadu_si256(h.as_ptr() as *const __m256i)
+            };
+            _mm256_store_si256(scales.add(32 * b) as *mut __m256i, halves(0));
             match kind {
                 Q8_0 => {
                     let flip = _mm512_set1_epi8(0x80u8 as i8);
                     for h in 0..2 {
-                        let u = transpose16(&blk, 2 + 16 * h);
-                        for (l, v) in u.into_iter().enumerate() {
-                            _mm512_store_si512(rec.add(4 * h + l), _mm512_xor_si512(v, flip));
+                        for (l, v) in transpose16(&blk, 2 + 16 * h).into_iter().enumerate() {
+                            _mm512_store_si512(q.add(8 * b + 4 * h + l), _mm512_xor_si512(v, flip));
                         }
                     }
                 }
@@ -188,28 +401,27 @@ unsafe fn pack_group(kind: u8, w: &[u8], rb: usize, valid: usize, nb: usize, pac
                         Q4_1 => 4,
                         _ => 6,
                     };
-                    // Dword `l` of a row's 16 bytes: low nibbles are values 4l..4l+4, high
-                    // nibbles values 16 + 4l..: lane groups `l` and `l + 4`.
-                    let u = transpose16(&blk, qs);
-                    let qh = if kind == Q5_0 {
+                    for (j, v) in transpose16(&blk, qs).into_iter().enumerate() {
+                        _mm512_store_si512(q.add(4 * b + j), v);
+                    }
+                    if kind == Q4_1 {
+                        _mm256_store_si256(aux.add(32 * b) as *mut __m256i, halves(2));
+                    }
+                    if kind == Q5_0 {
+                        // Bits 4l..4l+4 of each row's qh, as nibble `i` of mask `l`.
                         let h: [i32; GROUP] =
                             std::array::from_fn(|i| std::ptr::read_unaligned(blk[i].add(2) as *const i32));
-                        _mm512_loadu_si512(h.as_ptr() as *const _)
-                    } else {
-                        _mm512_setzero_si512()
-                    };
-                    for (l, v) in u.into_iter().enumerate() {
-                        let mut lo = _mm512_and_si512(v, low);
-                        let mut hi = _mm512_and_si512(_mm512_srli_epi32::<4>(v), low);
-                        if kind == Q5_0 {
-                            // vpermd reads the low 4 bits of each index: bits 4l.. of qh.
-                            let sh = _mm512_set1_epi32(4 * l as i32);
-                            lo = _mm512_or_si512(lo, _mm512_permutexvar_epi32(_mm512_srlv_epi32(qh, sh), spread));
-                            let sh = _mm512_set1_epi32(16 + 4 * l as i32);
-                            hi = _mm512_or_si512(hi, _mm512_permutexvar_epi32(_mm512_srlv_epi32(qh, sh), spread));
+                        let qh = _mm512_loadu_si512(h.as_ptr() as *const _);
+                        let nibble = _mm512_set1_epi32(0xF);
+                        let pair = _mm_set1_epi16(0x1001);
+                        let masks = aux as *mut u64;
+                        for l in 0..8 {
+                            let bits = _mm512_and_si512(_mm512_srlv_epi32(qh, _mm512_set1_epi32(4 * l as i32)), nibble);
+                            // 16 nibbles, one per byte; then byte pairs `lo | hi << 4`.
+                            let bytes = _mm512_cvtepi32_epi8(bits);
+                            let packed = _mm_packus_epi16(_mm_maddubs_epi16(bytes, pair), _mm_setzero_si128());
+                            *masks.add(8 * b + l) = _mm_cvtsi128_si64(packed) as u64;
                         }
-                        _mm512_store_si512(rec.add(l), lo);
-                        _mm512_store_si512(rec.add(l + 4), hi);
                     }
                 }
             }
@@ -245,54 +457,22 @@ unsafe fn transpose16(blk: &[*const u8; GROUP], off: usize) -> [__m512i; 4] {
     }
 }
 
-/// Runs the packed group against `xs` (1..=[`ROWS`] activation rows, `r0..` of the call),
-/// writing `valid` outputs of each row at `out + r·n`.
-///
-/// # Safety
-/// As [`group`].
-#[allow(clippy::too_many_arguments)]
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-unsafe fn run<const KIND: u8>(
-    packed: &[Line],
-    nb: usize,
-    xs: &[crate::quant::act::ActRow<'_>],
-    neg: &[Vec<i32>],
-    r0: usize,
-    out: *mut f32,
-    n: usize,
-    valid: usize,
-) {
-    macro_rules! go {
-        ($r:literal) => {
-            group::<KIND, $r>(packed, nb, &Rows::<$r>::new(xs, neg, r0, out, n), valid)
-        };
-    }
-    // SAFETY: forwarded from the caller.
-    unsafe {
-        match xs.len() {
-            1 => go!(1),
-            2 => go!(2),
-            _ => go!(3),
-        }
-    }
-}
-
 /// The activation rows of one micro-kernel call, as raw pointers.
 struct Rows<const R: usize> {
     q: [*const i8; R],
     d: [*const f32; R],
     s32: [*const f32; R],
-    neg: [*const i32; R],
+    start: [*const i32; R],
     out: [*mut f32; R],
 }
 
 impl<const R: usize> Rows<R> {
-    fn new(xs: &[crate::quant::act::ActRow<'_>], neg: &[Vec<i32>], r0: usize, out: *mut f32, n: usize) -> Self {
+    fn new(xs: &[ActRow<'_>], starts: &[Vec<i32>], r0: usize, out: *mut f32, n: usize) -> Self {
         Rows {
             q: std::array::from_fn(|r| xs[r].qs.as_ptr()),
             d: std::array::from_fn(|r| xs[r].d.as_ptr()),
             s32: std::array::from_fn(|r| xs[r].s32.as_ptr()),
-            neg: std::array::from_fn(|r| neg.get(r0 + r).map_or(std::ptr::null(), |v| v.as_ptr())),
+            start: std::array::from_fn(|r| starts.get(r0 + r).map_or(std::ptr::null(), |v| v.as_ptr())),
             out: std::array::from_fn(|r| out.wrapping_add((r0 + r) * n)),
         }
     }
@@ -301,37 +481,67 @@ impl<const R: usize> Rows<R> {
 /// The micro-kernel: 16 weight rows (lanes) x `R` activation rows, over all `nb` blocks.
 ///
 /// # Safety
-/// The CPU has AVX-512 F/BW/VL/VNNI; `packed` holds `nb` records of [`pack_group`]; each row of
-/// `a` covers `nb` blocks (and, but for Q4_1, `8·nb` offsets); `valid` floats are writable at
-/// each output pointer.
+/// The CPU has AVX-512 F/BW/VL/VNNI; `lines` is one group of [`pack_group`]'s layout; each row
+/// of `a` covers `nb` blocks (and, but for Q4_1, `8·nb` start values); `valid` floats are
+/// writable at each output pointer.
 // Indexed loops over constant ranges keep the accumulators in registers.
 #[allow(clippy::needless_range_loop)]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-unsafe fn group<const KIND: u8, const R: usize>(packed: &[Line], nb: usize, a: &Rows<R>, valid: usize) {
-    let lines = lines_per_block(KIND);
+unsafe fn group<const KIND: u8, const R: usize>(lines: &[Line], nb: usize, a: &Rows<R>, valid: usize) {
+    debug_assert_eq!(lines.len(), group_lines(KIND, nb));
+    let ql = quant_lines(KIND);
+    let low = _mm512_set1_epi8(0x0F);
+    let sixteen = _mm512_set1_epi8(16);
     let mut acc = [[_mm512_setzero_ps(); R]; 8];
     let mut summs = [_mm512_setzero_ps(); R];
-    // SAFETY: reads of record `b < nb` of `packed` and of block `b` of each activation row.
+    // SAFETY: reads of block `b < nb` of the group's parts and of each activation row.
     unsafe {
+        let base = lines.as_ptr() as *const u8;
+        let q = base as *const __m512i;
+        let scales = base.add(nb * ql * 64);
+        let aux = scales.add(nb.div_ceil(2) * 64);
         for b in 0..nb {
-            let rec = packed.as_ptr().add(b * lines) as *const __m512i;
-            let dw = _mm512_load_ps(rec.add(8) as *const f32);
+            let dw = _mm512_cvtph_ps(_mm256_load_si256(scales.add(32 * b) as *const __m256i));
             let d: [__m512; R] = std::array::from_fn(|r| _mm512_mul_ps(dw, _mm512_set1_ps(*a.d[r].add(b))));
             if KIND == Q4_1 {
                 // ggml's scalar `summs = fma(m, s, summs)`, block by block.
-                let mv = _mm512_load_ps(rec.add(9) as *const f32);
+                let mv = _mm512_cvtph_ps(_mm256_load_si256(aux.add(32 * b) as *const __m256i));
                 for r in 0..R {
                     summs[r] = _mm512_fmadd_ps(mv, _mm512_set1_ps(*a.s32[r].add(b)), summs[r]);
                 }
             }
-            for (l, acc_l) in acc.iter_mut().enumerate() {
-                let wl = _mm512_load_si512(rec.add(l));
-                for r in 0..R {
-                    let start =
-                        if KIND == Q4_1 { _mm512_setzero_si512() } else { _mm512_set1_epi32(*a.neg[r].add(8 * b + l)) };
-                    let x = _mm512_set1_epi32(std::ptr::read_unaligned(a.q[r].add(32 * b + 4 * l) as *const i32));
-                    let dot = _mm512_dpbusd_epi32(start, wl, x);
-                    acc_l[r] = _mm512_fmadd_ps(d[r], _mm512_cvtepi32_ps(dot), acc_l[r]);
+            // Lane group `l` (weights `wl`) against every row.
+            macro_rules! step {
+                ($l:expr, $wl:expr) => {{
+                    let (l, wl) = ($l, $wl);
+                    for r in 0..R {
+                        let start = if KIND == Q4_1 {
+                            _mm512_setzero_si512()
+                        } else {
+                            _mm512_set1_epi32(*a.start[r].add(8 * b + l))
+                        };
+                        let x = _mm512_set1_epi32(std::ptr::read_unaligned(a.q[r].add(32 * b + 4 * l) as *const i32));
+                        let dot = _mm512_dpbusd_epi32(start, wl, x);
+                        acc[l][r] = _mm512_fmadd_ps(d[r], _mm512_cvtepi32_ps(dot), acc[l][r]);
+                    }
+                }};
+            }
+            if KIND == Q8_0 {
+                for l in 0..8 {
+                    step!(l, _mm512_load_si512(q.add(8 * b + l)));
+                }
+            } else {
+                for j in 0..4 {
+                    let v = _mm512_load_si512(q.add(4 * b + j));
+                    let mut lo = _mm512_and_si512(v, low);
+                    let mut hi = _mm512_and_si512(_mm512_srli_epi16::<4>(v), low);
+                    if KIND == Q5_0 {
+                        let masks = aux as *const u64;
+                        lo = _mm512_mask_add_epi8(lo, _cvtu64_mask64(*masks.add(8 * b + j)), lo, sixteen);
+                        hi = _mm512_mask_add_epi8(hi, _cvtu64_mask64(*masks.add(8 * b + j + 4)), hi, sixteen);
+                    }
+                    step!(j, lo);
+                    step!(j + 4, hi);
                 }
             }
         }
@@ -357,7 +567,8 @@ mod tests {
     use crate::quant::act::ActFormat;
 
     /// Every output equals the AVX-512 dot kernel's for the same row, bit for bit, for all four
-    /// block types, partial groups, odd row counts and 1..3 threads.
+    /// block types, partial groups, odd block counts, odd row counts and 1..3 threads, through
+    /// both the per-call packing and the packed matrix.
     #[test]
     fn gemm_gives_the_dot_kernels_bits() {
         let Some(kern) = Kernels::for_isa(Isa::Avx512Vnni) else {
@@ -369,6 +580,8 @@ mod tests {
             for (k, n) in [(64usize, 16usize), (576, 37), (96, 5), (1536, 50)] {
                 let w = random_blocks(dtype, n * k / 32, &mut rng);
                 let rb = w.len() / n;
+                let packed = Packed::new(&w, dtype, n, k).expect("pack");
+                assert_eq!(packed.size_bytes(), n.div_ceil(16) * group_lines(kind_of(dtype).unwrap(), k / 32) * 64);
                 for m in [1usize, 2, 3, 4, 7, 16] {
                     let mut x: Vec<f32> = (0..m * k).map(|_| rng.gen_range(-2.0f32..2.0)).collect();
                     // Some zero blocks and huge values too.
@@ -378,24 +591,41 @@ mod tests {
                     }
                     let mut acts = QuantizedActs::new();
                     acts.quantize(&x, k, ActFormat::for_weights(dtype).expect("format")).expect("quantize");
+                    let mut want = vec![0f32; m * n];
+                    for r in 0..m {
+                        kern.quant_dot(dtype, &w, rb, &[acts.row(r)], &mut want[r * n..(r + 1) * n], 1).expect("dot");
+                    }
                     for threads in [1usize, 3] {
                         let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().expect("pool");
-                        let mut out = vec![f32::NAN; m * n];
-                        pool.install(|| gemm(&acts, &w, dtype, n, &mut out)).expect("gemm");
-                        for r in 0..m {
-                            let mut want = vec![0f32; n];
-                            kern.quant_dot(dtype, &w, rb, &[acts.row(r)], &mut want, 1).expect("dot");
-                            for j in 0..n {
+                        for via_packed in [false, true] {
+                            let mut out = vec![f32::NAN; m * n];
+                            pool.install(|| {
+                                if via_packed {
+                                    gemm_packed(&acts, &packed, &mut out)
+                                } else {
+                                    gemm(&acts, &w, dtype, n, &mut out)
+                                }
+                            })
+                            .expect("gemm");
+                            for (j, (o, e)) in out.iter().zip(&want).enumerate() {
                                 assert_eq!(
-                                    out[r * n + j].to_bits(),
-                                    want[j].to_bits(),
-                                    "{dtype:?} k {k} n {n} m {m} row {r} col {j}: {} vs {}",
-                                    out[r * n + j],
-                                    want[j]
+                                    o.to_bits(),
+                                    e.to_bits(),
+                                    "{dtype:?} k {k} n {n} m {m} packed {via_packed} at {j}: {o} vs {e}",
                                 );
                             }
                         }
                     }
+                    // The fused matvec's pieces: any split of the groups gives the same bits.
+                    let row = acts.row(0);
+                    let starts = packed.start_values(&row);
+                    let mut out = vec![f32::NAN; n];
+                    let split = packed.groups() / 2;
+                    let (a, b) = out.split_at_mut((split * 16).min(n));
+                    matvec_groups(&packed, &row, &starts, 0..split, a).expect("first groups");
+                    matvec_groups(&packed, &row, &starts, split..packed.groups(), b).expect("last groups");
+                    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                    assert_eq!(bits(&out), bits(&want[..n]), "{dtype:?} k {k} n {n}: matvec_groups");
                 }
             }
         }
@@ -415,5 +645,15 @@ mod tests {
         assert!(gemm(&acts, &w[..60], DType::Q8_0, 3, &mut out).is_err());
         assert!(gemm(&acts, &w, DType::Q8_0, 3, &mut out[..5]).is_err());
         assert!(gemm(&acts, &w, DType::Q4_K, 3, &mut out).is_err());
+        assert!(Packed::new(&w, DType::Q8_0, 3, 64).is_err());
+        assert!(Packed::new(&w, DType::Q4_K, 3, 32).is_err());
+        let p = Packed::new(&w, DType::Q8_0, 3, 32).expect("pack");
+        assert!(gemm_packed(&acts, &p, &mut out).is_ok());
+        assert!(gemm_packed(&acts, &p, &mut out[..4]).is_err());
+        let row = acts.row(0);
+        let starts = p.start_values(&row);
+        assert!(matvec_groups(&p, &row, &starts, 0..1, &mut out[..3]).is_ok());
+        assert!(matvec_groups(&p, &row, &starts, 0..1, &mut out[..2]).is_err());
+        assert!(matvec_groups(&p, &row, &starts, 0..2, &mut out[..3]).is_err());
     }
 }

@@ -299,8 +299,8 @@ fn packed_weights(w: &Tensor) -> Option<&Packed> {
     }
     let storage: &CpuStorage = cpu_storage(w, "matmul").ok()?;
     let dtype = w.dtype();
-    let prepared = storage.prepared((w.offset_bytes(), w.len_bytes()), |bytes| {
-        let packed = Packed::new(bytes, dtype, n, k).ok()?;
+    let prepared = storage.prepared((w.offset_bytes(), w.len_bytes()), |bytes, done| {
+        let packed = Packed::new_releasing(bytes, dtype, n, k, done).ok()?;
         Some(Box::new(packed) as Box<dyn std::any::Any + Send + Sync>)
     })?;
     prepared.downcast_ref::<Packed>().filter(|p| p.dtype() == dtype && p.n() == n && p.k() == k)

@@ -92,14 +92,16 @@ impl CpuStorage {
         Ok(CpuStorage::Mapped { bytes, start, len, file_backed, prepared: OnceLock::new() })
     }
 
-    /// The prepared copy of bytes `view` (offset, length) of mapped storage: made by `make`
-    /// on the first call (on the calling thread; concurrent callers wait for it), `None` for
-    /// owned storage (which can change), when `make` declines, or when the storage was
-    /// prepared for another view.
+    /// The prepared copy of bytes `view` (offset, length) of mapped storage: made by
+    /// `make(bytes, done)` on the first call (on the calling thread; concurrent callers wait for
+    /// it), `None` for owned storage (which can change), when `make` declines, or when the
+    /// storage was prepared for another view. `make` may call `done` with the parts of `bytes`
+    /// it has finished reading, whose pages are then handed back at once where the storage maps
+    /// a file (so the copy and the file are not both resident while a large weight is packed).
     pub(crate) fn prepared(
         &self,
         view: (usize, usize),
-        make: impl FnOnce(&[u8]) -> Option<Box<dyn Any + Send + Sync>>,
+        make: impl FnOnce(&[u8], &dyn Fn(&[u8])) -> Option<Box<dyn Any + Send + Sync>>,
     ) -> Option<&(dyn Any + Send + Sync)> {
         let CpuStorage::Mapped { bytes, start, len, file_backed, prepared } = self else {
             return None;
@@ -107,10 +109,13 @@ impl CpuStorage {
         let slot = prepared.get_or_init(|| {
             let all = &(**bytes).as_ref()[*start..*start + *len];
             let src = all.get(view.0..view.0.checked_add(view.1)?)?;
-            let data = make(src)?;
-            if *file_backed {
-                release_pages(src);
-            }
+            let done = |part: &[u8]| {
+                if *file_backed {
+                    release_pages(part);
+                }
+            };
+            let data = make(src, &done)?;
+            done(src);
             Some(Prepared { view, data })
         });
         slot.as_ref().filter(|p| p.view == view).map(|p| &*p.data)
@@ -238,12 +243,12 @@ mod tests {
     #[test]
     fn prepared_is_made_once_per_mapped_storage() {
         let owned = CpuStorage::from_bytes(&[1, 2, 3, 4]);
-        assert!(owned.prepared((0, 4), |_| boxed(1)).is_none());
+        assert!(owned.prepared((0, 4), |_, _| boxed(1)).is_none());
         let mapped = CpuStorage::mapped(Arc::new(vec![5u8; 64]), 8, 32).expect("mapped");
         let mut calls = 0;
         let mut get = |view| {
             mapped
-                .prepared(view, |b: &[u8]| {
+                .prepared(view, |b: &[u8], _: &dyn Fn(&[u8])| {
                     calls += 1;
                     boxed(b.len())
                 })
@@ -255,8 +260,8 @@ mod tests {
         assert_eq!(calls, 1);
         // A view past the storage is declined, not a panic.
         let other = CpuStorage::mapped(Arc::new(vec![0u8; 64]), 0, 64).expect("mapped");
-        assert!(other.prepared((60, 8), |_| boxed(0)).is_none());
-        assert!(other.prepared((usize::MAX, 8), |_| boxed(0)).is_none());
+        assert!(other.prepared((60, 8), |_, _| boxed(0)).is_none());
+        assert!(other.prepared((usize::MAX, 8), |_, _| boxed(0)).is_none());
     }
 
     /// A file map whose pages were handed back still reads the file's bytes.
@@ -270,7 +275,12 @@ mod tests {
         let map = unsafe { memmap2::Mmap::map(&file) }.expect("map");
         let storage = CpuStorage::mapped_file(Arc::new(map), 100, data.len() - 200).expect("mapped");
         assert!(storage.read().iter().zip(&data[100..]).all(|(a, b)| a == b));
-        let made = storage.prepared((0, data.len() - 200), |b: &[u8]| boxed(b.iter().map(|&v| v as usize).sum()));
+        let made = storage.prepared((0, data.len() - 200), |b: &[u8], done: &dyn Fn(&[u8])| {
+            let sum = b.iter().map(|&v| v as usize).sum();
+            done(&b[..2 * 4096]);
+            assert_eq!(b.iter().map(|&v| v as usize).sum::<usize>(), sum, "released pages read the same");
+            boxed(sum)
+        });
         assert!(made.is_some());
         let bytes = storage.read();
         assert_eq!(&bytes[..], &data[100..data.len() - 100]);

@@ -133,17 +133,28 @@ impl std::fmt::Debug for Packed {
 
 impl Packed {
     /// Packs `w` (`n` rows of `k` values of `dtype`, GGUF blocks) on the calling thread.
+    #[cfg(test)]
     pub(crate) fn new(w: &[u8], dtype: DType, n: usize, k: usize) -> Result<Packed> {
+        Self::new_releasing(w, dtype, n, k, &|_| ())
+    }
+
+    /// [`Packed::new`], calling `done` with each stretch of `w` (about 1 MiB) once it is packed.
+    pub(crate) fn new_releasing(w: &[u8], dtype: DType, n: usize, k: usize, done: &dyn Fn(&[u8])) -> Result<Packed> {
         let (kind, nb, rb) = check(dtype, w.len(), n, k)?;
         let gl = group_lines(kind, nb);
         let groups = n.div_ceil(GROUP);
         let mut lines = vec![Line([0; 64]); groups * gl];
         if nb > 0 {
+            let stretch = ((1 << 20) / (GROUP * rb)).max(1);
             for (g, dst) in lines.chunks_exact_mut(gl).enumerate() {
                 let valid = (n - g * GROUP).min(GROUP);
-                // SAFETY: AVX-512 VNNI was checked; the slice holds `valid` rows of `nb` blocks
-                // and `dst` one group's lines.
-                unsafe { pack_group(kind, &w[g * GROUP * rb..(g * GROUP + valid) * rb], rb, valid, nb, dst) };
+                let rows = &w[g * GROUP * rb..(g * GROUP + valid) * rb];
+                // SAFETY: AVX-512 VNNI was checked; `rows` holds `valid` rows of `nb` blocks and
+                // `dst` one group's lines.
+                unsafe { pack_group(kind, rows, rb, valid, nb, dst) };
+                if (g + 1) % stretch == 0 {
+                    done(&w[(g + 1 - stretch) * GROUP * rb..(g * GROUP + valid) * rb]);
+                }
             }
         }
         Ok(Packed { kind, dtype, n, k, lines })
@@ -629,6 +640,29 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// Packing reports the stretches it has read, in order, back to back from the start, and
+    /// gives the same matrix as packing without reports.
+    #[test]
+    fn packing_reports_what_it_has_read() {
+        if !supports(DType::Q8_0) {
+            eprintln!("skipped: this CPU has no AVX-512 VNNI");
+            return;
+        }
+        let (n, k) = (2000, 1024);
+        let w = random_blocks(DType::Q8_0, n * k / 32, &mut StdRng::seed_from_u64(4));
+        let seen = std::sync::Mutex::new(Vec::new());
+        let base = w.as_ptr() as usize;
+        let p = Packed::new_releasing(&w, DType::Q8_0, n, k, &|part: &[u8]| {
+            seen.lock().unwrap().push((part.as_ptr() as usize - base, part.len()))
+        })
+        .expect("pack");
+        // 1 MiB / (16 rows of 1088 bytes) = 60 groups per stretch; 125 groups in all.
+        let stretch = 60 * 16 * 1088;
+        assert_eq!(*seen.lock().unwrap(), vec![(0, stretch), (stretch, stretch)]);
+        let q = Packed::new(&w, DType::Q8_0, n, k).expect("pack");
+        assert!(p.lines.iter().zip(&q.lines).all(|(a, b)| a.0 == b.0));
     }
 
     #[test]

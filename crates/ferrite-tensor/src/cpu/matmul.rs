@@ -18,16 +18,16 @@
 //!   `[tile, 4]` buffer and are copied straight into their rows of `out` (no `[n, m]` scratch
 //!   and no separate transpose pass).
 //!
-//! On AVX-512 VNNI, a mapped weight of a 32-value block type is laid out once, at its first
-//! matmul, for [`avx512_gemm`] ([`CpuStorage::prepared`]), and every later matvec and matmul
-//! with it, decode included, runs that kernel on the packed copy.
+//! On AVX-512 VNNI, a mapped weight of a 32-value block type or Q4_K is laid out once, at its
+//! first matmul, for [`avx512_gemm`] or [`avx512_q4k`] ([`CpuStorage::prepared`]), and every
+//! later matvec and matmul with it, decode included, runs that kernel on the packed copy.
 
 use rayon::prelude::*;
 
 #[cfg(target_arch = "x86_64")]
-use crate::cpu::kernels::avx512_gemm::{self, Packed};
-#[cfg(target_arch = "x86_64")]
 use crate::cpu::kernels::Isa;
+#[cfg(target_arch = "x86_64")]
+use crate::cpu::kernels::{avx512_gemm, avx512_q4k};
 use crate::cpu::kernels::{Kernels, UnpackedRows, MAX_ROWS};
 #[cfg(target_arch = "x86_64")]
 use crate::cpu::{cpu_storage, CpuStorage};
@@ -210,7 +210,7 @@ struct WeightView<'a> {
     bytes: &'a [u8],
     dtype: DType,
     n: usize,
-    packed: Option<&'a Packed>,
+    packed: Option<Packed<'a>>,
 }
 
 /// One task of [`matvec_views`]: weight `i`, rows as GGUF bytes or as packed groups, and
@@ -251,11 +251,8 @@ fn matvec_views(x: &[f32], k: usize, ws: &[WeightView<'_>], outs: &mut [Vec<f32>
     }
     let rows: Vec<ActRow<'_>> = acts.iter().map(|(_, q)| q.row(0)).collect();
     // The packed kernels' starting values, per weight (empty where not packed).
-    let starts: Vec<Vec<Vec<i32>>> = ws
-        .iter()
-        .zip(&plan)
-        .map(|(w, &(a, _))| w.packed.map(|p| packed_starts(p, &rows[a])).unwrap_or_default())
-        .collect();
+    let starts: Vec<Vec<Vec<i32>>> =
+        ws.iter().zip(&plan).map(|(w, &(a, _))| w.packed.map(|p| p.starts(&rows[a])).unwrap_or_default()).collect();
     let threads = rayon::current_num_threads().max(1);
     let mut tasks: Vec<Part<'_>> = Vec::new();
     for (i, (out, w)) in outs.iter_mut().zip(ws).enumerate() {
@@ -266,7 +263,7 @@ fn matvec_views(x: &[f32], k: usize, ws: &[WeightView<'_>], outs: &mut [Vec<f32>
             Some(p) => {
                 let per = chunk.div_ceil(16);
                 for (c, o) in out.chunks_mut(per * 16).enumerate() {
-                    tasks.push(Part::Groups(i, c * per..((c + 1) * per).min(packed_groups(p)), o));
+                    tasks.push(Part::Groups(i, c * per..((c + 1) * per).min(p.groups()), o));
                 }
             }
             None => {
@@ -282,73 +279,138 @@ fn matvec_views(x: &[f32], k: usize, ws: &[WeightView<'_>], outs: &mut [Vec<f32>
             kern.quant_dot(ws[i].dtype, wc, row_bytes, std::slice::from_ref(&rows[a]), o, 1)
         }
         Part::Groups(i, groups, o) => match ws[i].packed {
-            Some(p) => packed_matvec(p, &rows[plan[i].0], &starts[i], groups, o),
+            Some(p) => p.matvec(&rows[plan[i].0], &starts[i], groups, o),
             None => Err(Error::Backend("matvec_many: a packed task without packed weights".into())),
         },
     })
 }
 
-/// The packed copy of weight `w` for [`avx512_gemm`], made at its first use: only for mapped
-/// storage (owned storage can change), on AVX-512 VNNI, for the 32-value block types, and for a
-/// 2-D view of the whole tensor.
+/// A weight's copy packed for the AVX-512 VNNI kernels: the 32-value block types
+/// ([`avx512_gemm`]) or Q4_K ([`avx512_q4k`]).
 #[cfg(target_arch = "x86_64")]
-fn packed_weights(w: &Tensor) -> Option<&Packed> {
+#[derive(Clone, Copy)]
+enum Packed<'a> {
+    Legacy(&'a avx512_gemm::Packed),
+    Q4K(&'a avx512_q4k::PackedQ4K),
+}
+
+/// The packed copy of weight `w`, made at its first use: only for mapped storage (owned
+/// storage can change), on AVX-512 VNNI, for the block types that have a packed kernel, and
+/// for a 2-D view of the whole tensor.
+#[cfg(target_arch = "x86_64")]
+fn packed_weights(w: &Tensor) -> Option<Packed<'_>> {
     let &[n, k] = w.dims() else { return None };
-    if Kernels::best().isa() != Isa::Avx512Vnni || !avx512_gemm::supports(w.dtype()) || !k.is_multiple_of(32) {
+    let dtype = w.dtype();
+    let legacy = avx512_gemm::supports(dtype) && k.is_multiple_of(32);
+    let q4k = dtype == DType::Q4_K && avx512_q4k::supported() && k.is_multiple_of(256);
+    if Kernels::best().isa() != Isa::Avx512Vnni || !(legacy || q4k) {
         return None;
     }
     let storage: &CpuStorage = cpu_storage(w, "matmul").ok()?;
-    let dtype = w.dtype();
     let prepared = storage.prepared((w.offset_bytes(), w.len_bytes()), |bytes, done| {
-        let packed = Packed::new_releasing(bytes, dtype, n, k, done).ok()?;
-        Some(Box::new(packed) as Box<dyn std::any::Any + Send + Sync>)
+        let packed: Box<dyn std::any::Any + Send + Sync> = if q4k {
+            Box::new(avx512_q4k::PackedQ4K::new(bytes, n, k, done).ok()?)
+        } else {
+            Box::new(avx512_gemm::Packed::new_releasing(bytes, dtype, n, k, done).ok()?)
+        };
+        Some(packed)
     })?;
-    prepared.downcast_ref::<Packed>().filter(|p| p.dtype() == dtype && p.n() == n && p.k() == k)
+    if let Some(p) = prepared.downcast_ref::<avx512_gemm::Packed>() {
+        return (p.dtype() == dtype && p.n() == n && p.k() == k).then_some(Packed::Legacy(p));
+    }
+    let p = prepared.downcast_ref::<avx512_q4k::PackedQ4K>()?;
+    (dtype == DType::Q4_K && p.n() == n && p.k() == k).then_some(Packed::Q4K(p))
 }
 
 #[cfg(target_arch = "x86_64")]
-fn packed_starts(p: &Packed, row: &ActRow<'_>) -> Vec<Vec<i32>> {
-    p.start_values(row)
+impl Packed<'_> {
+    fn dtype(self) -> DType {
+        match self {
+            Packed::Legacy(p) => p.dtype(),
+            Packed::Q4K(_) => DType::Q4_K,
+        }
+    }
+
+    /// What the fused matvec's tasks of this weight need for `row` (see
+    /// [`avx512_gemm::matvec_groups`]).
+    fn starts(self, row: &ActRow<'_>) -> Vec<Vec<i32>> {
+        match self {
+            Packed::Legacy(p) => p.start_values(row),
+            Packed::Q4K(_) => Vec::new(),
+        }
+    }
+
+    fn groups(self) -> usize {
+        match self {
+            Packed::Legacy(p) => p.groups(),
+            Packed::Q4K(p) => p.groups(),
+        }
+    }
+
+    fn matvec(
+        self,
+        row: &ActRow<'_>,
+        starts: &[Vec<i32>],
+        groups: std::ops::Range<usize>,
+        out: &mut [f32],
+    ) -> Result<()> {
+        match self {
+            Packed::Legacy(p) => avx512_gemm::matvec_groups(p, row, starts, groups, out),
+            Packed::Q4K(p) => avx512_q4k::matvec_groups(p, row, groups, out),
+        }
+    }
+
+    /// `out [m, n] = x [m, k] · wᵀ`.
+    fn matmul(self, x: &[f32], k: usize, out: &mut [f32]) -> Result<()> {
+        let dtype = self.dtype();
+        let format = ActFormat::for_weights(dtype)
+            .ok_or_else(|| Error::Backend(format!("no activation format for {dtype:?}")))?;
+        let mut acts = QuantizedActs::new();
+        acts.quantize(x, k, format)?;
+        match self {
+            Packed::Legacy(p) => avx512_gemm::gemm_packed(&acts, p, out),
+            Packed::Q4K(p) => avx512_q4k::gemm(&acts, p, out),
+        }
+    }
 }
 
-#[cfg(target_arch = "x86_64")]
-fn packed_groups(p: &Packed) -> usize {
-    p.groups()
-}
-
-#[cfg(target_arch = "x86_64")]
-fn packed_matvec(
-    p: &Packed,
-    row: &ActRow<'_>,
-    starts: &[Vec<i32>],
-    groups: std::ops::Range<usize>,
-    out: &mut [f32],
-) -> Result<()> {
-    avx512_gemm::matvec_groups(p, row, starts, groups, out)
-}
-
-/// No packed layout off x86-64.
+/// No packed layouts off x86-64.
 #[cfg(not(target_arch = "x86_64"))]
-enum Packed {}
+#[derive(Clone, Copy)]
+enum Packed<'a> {
+    Never(std::convert::Infallible, std::marker::PhantomData<&'a ()>),
+}
 
 #[cfg(not(target_arch = "x86_64"))]
-fn packed_weights(_: &Tensor) -> Option<&Packed> {
+fn packed_weights(_: &Tensor) -> Option<Packed<'_>> {
     None
 }
 
 #[cfg(not(target_arch = "x86_64"))]
-fn packed_starts(p: &Packed, _: &ActRow<'_>) -> Vec<Vec<i32>> {
-    match *p {}
-}
+impl Packed<'_> {
+    fn starts(self, _: &ActRow<'_>) -> Vec<Vec<i32>> {
+        match self {
+            Packed::Never(n, _) => match n {},
+        }
+    }
 
-#[cfg(not(target_arch = "x86_64"))]
-fn packed_groups(p: &Packed) -> usize {
-    match *p {}
-}
+    fn groups(self) -> usize {
+        match self {
+            Packed::Never(n, _) => match n {},
+        }
+    }
 
-#[cfg(not(target_arch = "x86_64"))]
-fn packed_matvec(p: &Packed, _: &ActRow<'_>, _: &[Vec<i32>], _: std::ops::Range<usize>, _: &mut [f32]) -> Result<()> {
-    match *p {}
+    fn matvec(self, _: &ActRow<'_>, _: &[Vec<i32>], _: std::ops::Range<usize>, _: &mut [f32]) -> Result<()> {
+        match self {
+            Packed::Never(n, _) => match n {},
+        }
+    }
+
+    fn matmul(self, _: &[f32], _: usize, _: &mut [f32]) -> Result<()> {
+        match self {
+            Packed::Never(n, _) => match n {},
+        }
+    }
 }
 
 /// The tensor-level matmul: `x [.., k]` f32 times `w [n, k]`.
@@ -366,14 +428,7 @@ pub fn matmul_tensor(x: &Tensor, w: &Tensor) -> Result<Tensor> {
     {
         let xr = TensorRead::new(x, "matmul")?;
         match packed_weights(w) {
-            #[cfg(target_arch = "x86_64")]
-            Some(p) if m > 0 => {
-                let mut acts = QuantizedActs::new();
-                let format = ActFormat::for_weights(p.dtype())
-                    .ok_or_else(|| Error::Backend(format!("no activation format for {:?}", p.dtype())))?;
-                acts.quantize(xr.f32()?, k, format)?;
-                avx512_gemm::gemm_packed(&acts, p, &mut out)?;
-            }
+            Some(p) if m > 0 => p.matmul(xr.f32()?, k, &mut out)?,
             _ => {
                 let wr = TensorRead::new(w, "matmul")?;
                 matmul(xr.f32()?, m, k, wr.bytes(), w.dtype(), n, &mut out)?;
@@ -585,22 +640,21 @@ mod tests {
             let storage = crate::cpu::CpuStorage::mapped(std::sync::Arc::new(file), 100, b.len()).expect("mapped");
             mapped.push(Tensor::from_storage(std::sync::Arc::new(storage), dev.clone(), dt, vec![n, k], 0).expect("t"));
         }
-        let bits = |t: &Tensor| t.to_vec_f32().expect("read").iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+        let same = |got: &Tensor, want: &Tensor, what: &str| {
+            let bits = |t: &Tensor| t.to_vec_f32().expect("read").iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(got), bits(want), "{what}");
+        };
         for _pass in 0..2 {
-            for rows in [1usize, 2, 3, 16] {
+            for rows in [1usize, 2, 3, 7, 16] {
                 let x: Vec<f32> = (0..rows * k).map(|_| rng.gen_range(-1.0f32..1.0)).collect();
                 let xt = Tensor::from_f32(&x, vec![rows, k], &dev).expect("x");
                 for (o, m) in owned.iter().zip(&mapped) {
-                    assert_eq!(
-                        bits(&xt.matmul(m).expect("mapped")),
-                        bits(&xt.matmul(o).expect("owned")),
-                        "{:?} rows {rows}",
-                        o.dtype()
-                    );
+                    let what = format!("{:?} rows {rows}", o.dtype());
+                    same(&xt.matmul(m).expect("mapped"), &xt.matmul(o).expect("owned"), &what);
                 }
                 let many = xt.matmul_many(&mapped.iter().collect::<Vec<_>>()).expect("many");
                 for (got, o) in many.iter().zip(&owned) {
-                    assert_eq!(bits(got), bits(&xt.matmul(o).expect("owned")), "fused {:?} rows {rows}", o.dtype());
+                    same(got, &xt.matmul(o).expect("owned"), &format!("fused {:?} rows {rows}", o.dtype()));
                 }
             }
         }

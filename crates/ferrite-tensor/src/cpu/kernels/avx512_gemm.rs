@@ -54,7 +54,7 @@ const Q8_0: u8 = 3;
 /// One cache line of packed data.
 #[derive(Clone, Copy)]
 #[repr(C, align(64))]
-struct Line([u8; 64]);
+pub(super) struct Line(pub(super) [u8; 64]);
 
 /// Quant lines per block.
 const fn quant_lines(kind: u8) -> usize {
@@ -444,7 +444,7 @@ unsafe fn pack_group(kind: u8, w: &[u8], rb: usize, valid: usize, nb: usize, dst
 /// block `i` in lane `i`.
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-unsafe fn transpose16(blk: &[*const u8; GROUP], off: usize) -> [__m512i; 4] {
+pub(super) unsafe fn transpose16(blk: &[*const u8; GROUP], off: usize) -> [__m512i; 4] {
     // SAFETY: the caller guarantees 16 readable bytes at `off` of every block.
     unsafe {
         let ld = |i: usize| _mm_loadu_si128(blk[i].add(off) as *const __m128i);

@@ -38,6 +38,8 @@ pub(crate) mod avx512_gemm;
 mod avx512_kquants;
 #[cfg(target_arch = "x86_64")]
 mod avx512_legacy;
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod avx512_q4k;
 pub mod detect;
 #[cfg(target_arch = "x86_64")]
 mod float_simd;

@@ -1,0 +1,425 @@
+//! Q4_K weights packed once for AVX-512 VNNI, 16 rows per zmm as in [`super::avx512_gemm`], and
+//! their matmul against Q8_K activations (prefill, batched and single-row decode).
+//!
+//! Per super-block of 256 values a row's result is
+//! `d·d_x·Σ_j sc_j·(Σ_32 q·x) − dmin·d_x·Σ_j m_j·bsum_j` over its 8 sub-blocks `j`. With lane
+//! `i` = weight row `i`, one `vpdpbusd` gives 4 values of a sub-block for all 16 rows (the
+//! nibbles are unsigned, so no offset), 8 of them a sub-block's integer dot; the 6-bit scales
+//! and mins, unpacked at packing time to one byte per row, multiply in 32-bit integers (exact),
+//! and the two terms are one FMA each per activation row, rounded as the dot kernels of
+//! [`super::avx512_kquants`] (llama.cpp's repacked Q4_K kernels) round: per super-block for a
+//! single row (`ggml_gemv_q4_K_8x8_q8_K`), per 64 values for rows in groups of 4
+//! (`ggml_gemm_q4_K_8x8_q8_K`). [`gemm`] gives rows `0 .. 4·⌊m/4⌋` the latter and the rest
+//! the former, as the row-group matmul of the dot kernels does: the same bits.
+//!
+//! # The packed layout
+//! Per super-block of a group, 37 lines of 64 bytes:
+//! * 32 quant lines: line `8p + t` holds, in dword lane `i`, dword `t` of row `i`'s 32 quant
+//!   bytes of chunk `p` (low nibbles: sub-block `2p`, values `4t..4t+4`; high: sub-block `2p+1`);
+//! * the 16 fp16 `d`, then the 16 fp16 `dmin` (one line);
+//! * the scales, byte `16j + i` = `sc_j` of row `i` (2 lines); the mins likewise (2 lines).
+//!
+//! That is 148 bytes per row and super-block, against GGUF's 144.
+
+use std::arch::x86_64::*;
+
+use rayon::prelude::*;
+
+use super::avx512_gemm::{transpose16, Line, GROUP};
+use crate::cpu::OutPtr;
+use crate::quant::act::{ActRow, QuantizedActs};
+use crate::quant::blocks::get_scale_min_k4;
+use crate::{Error, Result};
+
+/// Lines per super-block of a packed group.
+const SB_LINES: usize = 37;
+/// Activation rows per micro-kernel call.
+const ROWS: usize = 3;
+/// Bytes of a Q4_K block.
+const BLOCK: usize = 144;
+
+/// Whether [`PackedQ4K`] runs on this CPU.
+pub(crate) fn supported() -> bool {
+    super::Isa::Avx512Vnni.supported()
+}
+
+/// A whole Q4_K weight matrix (`n` rows of `k` values) in the packed layout.
+pub(crate) struct PackedQ4K {
+    n: usize,
+    k: usize,
+    lines: Vec<Line>,
+}
+
+impl std::fmt::Debug for PackedQ4K {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "PackedQ4K({}x{}, {} bytes)", self.n, self.k, self.lines.len() * 64)
+    }
+}
+
+impl PackedQ4K {
+    /// Packs `w` (`n` rows of `k` values, Q4_K blocks) on the calling thread, calling `done`
+    /// with each stretch of `w` (about 1 MiB) once it is packed.
+    pub(crate) fn new(w: &[u8], n: usize, k: usize, done: &dyn Fn(&[u8])) -> Result<PackedQ4K> {
+        if !supported() {
+            return Err(Error::Backend("the packed Q4_K kernels need AVX-512 VNNI".into()));
+        }
+        let nsb = k / 256;
+        let rb = nsb * BLOCK;
+        if !k.is_multiple_of(256) || Some(w.len()) != n.checked_mul(rb) {
+            return Err(Error::shape("packed q4_k", format!("k {k}, w {} bytes for {n} rows", w.len())));
+        }
+        let gl = nsb * SB_LINES;
+        let mut lines = vec![Line([0; 64]); n.div_ceil(GROUP) * gl];
+        if nsb > 0 {
+            let stretch = ((1 << 20) / (GROUP * rb)).max(1);
+            for (g, dst) in lines.chunks_exact_mut(gl).enumerate() {
+                let valid = (n - g * GROUP).min(GROUP);
+                let rows = &w[g * GROUP * rb..(g * GROUP + valid) * rb];
+                // SAFETY: AVX-512 VNNI was checked; `rows` holds `valid` rows of `nsb` blocks and
+                // `dst` one group's lines.
+                unsafe { pack_group(rows, rb, valid, nsb, dst) };
+                if (g + 1) % stretch == 0 {
+                    done(&w[(g + 1 - stretch) * GROUP * rb..(g * GROUP + valid) * rb]);
+                }
+            }
+        }
+        Ok(PackedQ4K { n, k, lines })
+    }
+
+    pub(crate) fn n(&self) -> usize {
+        self.n
+    }
+
+    pub(crate) fn k(&self) -> usize {
+        self.k
+    }
+
+    /// The 16-row groups.
+    pub(crate) fn groups(&self) -> usize {
+        self.n.div_ceil(GROUP)
+    }
+
+    fn group(&self, g: usize) -> &[Line] {
+        let gl = self.k / 256 * SB_LINES;
+        &self.lines[g * gl..(g + 1) * gl]
+    }
+}
+
+/// `out [m, n] = x [m, k] · w [n, k]ᵀ` with `acts` quantized as Q8_K.
+pub(crate) fn gemm(acts: &QuantizedActs, p: &PackedQ4K, out: &mut [f32]) -> Result<()> {
+    let m = acts.rows();
+    if acts.k() != p.k || Some(out.len()) != m.checked_mul(p.n) {
+        return Err(Error::shape(
+            "packed q4_k gemm",
+            format!("{m} rows of {}, w {}x{}, out {}", acts.k(), p.n, p.k, out.len()),
+        ));
+    }
+    if m == 0 || p.n == 0 {
+        return Ok(());
+    }
+    let rows: Vec<_> = (0..m).map(|r| acts.row(r)).collect();
+    let groups = p.groups();
+    let threads = rayon::current_num_threads().max(1);
+    let per_task = groups.div_ceil(threads * 4).max(1);
+    let out_ptr = OutPtr(out.as_mut_ptr());
+    (0..groups.div_ceil(per_task)).into_par_iter().for_each(|t| {
+        for g in t * per_task..((t + 1) * per_task).min(groups) {
+            let valid = (p.n - g * GROUP).min(GROUP);
+            // SAFETY: `p` exists only where AVX-512 VNNI does; columns `g·16 .. g·16 + valid`
+            // of every row of `out` (`m·n` long) belong to this task alone.
+            unsafe {
+                run_rows(p.group(g), p.k / 256, &rows, m / 4 * 4, out_ptr.get().wrapping_add(g * GROUP), p.n, valid)
+            };
+        }
+    });
+    Ok(())
+}
+
+/// `out[j] = row · w_jᵀ` for the weight rows of groups `groups` (`out` holds exactly those
+/// rows' outputs): one task of a fused matvec.
+pub(crate) fn matvec_groups(
+    p: &PackedQ4K,
+    row: &ActRow<'_>,
+    groups: std::ops::Range<usize>,
+    out: &mut [f32],
+) -> Result<()> {
+    let first = groups.start * GROUP;
+    let end = (groups.end * GROUP).min(p.n);
+    if groups.end > p.groups() || out.len() != end.saturating_sub(first) || row.qs.len() < p.k {
+        return Err(Error::shape(
+            "packed q4_k matvec",
+            format!("groups {groups:?} of {} rows, out {}", p.n, out.len()),
+        ));
+    }
+    let base = OutPtr(out.as_mut_ptr());
+    for g in groups {
+        let valid = (p.n - g * GROUP).min(GROUP);
+        // SAFETY: as in `gemm`; `out` covers these groups' rows.
+        unsafe {
+            run_rows(
+                p.group(g),
+                p.k / 256,
+                std::slice::from_ref(row),
+                0,
+                base.get().wrapping_add(g * GROUP - first),
+                0,
+                valid,
+            )
+        };
+    }
+    Ok(())
+}
+
+/// One packed group against every activation row, [`ROWS`] at a time, writing `valid` outputs
+/// of row `r` at `out + r·n`; rows before `chunked` round per 64 values, the others per
+/// super-block.
+///
+/// # Safety
+/// The CPU has AVX-512 VNNI; `lines` is one packed group of `nsb` super-blocks; every row covers
+/// them; the outputs are writable.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+unsafe fn run_rows(
+    lines: &[Line],
+    nsb: usize,
+    rows: &[ActRow<'_>],
+    chunked: usize,
+    out: *mut f32,
+    n: usize,
+    valid: usize,
+) {
+    for (start, end, per_chunk) in [(0, chunked, true), (chunked, rows.len(), false)] {
+        let mut r0 = start;
+        while r0 < end {
+            let take = if end - r0 == ROWS + 1 { 2 } else { ROWS.min(end - r0) };
+            let xs = &rows[r0..r0 + take];
+            let o = out.wrapping_add(r0 * n);
+            // SAFETY: forwarded from the caller.
+            unsafe {
+                match (take, per_chunk) {
+                    (1, false) => group::<1, false>(lines, nsb, xs, o, n, valid),
+                    (2, false) => group::<2, false>(lines, nsb, xs, o, n, valid),
+                    (_, false) => group::<3, false>(lines, nsb, xs, o, n, valid),
+                    (1, true) => group::<1, true>(lines, nsb, xs, o, n, valid),
+                    (2, true) => group::<2, true>(lines, nsb, xs, o, n, valid),
+                    (_, true) => group::<3, true>(lines, nsb, xs, o, n, valid),
+                }
+            }
+            r0 += take;
+        }
+    }
+}
+
+/// Packs `valid` (1..=16) rows of `w` (`rb` bytes each, `nsb` blocks) into the group `dst`;
+/// missing rows repeat the last one.
+///
+/// # Safety
+/// The CPU has AVX-512 F/BW/VNNI; `w` holds `valid` rows; `dst` is `nsb · 37` lines.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+unsafe fn pack_group(w: &[u8], rb: usize, valid: usize, nsb: usize, dst: &mut [Line]) {
+    debug_assert!(valid >= 1 && w.len() >= valid * rb && dst.len() == nsb * SB_LINES);
+    let row: [*const u8; GROUP] = std::array::from_fn(|i| w.as_ptr().wrapping_add(i.min(valid - 1) * rb));
+    // SAFETY: every read is inside block `sb` of one of the `valid` rows, every write inside the
+    // super-block's 37 lines of `dst`.
+    unsafe {
+        for sb in 0..nsb {
+            let rec = dst.as_mut_ptr().add(sb * SB_LINES) as *mut u8;
+            let blk: [*const u8; GROUP] = std::array::from_fn(|i| row[i].add(sb * BLOCK));
+            for p in 0..4 {
+                for h in 0..2 {
+                    for (l, v) in transpose16(&blk, 16 + 32 * p + 16 * h).into_iter().enumerate() {
+                        _mm512_store_si512((rec as *mut __m512i).add(8 * p + 4 * h + l), v);
+                    }
+                }
+            }
+            let dm = rec.add(32 * 64);
+            for i in 0..GROUP {
+                std::ptr::copy_nonoverlapping(blk[i], dm.add(2 * i), 2);
+                std::ptr::copy_nonoverlapping(blk[i].add(2), dm.add(32 + 2 * i), 2);
+                let scales: [u8; 12] = std::ptr::read_unaligned(blk[i].add(4) as *const [u8; 12]);
+                for j in 0..8 {
+                    let (sc, mn) = get_scale_min_k4(j, &scales);
+                    *dm.add(64 + 16 * j + i) = sc;
+                    *dm.add(192 + 16 * j + i) = mn;
+                }
+            }
+        }
+    }
+}
+
+/// The micro-kernel: 16 weight rows (lanes) x `R` activation rows, over `nsb` super-blocks;
+/// the float sums take each 64-value chunk (`CHUNKED`) or each super-block.
+///
+/// # Safety
+/// As [`run_rows`], with `xs.len() == R`.
+// Indexed loops over constant ranges keep the accumulators in registers.
+#[allow(clippy::needless_range_loop)]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+unsafe fn group<const R: usize, const CHUNKED: bool>(
+    lines: &[Line],
+    nsb: usize,
+    xs: &[ActRow<'_>],
+    out: *mut f32,
+    n: usize,
+    valid: usize,
+) {
+    debug_assert!(xs.len() == R && lines.len() == nsb * SB_LINES);
+    let q: [*const i8; R] = std::array::from_fn(|r| xs[r].qs.as_ptr());
+    let dx: [*const f32; R] = std::array::from_fn(|r| xs[r].d.as_ptr());
+    let bs: [*const i16; R] = std::array::from_fn(|r| xs[r].bsums.as_ptr());
+    let low = _mm512_set1_epi8(0x0F);
+    let mut acc = [_mm512_setzero_ps(); R];
+    let mut accm = [_mm512_setzero_ps(); R];
+    // SAFETY: reads of super-block `sb < nsb` of the group and of each activation row.
+    unsafe {
+        for sb in 0..nsb {
+            let rec = lines.as_ptr().add(sb * SB_LINES) as *const u8;
+            let ql = rec as *const __m512i;
+            let dm = rec.add(32 * 64);
+            let dv = _mm512_cvtph_ps(_mm256_load_si256(dm as *const __m256i));
+            let mv = _mm512_cvtph_ps(_mm256_load_si256(dm.add(32) as *const __m256i));
+            // `d·d_x` and `dmin·d_x` per activation row.
+            let dd: [__m512; R] = std::array::from_fn(|r| _mm512_mul_ps(dv, _mm512_set1_ps(*dx[r].add(8 * sb))));
+            let dmn: [__m512; R] = std::array::from_fn(|r| _mm512_mul_ps(mv, _mm512_set1_ps(*dx[r].add(8 * sb))));
+            let mut isum = [_mm512_setzero_si512(); R];
+            let mut msum = [_mm512_setzero_si512(); R];
+            for p in 0..4 {
+                let mut lo_dot = [_mm512_setzero_si512(); R];
+                let mut hi_dot = [_mm512_setzero_si512(); R];
+                for t in 0..8 {
+                    let v = _mm512_load_si512(ql.add(8 * p + t));
+                    let lo = _mm512_and_si512(v, low);
+                    let hi = _mm512_and_si512(_mm512_srli_epi16::<4>(v), low);
+                    for r in 0..R {
+                        let at = q[r].add(256 * sb + 64 * p + 4 * t);
+                        let xl = _mm512_set1_epi32(std::ptr::read_unaligned(at as *const i32));
+                        let xh = _mm512_set1_epi32(std::ptr::read_unaligned(at.add(32) as *const i32));
+                        lo_dot[r] = _mm512_dpbusd_epi32(lo_dot[r], lo, xl);
+                        hi_dot[r] = _mm512_dpbusd_epi32(hi_dot[r], hi, xh);
+                    }
+                }
+                let widen = |off: usize| _mm512_cvtepu8_epi32(_mm_load_si128(dm.add(off) as *const __m128i));
+                let (s_lo, s_hi) = (widen(64 + 32 * p), widen(64 + 32 * p + 16));
+                let (m_lo, m_hi) = (widen(192 + 32 * p), widen(192 + 32 * p + 16));
+                for r in 0..R {
+                    let b = bs[r].add(16 * sb + 4 * p);
+                    let b_lo = _mm512_set1_epi32(*b as i32 + *b.add(1) as i32);
+                    let b_hi = _mm512_set1_epi32(*b.add(2) as i32 + *b.add(3) as i32);
+                    isum[r] = _mm512_add_epi32(
+                        isum[r],
+                        _mm512_add_epi32(_mm512_mullo_epi32(s_lo, lo_dot[r]), _mm512_mullo_epi32(s_hi, hi_dot[r])),
+                    );
+                    msum[r] = _mm512_add_epi32(
+                        msum[r],
+                        _mm512_add_epi32(_mm512_mullo_epi32(m_lo, b_lo), _mm512_mullo_epi32(m_hi, b_hi)),
+                    );
+                    if CHUNKED {
+                        acc[r] = _mm512_fmadd_ps(dd[r], _mm512_cvtepi32_ps(isum[r]), acc[r]);
+                        accm[r] = _mm512_fmadd_ps(dmn[r], _mm512_cvtepi32_ps(msum[r]), accm[r]);
+                        isum[r] = _mm512_setzero_si512();
+                        msum[r] = _mm512_setzero_si512();
+                    }
+                }
+            }
+            if !CHUNKED {
+                for r in 0..R {
+                    acc[r] = _mm512_fmadd_ps(dd[r], _mm512_cvtepi32_ps(isum[r]), acc[r]);
+                    accm[r] = _mm512_fmadd_ps(dmn[r], _mm512_cvtepi32_ps(msum[r]), accm[r]);
+                }
+            }
+        }
+        let mask: __mmask16 = if valid >= GROUP { 0xFFFF } else { (1u16 << valid) - 1 };
+        for r in 0..R {
+            _mm512_mask_storeu_ps(out.wrapping_add(r * n), mask, _mm512_sub_ps(acc[r], accm[r]));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rand::rngs::StdRng;
+    use rand::{Rng, SeedableRng};
+
+    use super::*;
+    use crate::cpu::kernels::tests::random_blocks;
+    use crate::quant::act::ActFormat;
+    use crate::quant::dequantize;
+    use crate::DType;
+
+    /// Every output has the bits of the dot kernels' row-group matmul (`cpu::matmul::matmul` on
+    /// the GGUF bytes) and is within 1e-5 of the magnitude of an f64 dot of the dequantized
+    /// weights and Q8_K activations, for partial groups, 1..16 rows, 1 and 3 threads, and the
+    /// fused matvec's split (the bits of one row).
+    #[test]
+    fn matches_the_dequantized_dot() {
+        if !supported() {
+            eprintln!("skipped: this CPU has no AVX-512 VNNI");
+            return;
+        }
+        let mut rng = StdRng::seed_from_u64(31);
+        for (k, n) in [(256usize, 16usize), (512, 37), (1024, 5), (4864 / 256 * 256, 50)] {
+            let w = random_blocks(DType::Q4_K, n * k / 256, &mut rng);
+            let mut wf = vec![0f32; n * k];
+            dequantize(DType::Q4_K, &w, &mut wf).expect("dequantize");
+            let p = PackedQ4K::new(&w, n, k, &|_| ()).expect("pack");
+            for m in [1usize, 2, 3, 4, 7, 16] {
+                let x: Vec<f32> = (0..m * k).map(|_| rng.gen_range(-2.0f32..2.0)).collect();
+                let mut acts = QuantizedActs::new();
+                acts.quantize(&x, k, ActFormat::Q8K).expect("quantize");
+                let want = |r: usize, j: usize| -> (f64, f64) {
+                    let a = acts.row(r);
+                    let (mut s, mut mag) = (0f64, 0f64);
+                    for e in 0..k {
+                        let v = wf[j * k + e] as f64 * (a.qs[e] as f64 * a.d[e / 32] as f64);
+                        s += v;
+                        mag += v.abs();
+                    }
+                    (s, mag)
+                };
+                for threads in [1usize, 3] {
+                    let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().expect("pool");
+                    let mut out = vec![f32::NAN; m * n];
+                    pool.install(|| gemm(&acts, &p, &mut out)).expect("gemm");
+                    let mut dots = vec![f32::NAN; m * n];
+                    pool.install(|| crate::cpu::matmul::matmul(&x, m, k, &w, DType::Q4_K, n, &mut dots)).expect("dots");
+                    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                    assert_eq!(bits(&out), bits(&dots), "k {k} n {n} m {m}: the dot kernels' bits");
+                    for r in 0..m {
+                        for j in 0..n {
+                            let (s, mag) = want(r, j);
+                            let got = out[r * n + j] as f64;
+                            assert!((got - s).abs() <= 1e-5 * mag + 1e-6, "k {k} n {n} m {m} ({r},{j}): {got} vs {s}");
+                        }
+                    }
+                    let row = acts.row(0);
+                    let mut one = vec![f32::NAN; n];
+                    let split = p.groups() / 2;
+                    let (a, b) = one.split_at_mut((split * 16).min(n));
+                    matvec_groups(&p, &row, 0..split, a).expect("first");
+                    matvec_groups(&p, &row, split..p.groups(), b).expect("last");
+                    let mut single = vec![f32::NAN; n];
+                    crate::cpu::matmul::matmul(&x[..k], 1, k, &w, DType::Q4_K, n, &mut single).expect("matvec");
+                    assert_eq!(bits(&one), bits(&single), "k {k} n {n}: matvec_groups");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn bad_shapes_are_errors() {
+        if !supported() {
+            eprintln!("skipped: this CPU has no AVX-512 VNNI");
+            return;
+        }
+        let w = vec![0u8; 144 * 3];
+        assert!(PackedQ4K::new(&w, 3, 512, &|_| ()).is_err());
+        assert!(PackedQ4K::new(&w, 3, 200, &|_| ()).is_err());
+        let p = PackedQ4K::new(&w, 3, 256, &|_| ()).expect("pack");
+        let mut acts = QuantizedActs::new();
+        acts.quantize(&[0.5; 512], 256, ActFormat::Q8K).expect("quantize");
+        let mut out = vec![0f32; 6];
+        assert!(gemm(&acts, &p, &mut out).is_ok());
+        assert!(gemm(&acts, &p, &mut out[..5]).is_err());
+        assert!(matvec_groups(&p, &acts.row(0), 0..1, &mut out[..3]).is_ok());
+        assert!(matvec_groups(&p, &acts.row(0), 0..2, &mut out[..3]).is_err());
+    }
+}

@@ -232,10 +232,10 @@ unsafe fn pack_group(w: &[u8], rb: usize, valid: usize, nsb: usize, dst: &mut [L
                 }
             }
             let dm = rec.add(32 * 64);
-            for i in 0..GROUP {
-                std::ptr::copy_nonoverlapping(blk[i], dm.add(2 * i), 2);
-                std::ptr::copy_nonoverlapping(blk[i].add(2), dm.add(32 + 2 * i), 2);
-                let scales: [u8; 12] = std::ptr::read_unaligned(blk[i].add(4) as *const [u8; 12]);
+            for (i, &b) in blk.iter().enumerate() {
+                std::ptr::copy_nonoverlapping(b, dm.add(2 * i), 2);
+                std::ptr::copy_nonoverlapping(b.add(2), dm.add(32 + 2 * i), 2);
+                let scales: [u8; 12] = std::ptr::read_unaligned(b.add(4) as *const [u8; 12]);
                 for j in 0..8 {
                     let (sc, mn) = get_scale_min_k4(j, &scales);
                     *dm.add(64 + 16 * j + i) = sc;

@@ -19,7 +19,7 @@
 //!   and no separate transpose pass).
 //!
 //! On AVX-512 VNNI, a mapped weight of a 32-value block type or Q4_K is laid out once, at its
-//! first matmul, for [`avx512_gemm`] or [`avx512_q4k`] ([`CpuStorage::prepared`]), and every
+//! first matmul, for `kernels::avx512_gemm` or `kernels::avx512_q4k` (`CpuStorage::prepared`), and every
 //! later matvec and matmul with it, decode included, runs that kernel on the packed copy.
 
 use rayon::prelude::*;

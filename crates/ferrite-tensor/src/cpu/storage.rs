@@ -16,7 +16,7 @@ pub type SharedBytes = Arc<dyn AsRef<[u8]> + Send + Sync>;
 /// [`super::buffers`] when dropped, for the next op's output.
 ///
 /// Mapped storage, which never changes, can also hold a copy of its bytes laid out for a
-/// faster kernel ([`CpuStorage::prepared`]), made at first use.
+/// faster kernel (`CpuStorage::prepared`), made at first use.
 pub enum CpuStorage {
     Owned {
         data: RwLock<Vec<f32>>,

@@ -138,7 +138,7 @@ impl Packed {
         Self::new_releasing(w, dtype, n, k, &|_| ())
     }
 
-    /// [`Packed::new`], calling `done` with each stretch of `w` (about 1 MiB) once it is packed.
+    /// `Packed::new`, calling `done` with each stretch of `w` (about 1 MiB) once it is packed.
     pub(crate) fn new_releasing(w: &[u8], dtype: DType, n: usize, k: usize, done: &dyn Fn(&[u8])) -> Result<Packed> {
         let (kind, nb, rb) = check(dtype, w.len(), n, k)?;
         let gl = group_lines(kind, nb);
@@ -279,30 +279,32 @@ pub(crate) fn matvec_groups(
     out: &mut [f32],
 ) -> Result<()> {
     let nb = p.k / 32;
+    each_group("avx512 packed matvec", p.n, p.k, row, groups, out, |g, valid, o| {
+        // SAFETY: `p` exists only where AVX-512 VNNI does; `o` holds this group's outputs.
+        unsafe { run_rows(p.kind, p.group(g), nb, std::slice::from_ref(row), starts, o, 0, valid) }
+    })
+}
+
+/// Checks one task of a fused matvec over a packed matrix of `n` rows of `k` values (`groups`
+/// of it, `out` exactly their rows' outputs, `row` covering `k`), then calls
+/// `run(g, valid rows, pointer to g's outputs)` per group.
+pub(super) fn each_group(
+    op: &'static str,
+    n: usize,
+    k: usize,
+    row: &ActRow<'_>,
+    groups: std::ops::Range<usize>,
+    out: &mut [f32],
+    mut run: impl FnMut(usize, usize, *mut f32),
+) -> Result<()> {
     let first = groups.start * GROUP;
-    let end = (groups.end * GROUP).min(p.n);
-    if groups.end > p.n.div_ceil(GROUP) || out.len() != end.saturating_sub(first) || row.qs.len() < p.k {
-        return Err(Error::shape(
-            "avx512 packed matvec",
-            format!("groups {groups:?} of {} rows, out {}", p.n, out.len()),
-        ));
+    let end = (groups.end * GROUP).min(n);
+    if groups.end > n.div_ceil(GROUP) || out.len() != end.saturating_sub(first) || row.qs.len() < k {
+        return Err(Error::shape(op, format!("groups {groups:?} of {n} rows, out {}", out.len())));
     }
-    let base = OutPtr(out.as_mut_ptr());
+    let base = out.as_mut_ptr();
     for g in groups {
-        let valid = (p.n - g * GROUP).min(GROUP);
-        // SAFETY: `p` exists only where AVX-512 VNNI does; `out` covers these groups' rows.
-        unsafe {
-            run_rows(
-                p.kind,
-                p.group(g),
-                nb,
-                std::slice::from_ref(row),
-                starts,
-                base.get().wrapping_add(g * GROUP - first),
-                0,
-                valid,
-            )
-        };
+        run(g, (n - g * GROUP).min(GROUP), base.wrapping_add(g * GROUP - first));
     }
     Ok(())
 }

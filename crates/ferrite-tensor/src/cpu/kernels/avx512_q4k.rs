@@ -25,7 +25,7 @@ use std::arch::x86_64::*;
 
 use rayon::prelude::*;
 
-use super::avx512_gemm::{transpose16, Line, GROUP};
+use super::avx512_gemm::{each_group, transpose16, Line, GROUP};
 use crate::cpu::OutPtr;
 use crate::quant::act::{ActRow, QuantizedActs};
 use crate::quant::blocks::get_scale_min_k4;
@@ -143,31 +143,10 @@ pub(crate) fn matvec_groups(
     groups: std::ops::Range<usize>,
     out: &mut [f32],
 ) -> Result<()> {
-    let first = groups.start * GROUP;
-    let end = (groups.end * GROUP).min(p.n);
-    if groups.end > p.groups() || out.len() != end.saturating_sub(first) || row.qs.len() < p.k {
-        return Err(Error::shape(
-            "packed q4_k matvec",
-            format!("groups {groups:?} of {} rows, out {}", p.n, out.len()),
-        ));
-    }
-    let base = OutPtr(out.as_mut_ptr());
-    for g in groups {
-        let valid = (p.n - g * GROUP).min(GROUP);
-        // SAFETY: as in `gemm`; `out` covers these groups' rows.
-        unsafe {
-            run_rows(
-                p.group(g),
-                p.k / 256,
-                std::slice::from_ref(row),
-                0,
-                base.get().wrapping_add(g * GROUP - first),
-                0,
-                valid,
-            )
-        };
-    }
-    Ok(())
+    each_group("packed q4_k matvec", p.n, p.k, row, groups, out, |g, valid, o| {
+        // SAFETY: as in `gemm`; `o` holds this group's outputs.
+        unsafe { run_rows(p.group(g), p.k / 256, std::slice::from_ref(row), 0, o, 0, valid) }
+    })
 }
 
 /// One packed group against every activation row, [`ROWS`] at a time, writing `valid` outputs

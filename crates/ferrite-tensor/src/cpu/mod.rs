@@ -83,9 +83,19 @@ fn keep_workers_awake(f: &mut (dyn FnMut() + Send)) {
                 if rayon::current_thread_index() == Some(me) {
                     return;
                 }
+                let mut idle = 0u32;
                 while !done.load(Ordering::Acquire) {
-                    if rayon::yield_now() != Some(rayon::Yield::Executed) {
-                        std::hint::spin_loop();
+                    if rayon::yield_now() == Some(rayon::Yield::Executed) {
+                        idle = 0;
+                    } else {
+                        idle += 1;
+                        // Now and then let another runnable thread (another model's pool, the
+                        // server) have this core; with none, `sched_yield` returns at once.
+                        if idle.is_multiple_of(64) {
+                            std::thread::yield_now();
+                        } else {
+                            std::hint::spin_loop();
+                        }
                     }
                 }
             });

@@ -213,11 +213,11 @@ struct WeightView<'a> {
     packed: Option<Packed<'a>>,
 }
 
-/// One task of [`matvec_views`]: weight `i`, rows as GGUF bytes or as packed groups, and
-/// their outputs.
+/// One task of [`matvec_views`]: weight `i`, rows as GGUF bytes or as groups of its packed
+/// copy, and their outputs.
 enum Part<'a> {
     Rows(usize, &'a [u8], &'a mut [f32]),
-    Groups(usize, std::ops::Range<usize>, &'a mut [f32]),
+    Groups(usize, Packed<'a>, std::ops::Range<usize>, &'a mut [f32]),
 }
 
 /// [`matvec_many`] over weights of which some may be packed.
@@ -263,7 +263,7 @@ fn matvec_views(x: &[f32], k: usize, ws: &[WeightView<'_>], outs: &mut [Vec<f32>
             Some(p) => {
                 let per = chunk.div_ceil(16);
                 for (c, o) in out.chunks_mut(per * 16).enumerate() {
-                    tasks.push(Part::Groups(i, c * per..((c + 1) * per).min(p.groups()), o));
+                    tasks.push(Part::Groups(i, p, c * per..((c + 1) * per).min(p.groups()), o));
                 }
             }
             None => {
@@ -278,10 +278,7 @@ fn matvec_views(x: &[f32], k: usize, ws: &[WeightView<'_>], outs: &mut [Vec<f32>
             let (a, row_bytes) = plan[i];
             kern.quant_dot(ws[i].dtype, wc, row_bytes, std::slice::from_ref(&rows[a]), o, 1)
         }
-        Part::Groups(i, groups, o) => match ws[i].packed {
-            Some(p) => p.matvec(&rows[plan[i].0], &starts[i], groups, o),
-            None => Err(Error::Backend("matvec_many: a packed task without packed weights".into())),
-        },
+        Part::Groups(i, p, groups, o) => p.matvec(&rows[plan[i].0], &starts[i], groups, o),
     })
 }
 

@@ -116,6 +116,48 @@ fn check(dtype: DType, w_len: usize, n: usize, k: usize) -> Result<(u8, usize, u
     Ok((kind, nb, rb))
 }
 
+/// Packs all groups of `w` (`n` rows of `rb` bytes) into `gl` lines each with
+/// `pack(rows, valid, dst)`, calling `done` with each stretch of `w` (about 1 MiB) once it is
+/// packed.
+pub(super) fn pack_groups(
+    w: &[u8],
+    n: usize,
+    rb: usize,
+    gl: usize,
+    done: &dyn Fn(&[u8]),
+    mut pack: impl FnMut(&[u8], usize, &mut [Line]),
+) -> Vec<Line> {
+    let mut lines = vec![Line([0; 64]); n.div_ceil(GROUP) * gl];
+    if gl == 0 || rb == 0 {
+        return lines;
+    }
+    let stretch = ((1 << 20) / (GROUP * rb)).max(1);
+    for (g, dst) in lines.chunks_exact_mut(gl).enumerate() {
+        let valid = (n - g * GROUP).min(GROUP);
+        pack(&w[g * GROUP * rb..(g * GROUP + valid) * rb], valid, dst);
+        if (g + 1) % stretch == 0 {
+            done(&w[(g + 1 - stretch) * GROUP * rb..(g * GROUP + valid) * rb]);
+        }
+    }
+    lines
+}
+
+/// Splits the 16-row groups of an `n`-column output over the rayon threads (a few tasks per
+/// thread); `run(state, g, valid rows, pointer to column g·16 of out's first row)` per group,
+/// with one `state` per task. Each column belongs to one group, so tasks write disjoint parts.
+pub(super) fn par_groups<S: Default>(n: usize, out: &mut [f32], run: impl Fn(&mut S, usize, usize, *mut f32) + Sync) {
+    let groups = n.div_ceil(GROUP);
+    let threads = rayon::current_num_threads().max(1);
+    let per_task = groups.div_ceil(threads * 4).max(1);
+    let out_ptr = OutPtr(out.as_mut_ptr());
+    (0..groups.div_ceil(per_task)).into_par_iter().for_each(|t| {
+        let mut state = S::default();
+        for g in t * per_task..((t + 1) * per_task).min(groups) {
+            run(&mut state, g, (n - g * GROUP).min(GROUP), out_ptr.get().wrapping_add(g * GROUP));
+        }
+    });
+}
+
 /// A whole weight matrix (`n` rows of `k` values) in the packed layout.
 pub(crate) struct Packed {
     kind: u8,
@@ -141,22 +183,11 @@ impl Packed {
     /// `Packed::new`, calling `done` with each stretch of `w` (about 1 MiB) once it is packed.
     pub(crate) fn new_releasing(w: &[u8], dtype: DType, n: usize, k: usize, done: &dyn Fn(&[u8])) -> Result<Packed> {
         let (kind, nb, rb) = check(dtype, w.len(), n, k)?;
-        let gl = group_lines(kind, nb);
-        let groups = n.div_ceil(GROUP);
-        let mut lines = vec![Line([0; 64]); groups * gl];
-        if nb > 0 {
-            let stretch = ((1 << 20) / (GROUP * rb)).max(1);
-            for (g, dst) in lines.chunks_exact_mut(gl).enumerate() {
-                let valid = (n - g * GROUP).min(GROUP);
-                let rows = &w[g * GROUP * rb..(g * GROUP + valid) * rb];
-                // SAFETY: AVX-512 VNNI was checked; `rows` holds `valid` rows of `nb` blocks and
-                // `dst` one group's lines.
-                unsafe { pack_group(kind, rows, rb, valid, nb, dst) };
-                if (g + 1) % stretch == 0 {
-                    done(&w[(g + 1 - stretch) * GROUP * rb..(g * GROUP + valid) * rb]);
-                }
-            }
-        }
+        let lines = pack_groups(w, n, rb, group_lines(kind, nb), done, |rows, valid, dst| {
+            // SAFETY: AVX-512 VNNI was checked; `rows` holds `valid` rows of `nb` blocks and
+            // `dst` one group's lines.
+            unsafe { pack_group(kind, rows, rb, valid, nb, dst) }
+        });
         Ok(Packed { kind, dtype, n, k, lines })
     }
 
@@ -179,6 +210,16 @@ impl Packed {
         self.lines.len() * 64
     }
 
+    /// The starting values the kernels need for `row` (see [`matvec_groups`]).
+    pub(crate) fn start_values(&self, row: &ActRow<'_>) -> Vec<Vec<i32>> {
+        start_values(self.kind, std::slice::from_ref(row), self.k / 32)
+    }
+
+    /// The 16-row groups.
+    pub(crate) fn groups(&self) -> usize {
+        self.n.div_ceil(GROUP)
+    }
+
     fn group(&self, g: usize) -> &[Line] {
         let gl = group_lines(self.kind, self.k / 32);
         &self.lines[g * gl..(g + 1) * gl]
@@ -198,7 +239,7 @@ fn start_values(kind: u8, rows: &[ActRow<'_>], nb: usize) -> Vec<Vec<i32>> {
 /// Where the groups come from: packed once, or packed per call from GGUF rows.
 enum Source<'a> {
     Packed(&'a Packed),
-    Raw { w: &'a [u8], rb: usize, dtype: DType },
+    Raw { w: &'a [u8], rb: usize },
 }
 
 impl Source<'_> {
@@ -206,8 +247,7 @@ impl Source<'_> {
     fn group<'s>(&'s self, g: usize, valid: usize, kind: u8, nb: usize, scratch: &'s mut Vec<Line>) -> &'s [Line] {
         match self {
             Source::Packed(p) => p.group(g),
-            Source::Raw { w, rb, dtype } => {
-                debug_assert_eq!(kind_of(*dtype), Some(kind));
+            Source::Raw { w, rb } => {
                 let gl = group_lines(kind, nb);
                 if scratch.len() != gl {
                     *scratch = vec![Line([0; 64]); gl];
@@ -226,7 +266,7 @@ impl Source<'_> {
 /// the dot kernels row by row. Each group of 16 weight rows is packed once per call.
 pub(crate) fn gemm(acts: &QuantizedActs, w: &[u8], dtype: DType, n: usize, out: &mut [f32]) -> Result<()> {
     let (kind, nb, rb) = check(dtype, w.len(), n, acts.k())?;
-    drive(acts, Source::Raw { w, rb, dtype }, kind, nb, n, out)
+    drive(acts, Source::Raw { w, rb }, kind, nb, n, out)
 }
 
 /// [`gemm`] over weights packed beforehand (`acts` quantized in the format of `p.dtype()`).
@@ -251,19 +291,11 @@ fn drive(acts: &QuantizedActs, src: Source<'_>, kind: u8, nb: usize, n: usize, o
     }
     let rows: Vec<_> = (0..m).map(|r| acts.row(r)).collect();
     let starts = start_values(kind, &rows, nb);
-    let groups = n.div_ceil(GROUP);
-    let threads = rayon::current_num_threads().max(1);
-    let per_task = groups.div_ceil(threads * 4).max(1);
-    let out_ptr = OutPtr(out.as_mut_ptr());
-    (0..groups.div_ceil(per_task)).into_par_iter().for_each(|t| {
-        let mut scratch = Vec::new();
-        for g in t * per_task..((t + 1) * per_task).min(groups) {
-            let valid = (n - g * GROUP).min(GROUP);
-            let lines = src.group(g, valid, kind, nb, &mut scratch);
-            // SAFETY: AVX-512 VNNI was checked when `src` was made; columns `g·16 ..
-            // g·16 + valid` of every row of `out` (`m·n` long) belong to this task alone.
-            unsafe { run_rows(kind, lines, nb, &rows, &starts, out_ptr.get().wrapping_add(g * GROUP), n, valid) };
-        }
+    par_groups(n, out, |scratch: &mut Vec<Line>, g, valid, o| {
+        let lines = src.group(g, valid, kind, nb, scratch);
+        // SAFETY: AVX-512 VNNI was checked when `src` was made; columns `g·16 ..
+        // g·16 + valid` of every row of `out` (`m·n` long) belong to this task alone.
+        unsafe { run_rows(kind, lines, nb, &rows, &starts, o, n, valid) };
     });
     Ok(())
 }
@@ -307,18 +339,6 @@ pub(super) fn each_group(
         run(g, (n - g * GROUP).min(GROUP), base.wrapping_add(g * GROUP - first));
     }
     Ok(())
-}
-
-impl Packed {
-    /// The starting values the kernels need for `row` (see [`matvec_groups`]).
-    pub(crate) fn start_values(&self, row: &ActRow<'_>) -> Vec<Vec<i32>> {
-        start_values(self.kind, std::slice::from_ref(row), self.k / 32)
-    }
-
-    /// The 16-row groups.
-    pub(crate) fn groups(&self) -> usize {
-        self.n.div_ceil(GROUP)
-    }
 }
 
 /// One packed group against every activation row, [`ROWS`] at a time, writing `valid` outputs

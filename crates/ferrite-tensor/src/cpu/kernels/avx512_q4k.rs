@@ -23,10 +23,7 @@
 
 use std::arch::x86_64::*;
 
-use rayon::prelude::*;
-
-use super::avx512_gemm::{each_group, transpose16, Line, GROUP};
-use crate::cpu::OutPtr;
+use super::avx512_gemm::{each_group, pack_groups, par_groups, transpose16, Line, GROUP};
 use crate::quant::act::{ActRow, QuantizedActs};
 use crate::quant::blocks::get_scale_min_k4;
 use crate::{Error, Result};
@@ -68,21 +65,11 @@ impl PackedQ4K {
         if !k.is_multiple_of(256) || Some(w.len()) != n.checked_mul(rb) {
             return Err(Error::shape("packed q4_k", format!("k {k}, w {} bytes for {n} rows", w.len())));
         }
-        let gl = nsb * SB_LINES;
-        let mut lines = vec![Line([0; 64]); n.div_ceil(GROUP) * gl];
-        if nsb > 0 {
-            let stretch = ((1 << 20) / (GROUP * rb)).max(1);
-            for (g, dst) in lines.chunks_exact_mut(gl).enumerate() {
-                let valid = (n - g * GROUP).min(GROUP);
-                let rows = &w[g * GROUP * rb..(g * GROUP + valid) * rb];
-                // SAFETY: AVX-512 VNNI was checked; `rows` holds `valid` rows of `nsb` blocks and
-                // `dst` one group's lines.
-                unsafe { pack_group(rows, rb, valid, nsb, dst) };
-                if (g + 1) % stretch == 0 {
-                    done(&w[(g + 1 - stretch) * GROUP * rb..(g * GROUP + valid) * rb]);
-                }
-            }
-        }
+        let lines = pack_groups(w, n, rb, nsb * SB_LINES, done, |rows, valid, dst| {
+            // SAFETY: AVX-512 VNNI was checked; `rows` holds `valid` rows of `nsb` blocks and
+            // `dst` one group's lines.
+            unsafe { pack_group(rows, rb, valid, nsb, dst) }
+        });
         Ok(PackedQ4K { n, k, lines })
     }
 
@@ -118,19 +105,10 @@ pub(crate) fn gemm(acts: &QuantizedActs, p: &PackedQ4K, out: &mut [f32]) -> Resu
         return Ok(());
     }
     let rows: Vec<_> = (0..m).map(|r| acts.row(r)).collect();
-    let groups = p.groups();
-    let threads = rayon::current_num_threads().max(1);
-    let per_task = groups.div_ceil(threads * 4).max(1);
-    let out_ptr = OutPtr(out.as_mut_ptr());
-    (0..groups.div_ceil(per_task)).into_par_iter().for_each(|t| {
-        for g in t * per_task..((t + 1) * per_task).min(groups) {
-            let valid = (p.n - g * GROUP).min(GROUP);
-            // SAFETY: `p` exists only where AVX-512 VNNI does; columns `g·16 .. g·16 + valid`
-            // of every row of `out` (`m·n` long) belong to this task alone.
-            unsafe {
-                run_rows(p.group(g), p.k / 256, &rows, m / 4 * 4, out_ptr.get().wrapping_add(g * GROUP), p.n, valid)
-            };
-        }
+    par_groups(p.n, out, |_: &mut (), g, valid, o| {
+        // SAFETY: `p` exists only where AVX-512 VNNI does; columns `g·16 .. g·16 + valid` of
+        // every row of `out` (`m·n` long) belong to this task alone.
+        unsafe { run_rows(p.group(g), p.k / 256, &rows, m / 4 * 4, o, p.n, valid) };
     });
     Ok(())
 }

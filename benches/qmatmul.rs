@@ -28,8 +28,10 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 const THREADS: usize = 2;
-/// Matvecs per `Device::run` in the summary's engine figures.
-const ENGINE_CALLS: usize = 8;
+/// Rounds per matvec case in the summary, and matvecs per round and path (the engine's inside
+/// one `Device::run`, as a forward pass runs them).
+const ROUNDS: usize = 15;
+const SAMPLE: usize = 8;
 /// Working set per case: 4x the 32 MiB L3.
 const STREAM_BYTES: usize = 128 << 20;
 const BANDWIDTH_BYTES: usize = 256 << 20;
@@ -134,33 +136,46 @@ fn x_tensor(x: &[f32], k: usize, dev: &Device) -> Tensor {
     Tensor::from_f32(x, vec![x.len() / k, k], dev).expect("x")
 }
 
-/// Read bandwidth: a 2-thread sum over a buffer 8x the L3 (median of 9 passes), in GB/s.
-fn read_bandwidth(pool: &rayon::ThreadPool) -> f64 {
-    use rayon::prelude::*;
-    let buf: Vec<u64> = (0..BANDWIDTH_BYTES / 8).map(|i| i as u64).collect();
-    let half = buf.len().div_ceil(THREADS);
-    let mut times: Vec<f64> = (0..9)
-        .map(|_| {
-            let t = Instant::now();
-            let s: u64 = pool.install(|| {
-                buf.par_chunks(half)
-                    .map(|c| {
-                        let mut lanes = [0u64; 8];
-                        for ch in c.chunks_exact(8) {
-                            for (l, v) in lanes.iter_mut().zip(ch) {
-                                *l = l.wrapping_add(*v);
-                            }
+/// Read bandwidth probe: a 2-thread sum over a buffer 8x the L3.
+struct Bandwidth(Vec<u64>);
+
+impl Bandwidth {
+    fn new() -> Bandwidth {
+        Bandwidth((0..BANDWIDTH_BYTES / 8).map(|i| i as u64).collect())
+    }
+
+    /// Seconds of one pass over the buffer.
+    fn pass(&self, pool: &rayon::ThreadPool) -> f64 {
+        use rayon::prelude::*;
+        let half = self.0.len().div_ceil(THREADS);
+        let t = Instant::now();
+        let s: u64 = pool.install(|| {
+            self.0
+                .par_chunks(half)
+                .map(|c| {
+                    let mut lanes = [0u64; 8];
+                    for ch in c.chunks_exact(8) {
+                        for (l, v) in lanes.iter_mut().zip(ch) {
+                            *l = l.wrapping_add(*v);
                         }
-                        lanes.iter().fold(0u64, |a, b| a.wrapping_add(*b))
-                    })
-                    .reduce(|| 0, u64::wrapping_add)
-            });
-            black_box(s);
-            t.elapsed().as_secs_f64()
-        })
-        .collect();
-    times.sort_by(f64::total_cmp);
-    BANDWIDTH_BYTES as f64 / times[times.len() / 2] / 1e9
+                    }
+                    lanes.iter().fold(0u64, |a, b| a.wrapping_add(*b))
+                })
+                .reduce(|| 0, u64::wrapping_add)
+        });
+        black_box(s);
+        t.elapsed().as_secs_f64()
+    }
+
+    fn gbs(secs: f64) -> f64 {
+        BANDWIDTH_BYTES as f64 / secs / 1e9
+    }
+}
+
+/// Median of a sample.
+fn median(mut t: Vec<f64>) -> f64 {
+    t.sort_by(f64::total_cmp);
+    t[t.len() / 2]
 }
 
 fn median_secs(mut f: impl FnMut(), runs: usize) -> f64 {
@@ -177,31 +192,40 @@ fn median_secs(mut f: impl FnMut(), runs: usize) -> f64 {
 }
 
 fn summary(pool: &rayon::ThreadPool, dev: &Device, streams: &mut [Stream], rng: &mut StdRng) {
-    let bw = read_bandwidth(pool);
+    let probe = Bandwidth::new();
     println!("\n=== qmatmul summary ({THREADS} threads, kernels {:?}) ===", Kernels::best().isa());
-    println!("read bandwidth (2-thread sum, 256 MiB): {bw:.1} GB/s");
+    println!(
+        "Each case alternates {ROUNDS} rounds of: one read-bandwidth pass (2-thread sum, 256 MiB), \
+         {SAMPLE} matvecs on the GGUF bytes, {SAMPLE} engine matvecs; medians of each, so the \
+         ratio compares figures of the same seconds."
+    );
     for (c, s) in CASES.iter().zip(streams.iter_mut()) {
         let x: Vec<f32> = (0..c.k).map(|_| rng.gen_range(-1.0f32..1.0)).collect();
         let mut out = vec![0f32; c.n];
         let xt = x_tensor(&x, c.k, dev);
-        let blocks =
-            median_secs(|| pool.install(|| matmul(&x, 1, c.k, s.next(), c.dtype, c.n, &mut out)).expect("matvec"), 25);
-        // As in a forward pass: inside `Device::run`, so the pool's threads stay awake between
-        // calls (8 per run; the time is per call).
-        let engine = median_secs(
-            || {
-                dev.run(|| {
-                    for _ in 0..ENGINE_CALLS {
-                        black_box(xt.matmul(s.next_tensor()).expect("matvec"));
-                    }
-                })
-            },
-            25,
-        ) / ENGINE_CALLS as f64;
-        for (path, t) in [("blocks", blocks), ("engine", engine)] {
+        let (mut bw, mut blocks, mut engine) = (Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..ROUNDS {
+            bw.push(probe.pass(pool));
+            let t = Instant::now();
+            for _ in 0..SAMPLE {
+                pool.install(|| matmul(&x, 1, c.k, s.next(), c.dtype, c.n, &mut out)).expect("matvec");
+            }
+            blocks.push(t.elapsed().as_secs_f64() / SAMPLE as f64);
+            // As in a forward pass: inside `Device::run`, so the pool's threads stay awake
+            // between calls.
+            let t = Instant::now();
+            dev.run(|| {
+                for _ in 0..SAMPLE {
+                    black_box(xt.matmul(s.next_tensor()).expect("matvec"));
+                }
+            });
+            engine.push(t.elapsed().as_secs_f64() / SAMPLE as f64);
+        }
+        let bw = Bandwidth::gbs(median(bw));
+        for (path, t) in [("blocks", median(blocks)), ("engine", median(engine))] {
             let gbs = s.bytes as f64 / t / 1e9;
             println!(
-                "matvec {path} {:<17} {:?} {:>5}x{:<6} {:>7.2} MB  {:>8.1} us  {:>5.1} GB/s  {:>4.0}% of bandwidth",
+                "matvec {path} {:<17} {:?} {:>5}x{:<6} {:>7.2} MB  {:>8.1} us  {:>5.1} GB/s  of {bw:>5.1}  {:>4.0}% of bandwidth",
                 c.name,
                 c.dtype,
                 c.k,

@@ -14,9 +14,10 @@
 use std::ops::ControlFlow;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use ferrite_models::diffusion::{FluxPipeline, Image, ImageRequest};
 
@@ -185,15 +186,40 @@ impl Drop for ImageHandle {
     }
 }
 
+/// How long the image workers stay idle before the op-output buffers that jobs kept are handed
+/// back to the system: back-to-back jobs reuse them (a fresh buffer costs a page fault and a
+/// kernel zero fill per 4 KiB page, about a tenth of a 256x256 image), an idle server gives
+/// them back.
+const IDLE_RELEASE: Duration = Duration::from_secs(3);
+
 /// One worker: takes the next job, runs it, answers it, until the channel closes.
 fn run(model: &dyn ImageModel, rx: &Mutex<Receiver<ImageJob>>, counters: &Counters) {
+    let mut kept = false;
     loop {
         // The lock is held only while waiting for the next job, so idle workers queue on it.
         let job = match rx.lock() {
-            Ok(rx) => rx.recv(),
+            Ok(rx) if kept => rx.recv_timeout(IDLE_RELEASE),
+            Ok(rx) => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
             Err(_) => return,
         };
-        let Ok(job) = job else { return };
+        let job = match job {
+            Ok(job) => job,
+            Err(RecvTimeoutError::Timeout) => {
+                // An image job keeps hundreds of MB of buffers; chat and embeddings need far
+                // less. Released only while no job runs.
+                if counters.running.load(Ordering::Acquire) == 0 {
+                    ferrite_tensor::cpu::buffers::release();
+                }
+                kept = false;
+                continue;
+            }
+            Err(RecvTimeoutError::Disconnected) => {
+                if kept && counters.running.load(Ordering::Acquire) == 0 {
+                    ferrite_tensor::cpu::buffers::release();
+                }
+                return;
+            }
+        };
         counters.waiting.fetch_sub(1, Ordering::AcqRel);
         counters.running.fetch_add(1, Ordering::AcqRel);
         let ImageJob { request, cancel, mut progress, reply } = job;
@@ -202,11 +228,8 @@ fn run(model: &dyn ImageModel, rx: &Mutex<Receiver<ImageJob>>, counters: &Counte
         } else {
             run_job(model, &request, &cancel, progress.as_mut(), &counters.steps)
         };
-        // The last job running hands the op-output buffers it kept back to the system (an image
-        // job keeps hundreds of MB of them; chat and embeddings need far less).
-        if counters.running.fetch_sub(1, Ordering::AcqRel) == 1 {
-            ferrite_tensor::cpu::buffers::release();
-        }
+        counters.running.fetch_sub(1, Ordering::AcqRel);
+        kept = true;
         reply(answer);
     }
 }

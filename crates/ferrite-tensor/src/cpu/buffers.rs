@@ -7,7 +7,7 @@
 //! Here the buffers of dropped op outputs ([`super::CpuStorage::from_f32`]) are kept, up to
 //! [`MAX_CACHED_BYTES`] in all, and [`zeroed`] / [`with_capacity`] hand them out again.
 //! Buffers under [`MIN_BYTES`] go to the allocator as before (cheap there). [`release`] frees
-//! everything kept (the image engine calls it after each job).
+//! everything kept (the image workers call it once idle for a few seconds).
 
 use std::sync::Mutex;
 

@@ -37,10 +37,18 @@ type Tile = fn(w: &[u8], k: usize, panel: &[f32], out: &mut [f32]);
 const BLOCKED_MIN_WORK: usize = 1 << 27;
 /// See [`BLOCKED_MIN_WORK`].
 const BLOCKED_MIN_ROWS: usize = 256;
+/// On AVX-512, products of at least this many rows go to [`super::gemm_blocked`].
+const PACKED_MIN_ROWS: usize = 64;
 
 /// `out [m, n] = x [m, k] · w [n, k]ᵀ` for `w` holding `n·k` little-endian f32 values.
 pub fn gemm(x: &[f32], m: usize, k: usize, w: &[u8], n: usize, out: &mut [f32]) -> Result<()> {
     let simd = Isa::best() != Isa::Scalar;
+    if Isa::best() == Isa::Avx512Vnni && m >= PACKED_MIN_ROWS {
+        // The packed GEMM's AVX-512 kernel outruns the `gemm` crate's AVX2 one at every
+        // shape of the diffusion models (benches/examples/gemm_rate.rs), packing included.
+        let packed = super::gemm_blocked::PackedWeights::new(w, crate::DType::F32, n, k)?;
+        return super::gemm_blocked::gemm(&super::gemm_blocked::RowMajor { x, k }, m, &packed, out);
+    }
     if simd && m >= BLOCKED_MIN_ROWS && m.saturating_mul(n).saturating_mul(k) >= BLOCKED_MIN_WORK {
         return gemm_blocked(x, m, k, w, n, out);
     }

@@ -46,6 +46,8 @@ mod float_simd;
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod gemm_avx2;
 #[cfg(target_arch = "x86_64")]
+pub(crate) mod gemm_avx512;
+#[cfg(target_arch = "x86_64")]
 mod quantize;
 mod scalar;
 #[cfg(test)]

@@ -10,6 +10,7 @@ pub mod storage;
 
 use std::sync::Arc;
 
+pub(crate) use storage::release_pages;
 pub use storage::{cpu_storage, CpuBytes, CpuStorage, SharedBytes, TensorRead};
 
 use crate::backend::{

@@ -121,6 +121,37 @@ impl CpuStorage {
         slot.as_ref().filter(|p| p.view == view).map(|p| &*p.data)
     }
 
+    /// Hands back the pages around `reads` (offsets within the storage) after reads that
+    /// bypassed the prepared copy, such as the row gather of an embedding table that is also the
+    /// (packed) output matrix: for each read, the aligned 2 MiB window around it (a fault maps
+    /// a whole folio of the file, 64 KiB to 2 MiB here), within `view` (offset and length).
+    /// Without this every new token would leave up to 2 MiB of the file resident next to the
+    /// copy. Nothing happens unless the storage is a file map whose prepared copy exists.
+    pub(crate) fn release_after_read(&self, view: (usize, usize), reads: &[usize]) {
+        const WINDOW: usize = 2 << 20;
+        let CpuStorage::Mapped { bytes, start, len, file_backed: true, prepared } = self else {
+            return;
+        };
+        if !matches!(prepared.get(), Some(Some(_))) {
+            return;
+        }
+        let all = &(**bytes).as_ref()[*start..*start + *len];
+        let Some(part) = all.get(view.0..view.0.saturating_add(view.1)) else {
+            return;
+        };
+        let addr = all.as_ptr() as usize;
+        let mut windows: Vec<usize> = reads.iter().map(|&r| (addr + r) / WINDOW).collect();
+        windows.sort_unstable();
+        windows.dedup();
+        let (lo, hi) = (part.as_ptr() as usize, part.as_ptr() as usize + part.len());
+        for w in windows {
+            let (from, to) = ((w * WINDOW).max(lo), ((w + 1) * WINDOW).min(hi));
+            if from < to {
+                release_pages(&part[from - lo..to - lo]);
+            }
+        }
+    }
+
     /// Read access to all bytes.
     pub fn read(&self) -> CpuBytes<'_> {
         match self {
@@ -165,7 +196,7 @@ impl BackendStorage for CpuStorage {
 /// writes, back to the kernel (`MADV_DONTNEED`): they leave this process's resident set, and a
 /// later read faults them in again from the file, unchanged.
 #[cfg(unix)]
-fn release_pages(src: &[u8]) {
+pub(crate) fn release_pages(src: &[u8]) {
     const PAGE: usize = 4096;
     let (a, b) = (src.as_ptr() as usize, src.as_ptr() as usize + src.len());
     let (first, end) = (a.next_multiple_of(PAGE), b / PAGE * PAGE);
@@ -178,7 +209,7 @@ fn release_pages(src: &[u8]) {
 }
 
 #[cfg(not(unix))]
-fn release_pages(_: &[u8]) {}
+pub(crate) fn release_pages(_: &[u8]) {}
 
 /// A read guard over CPU bytes.
 pub enum CpuBytes<'a> {
@@ -285,6 +316,51 @@ mod tests {
         let bytes = storage.read();
         assert_eq!(&bytes[..], &data[100..data.len() - 100]);
         drop(bytes);
+        let _ = std::fs::remove_file(&path);
+    }
+
+    /// Whether the page holding `p` is mapped in this process (`/proc/self/pagemap`, bit 63).
+    #[cfg(target_os = "linux")]
+    fn resident(p: *const u8) -> bool {
+        use std::io::{Read, Seek, SeekFrom};
+        let mut f = std::fs::File::open("/proc/self/pagemap").expect("pagemap");
+        f.seek(SeekFrom::Start((p as u64 / 4096) * 8)).expect("seek");
+        let mut e = [0u8; 8];
+        f.read_exact(&mut e).expect("read pagemap");
+        u64::from_le_bytes(e) >> 63 == 1
+    }
+
+    /// After a read beside the prepared copy, the pages read leave the resident set; without a
+    /// prepared copy, or for memory that is not a file map, they stay.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn reads_beside_a_prepared_copy_give_their_pages_back() {
+        use std::io::Write;
+        let path = std::env::temp_dir().join(format!("ferrite-release-read-{}.bin", std::process::id()));
+        let data: Vec<u8> = (0..8 * 4096).map(|i| (i * 13 % 251) as u8).collect();
+        std::fs::File::create(&path).and_then(|mut f| f.write_all(&data)).expect("write");
+        let file = std::fs::File::open(&path).expect("open");
+        // SAFETY: a private read-only map of a file this test alone writes, before mapping.
+        let map = unsafe { memmap2::Mmap::map(&file) }.expect("map");
+        let storage = CpuStorage::mapped_file(Arc::new(map), 0, data.len()).expect("mapped");
+        let page = |k: usize| {
+            let bytes = storage.read();
+            let p = &bytes[k * 4096 + 7];
+            assert_eq!(std::hint::black_box(*p), data[k * 4096 + 7]);
+            resident(p)
+        };
+        assert!(page(3), "a page just read is mapped");
+        storage.release_after_read((0, data.len()), &[3 * 4096]);
+        assert!(page(3), "no prepared copy: the read pages stay");
+        assert!(storage.prepared((0, data.len()), |_, _| boxed(0usize)).is_some());
+        assert!(page(5), "read again after packing");
+        storage.release_after_read((0, data.len()), &[5 * 4096 + 7]);
+        assert!(!resident(&storage.read()[5 * 4096]), "given back after the read");
+        assert!(page(5), "and read the same afterwards");
+        let owned = CpuStorage::mapped(Arc::new(data.clone()), 0, data.len()).expect("mapped");
+        assert!(owned.prepared((0, data.len()), |_, _| boxed(0usize)).is_some());
+        owned.release_after_read((0, data.len()), &[5 * 4096]);
+        assert!(resident(&owned.read()[5 * 4096]), "memory that is not a file map is left alone");
         let _ = std::fs::remove_file(&path);
     }
 }

@@ -85,6 +85,9 @@ impl GgufFile {
         let map = unsafe { memmap2::Mmap::map(&file) }.map_err(io)?;
         let mut gguf = GgufFile::from_bytes(Arc::new(map))?;
         gguf.file_backed = true;
+        // The header (metadata, the vocabulary among it) is parsed into owned values: its
+        // pages need not stay resident.
+        crate::cpu::release_pages(&(*gguf.bytes).as_ref()[..gguf.data_offset]);
         Ok(gguf)
     }
 
@@ -166,11 +169,14 @@ impl GgufFile {
     }
 }
 
+/// Float tensors of a mapped file up to this size are copied into owned memory.
+const SMALL_TENSOR_COPY_BYTES: usize = 64 << 10;
+
 /// A CPU tensor over `len` bytes of `bytes` at `offset`, without copying. Float data whose
 /// address is not a multiple of its element size (possible with in-memory bytes, or with a
 /// safetensors header whose length is not padded) is copied into aligned storage instead, so
 /// f32/f16 views of the tensor always work. `file_backed`: `bytes` is a read-only map of a
-/// file ([`CpuStorage::mapped_file`]).
+/// file ([`CpuStorage::mapped_file`]); its small float tensors are copied too.
 pub(crate) fn mapped_tensor(
     bytes: &SharedBytes,
     file_backed: bool,
@@ -185,6 +191,12 @@ pub(crate) fn mapped_tensor(
         dtype.is_float() && !(all.as_ptr() as usize).wrapping_add(offset).is_multiple_of(dtype.type_size());
     match end {
         Some(end) if misaligned => Tensor::from_bytes(&all[offset..end], dtype, shape, &Device::cpu()),
+        // Small float tensors of a file (norm weights, biases) are copied: read at every step,
+        // they would keep the file pages around them resident (a fault maps 64 KiB or more),
+        // pages of large weights whose packed copy has replaced them.
+        Some(end) if file_backed && dtype.is_float() && len <= SMALL_TENSOR_COPY_BYTES => {
+            Tensor::from_bytes(&all[offset..end], dtype, shape, &Device::cpu())
+        }
         _ => {
             let storage = if file_backed {
                 CpuStorage::mapped_file(bytes.clone(), offset, len)?
@@ -193,5 +205,39 @@ pub(crate) fn mapped_tensor(
             };
             Tensor::from_storage(Arc::new(storage), Device::cpu(), dtype, shape, 0)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cpu::{cpu_storage, TensorRead};
+
+    /// Small float tensors of an opened file are owned copies; large ones and quantized ones
+    /// stay views of the map. Both read the file's bytes.
+    #[test]
+    fn small_float_tensors_of_a_file_are_copied() {
+        let f32_bytes = |n: usize| -> Vec<u8> { (0..n).flat_map(|i| (i as f32 * 0.5).to_le_bytes()).collect() };
+        let (norm, big) = (f32_bytes(576), f32_bytes(SMALL_TENSOR_COPY_BYTES / 4 + 8));
+        let q8: Vec<u8> = (0..34 * 4).map(|i| (i % 7) as u8).collect();
+        let bytes = GgufWriter::new()
+            .tensor("norm", DType::F32, [576], &norm)
+            .and_then(|w| w.tensor("big", DType::F32, [big.len() / 4], &big))
+            .and_then(|w| w.tensor("q", DType::Q8_0, [4, 32], &q8))
+            .and_then(|w| w.to_bytes())
+            .expect("gguf bytes");
+        let path = std::env::temp_dir().join(format!("ferrite-small-copy-{}.gguf", std::process::id()));
+        std::fs::write(&path, &bytes).expect("write");
+        let file = GgufFile::open(&path).expect("open");
+        for (name, want, owned) in [("norm", &norm, true), ("big", &big, false), ("q", &q8, false)] {
+            let t = file.tensor(name).expect("tensor");
+            let storage = cpu_storage(&t, "test").expect("cpu");
+            assert_eq!(matches!(storage, crate::cpu::CpuStorage::Owned { .. }), owned, "{name}");
+            assert_eq!(TensorRead::new(&t, "test").expect("read").bytes(), &want[..], "{name}");
+        }
+        let in_memory = GgufFile::from_bytes(Arc::new(bytes)).expect("parse");
+        let t = in_memory.tensor("norm").expect("tensor");
+        assert!(matches!(cpu_storage(&t, "test").expect("cpu"), crate::cpu::CpuStorage::Mapped { .. }));
+        let _ = std::fs::remove_file(&path);
     }
 }

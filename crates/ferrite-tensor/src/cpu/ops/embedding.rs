@@ -23,6 +23,10 @@ pub fn embedding(table: &Tensor, ids: &[u32]) -> Result<Tensor> {
             crate::quant::dequantize(table.dtype(), &bytes[start..start + row_bytes], o)
         })?;
     }
+    // A table that is also a packed output matrix is read here only: its file pages go back.
+    let base = table.offset_bytes();
+    let rows: Vec<usize> = ids.iter().map(|&id| base + id as usize * row_bytes).collect();
+    crate::cpu::cpu_storage(table, "embedding")?.release_after_read((base, table.len_bytes()), &rows);
     f32_tensor(out, [ids.len(), d], table.device())
 }
 

@@ -35,13 +35,17 @@ fn main() {
         (DType::Q8_0, 576, 49152),
         (DType::Q5_0, 896, 4864),
         (DType::Q8_0, 896, 896),
+        (DType::Q4_K, 4864, 896),
+        (DType::Q6_K, 4864, 896),
     ] {
         let ts = dtype.type_size();
         let nb = n * k / dtype.block_size();
         let mut w: Vec<u8> = (0..nb * ts).map(|_| rng.gen()).collect();
         for b in w.chunks_exact_mut(ts) {
-            b[..2].copy_from_slice(&half::f16::from_f32(rng.gen_range(0.002f32..0.05)).to_le_bytes());
-            if dtype == DType::Q4_1 {
+            // The fp16 scale: first in every block but Q6_K's, whose `d` ends it.
+            let d = if dtype == DType::Q6_K { ts - 2 } else { 0 };
+            b[d..d + 2].copy_from_slice(&half::f16::from_f32(rng.gen_range(0.002f32..0.05)).to_le_bytes());
+            if dtype == DType::Q4_1 || dtype == DType::Q4_K {
                 b[2..4].copy_from_slice(&half::f16::from_f32(rng.gen_range(-0.05f32..0.0)).to_le_bytes());
             }
         }

@@ -224,7 +224,7 @@ pub fn gemm(a: &impl PackA, m: usize, w: &PackedWeights, out: &mut [f32]) -> Res
 }
 
 /// The `12 x 32` AVX-512 microkernel where `isa` allows it and the CPU has AVX-512F.
-fn wide(isa: Isa) -> Option<Wide> {
+pub(crate) fn wide(isa: Isa) -> Option<Wide> {
     #[cfg(target_arch = "x86_64")]
     if isa == Isa::Avx512Vnni && is_x86_feature_detected!("avx512f") {
         return Some(super::kernels::gemm_avx512::packed_12x32);
@@ -235,7 +235,7 @@ fn wide(isa: Isa) -> Option<Wide> {
 
 /// The `12 x 32` microkernel: two activation panels, two weight panels (see
 /// [`super::kernels::gemm_avx512`]).
-type Wide = unsafe fn(usize, *const f32, *const f32, *const f32, *const f32, *mut f32, usize, bool);
+pub(crate) type Wide = unsafe fn(usize, *const f32, *const f32, *const f32, *const f32, *mut f32, usize, bool);
 
 /// [`gemm`] with the kernels of `isa`: on AVX-512 the `12 x 32` kernel for whole pairs of
 /// panels and the AVX2 `6 x 16` one for the rest; AVX2; or portable (`Isa::Scalar`). Every

@@ -18,8 +18,9 @@
 //!   `[tile, 4]` buffer and are copied straight into their rows of `out` (no `[n, m]` scratch
 //!   and no separate transpose pass).
 //!
-//! On AVX-512 VNNI, a mapped weight of a 32-value block type or Q4_K is laid out once, at its
-//! first matmul, for `kernels::avx512_gemm` or `kernels::avx512_q4k` (`CpuStorage::prepared`), and every
+//! On AVX-512 VNNI, a mapped weight of a 32-value block type, Q4_K or Q6_K is laid out once, at
+//! its first matmul, for `kernels::avx512_gemm` or `kernels::avx512_kpacked`
+//! (`CpuStorage::prepared`), and every
 //! later matvec and matmul with it, decode included, runs that kernel on the packed copy.
 
 use rayon::prelude::*;
@@ -27,7 +28,7 @@ use rayon::prelude::*;
 #[cfg(target_arch = "x86_64")]
 use crate::cpu::kernels::Isa;
 #[cfg(target_arch = "x86_64")]
-use crate::cpu::kernels::{avx512_gemm, avx512_q4k};
+use crate::cpu::kernels::{avx512_gemm, avx512_kpacked};
 use crate::cpu::kernels::{Kernels, UnpackedRows, MAX_ROWS};
 #[cfg(target_arch = "x86_64")]
 use crate::cpu::{cpu_storage, CpuStorage};
@@ -283,12 +284,12 @@ fn matvec_views(x: &[f32], k: usize, ws: &[WeightView<'_>], outs: &mut [Vec<f32>
 }
 
 /// A weight's copy packed for the AVX-512 VNNI kernels: the 32-value block types
-/// ([`avx512_gemm`]) or Q4_K ([`avx512_q4k`]).
+/// ([`avx512_gemm`]) or the K-quants Q4_K and Q6_K ([`avx512_kpacked`]).
 #[cfg(target_arch = "x86_64")]
 #[derive(Clone, Copy)]
 enum Packed<'a> {
     Legacy(&'a avx512_gemm::Packed),
-    Q4K(&'a avx512_q4k::PackedQ4K),
+    K(&'a avx512_kpacked::PackedK),
 }
 
 /// The packed copy of weight `w`, made at its first use: only for mapped storage (owned
@@ -299,14 +300,14 @@ fn packed_weights(w: &Tensor) -> Option<Packed<'_>> {
     let &[n, k] = w.dims() else { return None };
     let dtype = w.dtype();
     let legacy = avx512_gemm::supports(dtype) && k.is_multiple_of(32);
-    let q4k = dtype == DType::Q4_K && avx512_q4k::supported() && k.is_multiple_of(256);
-    if Kernels::best().isa() != Isa::Avx512Vnni || !(legacy || q4k) {
+    let kquant = avx512_kpacked::supports(dtype) && k.is_multiple_of(256);
+    if Kernels::best().isa() != Isa::Avx512Vnni || !(legacy || kquant) {
         return None;
     }
     let storage: &CpuStorage = cpu_storage(w, "matmul").ok()?;
     let prepared = storage.prepared((w.offset_bytes(), w.len_bytes()), |bytes, done| {
-        let packed: Box<dyn std::any::Any + Send + Sync> = if q4k {
-            Box::new(avx512_q4k::PackedQ4K::new(bytes, n, k, done).ok()?)
+        let packed: Box<dyn std::any::Any + Send + Sync> = if kquant {
+            Box::new(avx512_kpacked::PackedK::new(bytes, dtype, n, k, done).ok()?)
         } else {
             Box::new(avx512_gemm::Packed::new_releasing(bytes, dtype, n, k, done).ok()?)
         };
@@ -315,8 +316,8 @@ fn packed_weights(w: &Tensor) -> Option<Packed<'_>> {
     if let Some(p) = prepared.downcast_ref::<avx512_gemm::Packed>() {
         return (p.dtype() == dtype && p.n() == n && p.k() == k).then_some(Packed::Legacy(p));
     }
-    let p = prepared.downcast_ref::<avx512_q4k::PackedQ4K>()?;
-    (dtype == DType::Q4_K && p.n() == n && p.k() == k).then_some(Packed::Q4K(p))
+    let p = prepared.downcast_ref::<avx512_kpacked::PackedK>()?;
+    (p.dtype() == dtype && p.n() == n && p.k() == k).then_some(Packed::K(p))
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -324,7 +325,7 @@ impl Packed<'_> {
     fn dtype(self) -> DType {
         match self {
             Packed::Legacy(p) => p.dtype(),
-            Packed::Q4K(_) => DType::Q4_K,
+            Packed::K(p) => p.dtype(),
         }
     }
 
@@ -333,14 +334,14 @@ impl Packed<'_> {
     fn starts(self, row: &ActRow<'_>) -> Vec<Vec<i32>> {
         match self {
             Packed::Legacy(p) => p.start_values(row),
-            Packed::Q4K(_) => Vec::new(),
+            Packed::K(_) => Vec::new(),
         }
     }
 
     fn groups(self) -> usize {
         match self {
             Packed::Legacy(p) => p.groups(),
-            Packed::Q4K(p) => p.groups(),
+            Packed::K(p) => p.groups(),
         }
     }
 
@@ -353,7 +354,7 @@ impl Packed<'_> {
     ) -> Result<()> {
         match self {
             Packed::Legacy(p) => avx512_gemm::matvec_groups(p, row, starts, groups, out),
-            Packed::Q4K(p) => avx512_q4k::matvec_groups(p, row, groups, out),
+            Packed::K(p) => avx512_kpacked::matvec_groups(p, row, groups, out),
         }
     }
 
@@ -366,7 +367,7 @@ impl Packed<'_> {
         acts.quantize(x, k, format)?;
         match self {
             Packed::Legacy(p) => avx512_gemm::gemm_packed(&acts, p, out),
-            Packed::Q4K(p) => avx512_q4k::gemm(&acts, p, out),
+            Packed::K(p) => avx512_kpacked::gemm(&acts, p, out),
         }
     }
 }
@@ -623,8 +624,14 @@ mod tests {
         let dev = Device::cpu_with_threads(2).expect("device");
         let mut rng = StdRng::seed_from_u64(12);
         let k = 768;
-        let specs =
-            [(DType::Q5_0, 40usize), (DType::Q8_0, 7), (DType::Q4_K, 33), (DType::Q4_1, 100), (DType::Q4_0, 16)];
+        let specs = [
+            (DType::Q5_0, 40usize),
+            (DType::Q8_0, 7),
+            (DType::Q4_K, 33),
+            (DType::Q4_1, 100),
+            (DType::Q4_0, 16),
+            (DType::Q6_K, 21),
+        ];
         let mut owned = Vec::new();
         let mut mapped = Vec::new();
         for &(dt, n) in &specs {

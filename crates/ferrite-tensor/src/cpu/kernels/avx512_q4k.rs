@@ -23,10 +23,10 @@
 
 use std::arch::x86_64::*;
 
-use super::avx512_gemm::{each_group, pack_groups, par_groups, transpose16, Line, GROUP};
-use crate::quant::act::{ActRow, QuantizedActs};
+use super::avx512_gemm::{transpose16, Line, GROUP};
+use super::avx512_kpacked::Layout;
+use crate::quant::act::ActRow;
 use crate::quant::blocks::get_scale_min_k4;
-use crate::{Error, Result};
 
 /// Lines per super-block of a packed group.
 const SB_LINES: usize = 37;
@@ -35,97 +35,8 @@ const ROWS: usize = 3;
 /// Bytes of a Q4_K block.
 const BLOCK: usize = 144;
 
-/// Whether [`PackedQ4K`] runs on this CPU.
-pub(crate) fn supported() -> bool {
-    super::Isa::Avx512Vnni.supported()
-}
-
-/// A whole Q4_K weight matrix (`n` rows of `k` values) in the packed layout.
-pub(crate) struct PackedQ4K {
-    n: usize,
-    k: usize,
-    lines: Vec<Line>,
-}
-
-impl std::fmt::Debug for PackedQ4K {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "PackedQ4K({}x{}, {} bytes)", self.n, self.k, self.lines.len() * 64)
-    }
-}
-
-impl PackedQ4K {
-    /// Packs `w` (`n` rows of `k` values, Q4_K blocks) on the calling thread, calling `done`
-    /// with each stretch of `w` (about 1 MiB) once it is packed.
-    pub(crate) fn new(w: &[u8], n: usize, k: usize, done: &dyn Fn(&[u8])) -> Result<PackedQ4K> {
-        if !supported() {
-            return Err(Error::Backend("the packed Q4_K kernels need AVX-512 VNNI".into()));
-        }
-        let nsb = k / 256;
-        let rb = nsb * BLOCK;
-        if !k.is_multiple_of(256) || Some(w.len()) != n.checked_mul(rb) {
-            return Err(Error::shape("packed q4_k", format!("k {k}, w {} bytes for {n} rows", w.len())));
-        }
-        let lines = pack_groups(w, n, rb, nsb * SB_LINES, done, |rows, valid, dst| {
-            // SAFETY: AVX-512 VNNI was checked; `rows` holds `valid` rows of `nsb` blocks and
-            // `dst` one group's lines.
-            unsafe { pack_group(rows, rb, valid, nsb, dst) }
-        });
-        Ok(PackedQ4K { n, k, lines })
-    }
-
-    pub(crate) fn n(&self) -> usize {
-        self.n
-    }
-
-    pub(crate) fn k(&self) -> usize {
-        self.k
-    }
-
-    /// The 16-row groups.
-    pub(crate) fn groups(&self) -> usize {
-        self.n.div_ceil(GROUP)
-    }
-
-    fn group(&self, g: usize) -> &[Line] {
-        let gl = self.k / 256 * SB_LINES;
-        &self.lines[g * gl..(g + 1) * gl]
-    }
-}
-
-/// `out [m, n] = x [m, k] · w [n, k]ᵀ` with `acts` quantized as Q8_K.
-pub(crate) fn gemm(acts: &QuantizedActs, p: &PackedQ4K, out: &mut [f32]) -> Result<()> {
-    let m = acts.rows();
-    if acts.k() != p.k || Some(out.len()) != m.checked_mul(p.n) {
-        return Err(Error::shape(
-            "packed q4_k gemm",
-            format!("{m} rows of {}, w {}x{}, out {}", acts.k(), p.n, p.k, out.len()),
-        ));
-    }
-    if m == 0 || p.n == 0 {
-        return Ok(());
-    }
-    let rows: Vec<_> = (0..m).map(|r| acts.row(r)).collect();
-    par_groups(p.n, out, |_: &mut (), g, valid, o| {
-        // SAFETY: `p` exists only where AVX-512 VNNI does; columns `g·16 .. g·16 + valid` of
-        // every row of `out` (`m·n` long) belong to this task alone.
-        unsafe { run_rows(p.group(g), p.k / 256, &rows, m / 4 * 4, o, p.n, valid) };
-    });
-    Ok(())
-}
-
-/// `out[j] = row · w_jᵀ` for the weight rows of groups `groups` (`out` holds exactly those
-/// rows' outputs): one task of a fused matvec.
-pub(crate) fn matvec_groups(
-    p: &PackedQ4K,
-    row: &ActRow<'_>,
-    groups: std::ops::Range<usize>,
-    out: &mut [f32],
-) -> Result<()> {
-    each_group("packed q4_k matvec", p.n, p.k, row, groups, out, |g, valid, o| {
-        // SAFETY: as in `gemm`; `o` holds this group's outputs.
-        unsafe { run_rows(p.group(g), p.k / 256, std::slice::from_ref(row), 0, o, 0, valid) }
-    })
-}
+/// This type's packed layout and kernels, for [`super::avx512_kpacked`].
+pub(super) const LAYOUT: Layout = Layout { block: BLOCK, sb_lines: SB_LINES, pack: pack_group, run: run_rows };
 
 /// One packed group against every activation row, [`ROWS`] at a time, writing `valid` outputs
 /// of row `r` at `out + r·n`; rows before `chunked` round per 64 values, the others per
@@ -288,95 +199,5 @@ unsafe fn group<const R: usize, const CHUNKED: bool>(
         for r in 0..R {
             _mm512_mask_storeu_ps(out.wrapping_add(r * n), mask, _mm512_sub_ps(acc[r], accm[r]));
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use rand::rngs::StdRng;
-    use rand::{Rng, SeedableRng};
-
-    use super::*;
-    use crate::cpu::kernels::tests::random_blocks;
-    use crate::quant::act::ActFormat;
-    use crate::quant::dequantize;
-    use crate::DType;
-
-    /// Every output has the bits of the dot kernels' row-group matmul (`cpu::matmul::matmul` on
-    /// the GGUF bytes) and is within 1e-5 of the magnitude of an f64 dot of the dequantized
-    /// weights and Q8_K activations, for partial groups, 1..16 rows, 1 and 3 threads, and the
-    /// fused matvec's split (the bits of one row).
-    #[test]
-    fn matches_the_dequantized_dot() {
-        if !supported() {
-            eprintln!("skipped: this CPU has no AVX-512 VNNI");
-            return;
-        }
-        let mut rng = StdRng::seed_from_u64(31);
-        for (k, n) in [(256usize, 16usize), (512, 37), (1024, 5), (4864 / 256 * 256, 50)] {
-            let w = random_blocks(DType::Q4_K, n * k / 256, &mut rng);
-            let mut wf = vec![0f32; n * k];
-            dequantize(DType::Q4_K, &w, &mut wf).expect("dequantize");
-            let p = PackedQ4K::new(&w, n, k, &|_| ()).expect("pack");
-            for m in [1usize, 2, 3, 4, 7, 16] {
-                let x: Vec<f32> = (0..m * k).map(|_| rng.gen_range(-2.0f32..2.0)).collect();
-                let mut acts = QuantizedActs::new();
-                acts.quantize(&x, k, ActFormat::Q8K).expect("quantize");
-                let want = |r: usize, j: usize| -> (f64, f64) {
-                    let a = acts.row(r);
-                    let (mut s, mut mag) = (0f64, 0f64);
-                    for e in 0..k {
-                        let v = wf[j * k + e] as f64 * (a.qs[e] as f64 * a.d[e / 32] as f64);
-                        s += v;
-                        mag += v.abs();
-                    }
-                    (s, mag)
-                };
-                for threads in [1usize, 3] {
-                    let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().expect("pool");
-                    let mut out = vec![f32::NAN; m * n];
-                    pool.install(|| gemm(&acts, &p, &mut out)).expect("gemm");
-                    let mut dots = vec![f32::NAN; m * n];
-                    pool.install(|| crate::cpu::matmul::matmul(&x, m, k, &w, DType::Q4_K, n, &mut dots)).expect("dots");
-                    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-                    assert_eq!(bits(&out), bits(&dots), "k {k} n {n} m {m}: the dot kernels' bits");
-                    for r in 0..m {
-                        for j in 0..n {
-                            let (s, mag) = want(r, j);
-                            let got = out[r * n + j] as f64;
-                            assert!((got - s).abs() <= 1e-5 * mag + 1e-6, "k {k} n {n} m {m} ({r},{j}): {got} vs {s}");
-                        }
-                    }
-                    let row = acts.row(0);
-                    let mut one = vec![f32::NAN; n];
-                    let split = p.groups() / 2;
-                    let (a, b) = one.split_at_mut((split * 16).min(n));
-                    matvec_groups(&p, &row, 0..split, a).expect("first");
-                    matvec_groups(&p, &row, split..p.groups(), b).expect("last");
-                    let mut single = vec![f32::NAN; n];
-                    crate::cpu::matmul::matmul(&x[..k], 1, k, &w, DType::Q4_K, n, &mut single).expect("matvec");
-                    assert_eq!(bits(&one), bits(&single), "k {k} n {n}: matvec_groups");
-                }
-            }
-        }
-    }
-
-    #[test]
-    fn bad_shapes_are_errors() {
-        if !supported() {
-            eprintln!("skipped: this CPU has no AVX-512 VNNI");
-            return;
-        }
-        let w = vec![0u8; 144 * 3];
-        assert!(PackedQ4K::new(&w, 3, 512, &|_| ()).is_err());
-        assert!(PackedQ4K::new(&w, 3, 200, &|_| ()).is_err());
-        let p = PackedQ4K::new(&w, 3, 256, &|_| ()).expect("pack");
-        let mut acts = QuantizedActs::new();
-        acts.quantize(&[0.5; 512], 256, ActFormat::Q8K).expect("quantize");
-        let mut out = vec![0f32; 6];
-        assert!(gemm(&acts, &p, &mut out).is_ok());
-        assert!(gemm(&acts, &p, &mut out[..5]).is_err());
-        assert!(matvec_groups(&p, &acts.row(0), 0..1, &mut out[..3]).is_ok());
-        assert!(matvec_groups(&p, &acts.row(0), 0..2, &mut out[..3]).is_err());
     }
 }

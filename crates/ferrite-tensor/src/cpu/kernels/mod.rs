@@ -35,11 +35,15 @@ mod avx2_legacy;
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod avx512_gemm;
 #[cfg(target_arch = "x86_64")]
+pub(crate) mod avx512_kpacked;
+#[cfg(target_arch = "x86_64")]
 mod avx512_kquants;
 #[cfg(target_arch = "x86_64")]
 mod avx512_legacy;
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod avx512_q4k;
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod avx512_q6k;
 pub mod detect;
 #[cfg(target_arch = "x86_64")]
 mod float_simd;

@@ -1,5 +1,6 @@
 //! The kernel of [`super::attention_full`]: flash attention over packed panels, driven by the
-//! `6 x 16` microkernel of [`crate::cpu::gemm_blocked`].
+//! microkernels of [`crate::cpu::gemm_blocked`] (`12 x 32` blocks on AVX-512, `6 x 16` ones
+//! elsewhere and at the edges; the same bits either way).
 //!
 //! * Per sequence and KV head, K is packed once into panels of 16 keys (`[head_dim][16]`) and V
 //!   into panels of 16 output columns (`[keys][16]`), so both products of every query block read
@@ -17,8 +18,9 @@
 use rayon::prelude::*;
 
 use super::glu::expf_ggml;
-use crate::cpu::gemm_blocked::{micro, Micro, KC, MR, NR};
+use crate::cpu::gemm_blocked::{micro, wide, Micro, Wide, KC, MR, NR};
 use crate::cpu::gemm_f32::avx2_fma;
+use crate::cpu::kernels::detect::Isa;
 use crate::cpu::OutPtr;
 
 /// Queries per task (a multiple of [`MR`]).
@@ -125,7 +127,7 @@ pub(crate) fn attend(a: &Dense, seq_lens: &[usize], out: &mut [f32], simd: bool,
         ko += hkv * k_size;
         vo += hkv * v_size;
     }
-    let kernel = micro(simd);
+    let kernels = Kernels { one: micro(simd), wide: if simd { wide(Isa::best()) } else { None } };
     let vector = simd && avx2_fma();
     let dst = OutPtr(out.as_mut_ptr());
     let init = || Scratch {
@@ -139,7 +141,7 @@ pub(crate) fn attend(a: &Dense, seq_lens: &[usize], out: &mut [f32], simd: bool,
     let run = |sc: &mut Scratch, (s0, len, h, t0, ko, vo): (usize, usize, usize, usize, usize, usize)| {
         let rows = QUERY_BLOCK.min(len - t0);
         let kv = Packed { k: &kp[ko..][..len.next_multiple_of(NR) * d], v: &vp[vo..][..len * d_pad] };
-        let out_rows = block(a, sc, kernel, vector, (s0, len, h, t0, rows), &kv);
+        let out_rows = block(a, sc, &kernels, vector, (s0, len, h, t0, rows), &kv);
         // Rows `t0 .. t0 + rows` of head `h`: this task's elements alone.
         for (r, o) in out_rows.chunks_exact(d_pad).take(rows).enumerate() {
             // SAFETY: `out` holds `tokens · heads · d` values and token `s0 + t0 + r` lies in
@@ -160,12 +162,66 @@ pub(crate) fn attend(a: &Dense, seq_lens: &[usize], out: &mut [f32], simd: bool,
     crate::cpu::buffers::recycle(vp);
 }
 
+/// The microkernels of one call.
+struct Kernels {
+    one: Micro,
+    wide: Option<Wide>,
+}
+
+impl Kernels {
+    /// `C (+)= A · B` over whole panels: `row_panels` panels of 6 rows (`[kc][6]`, panel `i` at
+    /// `a(i)`) times `col_panels` panels of 16 columns (`[kc][16]`, panel `j` at `b(j)`), into
+    /// the block at `c` (rows `ldc` apart); pairs of pairs through the `12 x 32` kernel.
+    ///
+    /// # Safety
+    /// Every panel holds its `kc` steps, and `c` rows `0 .. 6·row_panels` of
+    /// `16·col_panels` writable values.
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn tiles(
+        &self,
+        kc: usize,
+        row_panels: usize,
+        col_panels: usize,
+        a: impl Fn(usize) -> *const f32,
+        b: impl Fn(usize) -> *const f32,
+        c: *mut f32,
+        ldc: usize,
+        load: bool,
+    ) {
+        let at = |ip: usize, jp: usize| c.wrapping_add(ip * MR * ldc + jp * NR);
+        let mut jp = 0;
+        // SAFETY: the caller guarantees the panels and the block; each call below writes the
+        // rows and columns of its own panels inside it.
+        unsafe {
+            if let Some(wide) = self.wide {
+                while jp + 2 <= col_panels {
+                    let mut ip = 0;
+                    while ip + 2 <= row_panels {
+                        wide(kc, a(ip), a(ip + 1), b(jp), b(jp + 1), at(ip, jp), ldc, load);
+                        ip += 2;
+                    }
+                    if ip < row_panels {
+                        (self.one)(kc, a(ip), b(jp), at(ip, jp), ldc, load);
+                        (self.one)(kc, a(ip), b(jp + 1), at(ip, jp + 1), ldc, load);
+                    }
+                    jp += 2;
+                }
+            }
+            for j in jp..col_panels {
+                for i in 0..row_panels {
+                    (self.one)(kc, a(i), b(j), at(i, j), ldc, load);
+                }
+            }
+        }
+    }
+}
+
 /// One task: queries `t0 .. t0 + rows` of head `h` in the sequence at token `s0`. Returns the
 /// normalized output rows (`d_pad` apart) in the scratch.
 fn block<'s>(
     a: &Dense,
     sc: &'s mut Scratch,
-    kernel: Micro,
+    kernels: &Kernels,
     vector: bool,
     (s0, len, h, t0, rows): (usize, usize, usize, usize, usize),
     kv: &Packed,
@@ -197,26 +253,23 @@ fn block<'s>(
     for kb0 in (0..keys_end).step_by(KEY_BLOCK) {
         let kb = KEY_BLOCK.min(keys_end - kb0);
         // S [rows, kb] = Q · K_blockᵀ (unscaled), rows KEY_BLOCK apart.
-        for jp in 0..kb.div_ceil(NR) {
-            let kpanel = &kv.k[(kb0 / NR + jp) * d * NR..][..d * NR];
-            for k0 in (0..d).step_by(KC) {
-                let kc = KC.min(d - k0);
-                for ip in 0..row_panels {
-                    // SAFETY: the Q panel holds `6·d` values from `k0·6`, the K panel `16·d`
-                    // from `k0·16`; the block written, rows `ip·6 .. ip·6 + 6` x columns
-                    // `jp·16 .. jp·16 + 16`, lies inside the `QUERY_BLOCK x KEY_BLOCK` scores.
-                    unsafe {
-                        kernel(
-                            kc,
-                            sc.q[ip * MR * d + k0 * MR..].as_ptr(),
-                            kpanel[k0 * NR..].as_ptr(),
-                            sc.s[ip * MR * KEY_BLOCK + jp * NR..].as_mut_ptr(),
-                            KEY_BLOCK,
-                            k0 > 0,
-                        )
-                    };
-                }
-            }
+        for k0 in (0..d).step_by(KC) {
+            let kc = KC.min(d - k0);
+            // SAFETY: a Q panel holds `6·d` values from `k0·6`, a K panel `16·d` from `k0·16`
+            // (keys past the sequence are zero panels); the block written, `row_panels·6` rows x
+            // `⌈kb/16⌉·16` columns, lies inside the `QUERY_BLOCK x KEY_BLOCK` scores.
+            unsafe {
+                kernels.tiles(
+                    kc,
+                    row_panels,
+                    kb.div_ceil(NR),
+                    |ip| sc.q[ip * MR * d + k0 * MR..].as_ptr(),
+                    |jp| kv.k[(kb0 / NR + jp) * d * NR + k0 * NR..].as_ptr(),
+                    sc.s.as_mut_ptr(),
+                    KEY_BLOCK,
+                    k0 > 0,
+                )
+            };
         }
         // Online softmax: scores become weights relative to the running maximum.
         for r in 0..rows {
@@ -257,24 +310,20 @@ fn block<'s>(
             }
         }
         // O [rows, d_pad] += P · V_block.
-        for jd in 0..d_pad / NR {
-            let vpanel = &kv.v[(jd * len + kb0) * NR..][..kb * NR];
-            for ip in 0..row_panels {
-                // SAFETY: the P panel holds `6·kb` values, the V panel `16·kb`; the block
-                // written, rows `ip·6 .. ip·6 + 6` x columns `jd·16 .. jd·16 + 16`, lies inside
-                // the `QUERY_BLOCK x d_pad` output.
-                unsafe {
-                    kernel(
-                        kb,
-                        sc.p[ip * MR * kb..].as_ptr(),
-                        vpanel.as_ptr(),
-                        sc.o[ip * MR * d_pad + jd * NR..].as_mut_ptr(),
-                        d_pad,
-                        true,
-                    )
-                };
-            }
-        }
+        // SAFETY: a P panel holds `6·kb` values, a V panel `16·kb`; the block written,
+        // `row_panels·6` rows x `d_pad` columns, is the `QUERY_BLOCK x d_pad` output's.
+        unsafe {
+            kernels.tiles(
+                kb,
+                row_panels,
+                d_pad / NR,
+                |ip| sc.p[ip * MR * kb..].as_ptr(),
+                |jd| kv.v[(jd * len + kb0) * NR..].as_ptr(),
+                sc.o.as_mut_ptr(),
+                d_pad,
+                true,
+            )
+        };
     }
     for r in 0..rows {
         let inv = if sc.sum[r] > 0.0 { 1.0 / sc.sum[r] } else { 0.0 };

@@ -7,28 +7,26 @@ use super::avx512_gemm::{each_group, pack_groups, par_groups, Line, GROUP};
 use crate::quant::act::{ActRow, QuantizedActs};
 use crate::{DType, Error, Result};
 
+/// A micro-kernel run: one packed group (`nsb` super-blocks) against 1..=`Layout::rows`
+/// activation rows, `valid` outputs of row `r` written at `out + r·n`; `grouped`: the rows
+/// belong to whole groups of 4 (the Q4_K rounding). Safety: AVX-512 VNNI, rows covering the
+/// group, writable outputs.
+pub(super) type GroupKernel =
+    unsafe fn(lines: &[Line], nsb: usize, xs: &[ActRow<'_>], grouped: bool, out: *mut f32, n: usize, valid: usize);
+
 /// One K-quant type's packed layout and kernels.
 pub(super) struct Layout {
     /// Bytes of a GGUF block (256 values).
     pub block: usize,
     /// Lines per super-block of a packed group.
     pub sb_lines: usize,
+    /// Activation rows per micro-kernel call, at most.
+    pub rows: usize,
     /// Packs `valid` (1..=16) rows of GGUF bytes (`rb` bytes each, `nsb` blocks) into one
     /// group's lines. Safety: AVX-512 VNNI, `valid` rows, `nsb · sb_lines` lines.
     pub pack: unsafe fn(rows: &[u8], rb: usize, valid: usize, nsb: usize, dst: &mut [Line]),
-    /// One packed group against every activation row, writing `valid` outputs of row `r` at
-    /// `out + r·n`; rows before `chunked` belong to whole groups of 4 (the Q4_K rounding).
-    /// Safety: AVX-512 VNNI, a group of `nsb` super-blocks, rows covering them, writable outputs.
-    #[allow(clippy::type_complexity)]
-    pub run: unsafe fn(
-        lines: &[Line],
-        nsb: usize,
-        rows: &[ActRow<'_>],
-        chunked: usize,
-        out: *mut f32,
-        n: usize,
-        valid: usize,
-    ),
+    /// The micro-kernel.
+    pub run: GroupKernel,
 }
 
 fn layout(dtype: DType) -> Option<&'static Layout> {
@@ -101,6 +99,28 @@ impl PackedK {
         let gl = self.k / 256 * self.layout.sb_lines;
         &self.lines[g * gl..(g + 1) * gl]
     }
+
+    /// Group `g` against every activation row, at most `layout.rows` per micro-kernel call
+    /// (4 rows left go as 2 + 2: a single row wastes the loaded weights), writing `valid`
+    /// outputs of row `r` at `out + r·n`; rows before `grouped` form whole groups of 4.
+    ///
+    /// # Safety
+    /// `self` exists only where AVX-512 VNNI does; every row covers `k` values; the outputs are
+    /// writable.
+    unsafe fn run_rows(&self, g: usize, rows: &[ActRow<'_>], grouped: usize, out: *mut f32, n: usize, valid: usize) {
+        let (lines, nsb, most) = (self.group(g), self.k / 256, self.layout.rows);
+        for (start, end, in_group) in [(0, grouped, true), (grouped, rows.len(), false)] {
+            let mut r0 = start;
+            while r0 < end {
+                let take = if end - r0 == most + 1 { 2 } else { most.min(end - r0) };
+                // SAFETY: forwarded from the caller.
+                unsafe {
+                    (self.layout.run)(lines, nsb, &rows[r0..r0 + take], in_group, out.wrapping_add(r0 * n), n, valid)
+                };
+                r0 += take;
+            }
+        }
+    }
 }
 
 /// `out [m, n] = x [m, k] · w [n, k]ᵀ` with `acts` quantized as Q8_K.
@@ -119,7 +139,7 @@ pub(crate) fn gemm(acts: &QuantizedActs, p: &PackedK, out: &mut [f32]) -> Result
     par_groups(p.n, out, |_: &mut (), g, valid, o| {
         // SAFETY: `p` exists only where AVX-512 VNNI does; columns `g·16 .. g·16 + valid` of
         // every row of `out` (`m·n` long) belong to this task alone.
-        unsafe { (p.layout.run)(p.group(g), p.k / 256, &rows, m / 4 * 4, o, p.n, valid) };
+        unsafe { p.run_rows(g, &rows, m / 4 * 4, o, p.n, valid) };
     });
     Ok(())
 }
@@ -134,7 +154,7 @@ pub(crate) fn matvec_groups(
 ) -> Result<()> {
     each_group("packed k-quant matvec", p.n, p.k, row, groups, out, |g, valid, o| {
         // SAFETY: as in `gemm`; `o` holds this group's outputs.
-        unsafe { (p.layout.run)(p.group(g), p.k / 256, std::slice::from_ref(row), 0, o, 0, valid) }
+        unsafe { p.run_rows(g, std::slice::from_ref(row), 0, o, 0, valid) }
     })
 }
 

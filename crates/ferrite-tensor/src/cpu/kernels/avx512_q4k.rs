@@ -36,10 +36,11 @@ const ROWS: usize = 3;
 const BLOCK: usize = 144;
 
 /// This type's packed layout and kernels, for [`super::avx512_kpacked`].
-pub(super) const LAYOUT: Layout = Layout { block: BLOCK, sb_lines: SB_LINES, pack: pack_group, run: run_rows };
+pub(super) const LAYOUT: Layout =
+    Layout { block: BLOCK, sb_lines: SB_LINES, rows: ROWS, pack: pack_group, run: run_rows };
 
-/// One packed group against every activation row, [`ROWS`] at a time, writing `valid` outputs
-/// of row `r` at `out + r·n`; rows before `chunked` round per 64 values, the others per
+/// One packed group against 1..=[`ROWS`] activation rows `xs`, writing `valid` outputs of row
+/// `r` at `out + r·n`; rows of a group of 4 (`grouped`) round per 64 values, the others per
 /// super-block.
 ///
 /// # Safety
@@ -49,30 +50,21 @@ pub(super) const LAYOUT: Layout = Layout { block: BLOCK, sb_lines: SB_LINES, pac
 unsafe fn run_rows(
     lines: &[Line],
     nsb: usize,
-    rows: &[ActRow<'_>],
-    chunked: usize,
+    xs: &[ActRow<'_>],
+    grouped: bool,
     out: *mut f32,
     n: usize,
     valid: usize,
 ) {
-    for (start, end, per_chunk) in [(0, chunked, true), (chunked, rows.len(), false)] {
-        let mut r0 = start;
-        while r0 < end {
-            let take = if end - r0 == ROWS + 1 { 2 } else { ROWS.min(end - r0) };
-            let xs = &rows[r0..r0 + take];
-            let o = out.wrapping_add(r0 * n);
-            // SAFETY: forwarded from the caller.
-            unsafe {
-                match (take, per_chunk) {
-                    (1, false) => group::<1, false>(lines, nsb, xs, o, n, valid),
-                    (2, false) => group::<2, false>(lines, nsb, xs, o, n, valid),
-                    (_, false) => group::<3, false>(lines, nsb, xs, o, n, valid),
-                    (1, true) => group::<1, true>(lines, nsb, xs, o, n, valid),
-                    (2, true) => group::<2, true>(lines, nsb, xs, o, n, valid),
-                    (_, true) => group::<3, true>(lines, nsb, xs, o, n, valid),
-                }
-            }
-            r0 += take;
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        match (xs.len(), grouped) {
+            (1, false) => group::<1, false>(lines, nsb, xs, out, n, valid),
+            (2, false) => group::<2, false>(lines, nsb, xs, out, n, valid),
+            (_, false) => group::<3, false>(lines, nsb, xs, out, n, valid),
+            (1, true) => group::<1, true>(lines, nsb, xs, out, n, valid),
+            (2, true) => group::<2, true>(lines, nsb, xs, out, n, valid),
+            (_, true) => group::<3, true>(lines, nsb, xs, out, n, valid),
         }
     }
 }

@@ -39,10 +39,11 @@ const SCALES: usize = 48;
 const D: usize = 52;
 
 /// This type's packed layout and kernels, for [`super::avx512_kpacked`].
-pub(super) const LAYOUT: Layout = Layout { block: BLOCK, sb_lines: SB_LINES, pack: pack_group, run: run_rows };
+pub(super) const LAYOUT: Layout =
+    Layout { block: BLOCK, sb_lines: SB_LINES, rows: ROWS, pack: pack_group, run: run_rows };
 
-/// One packed group against every activation row, [`ROWS`] at a time, writing `valid` outputs
-/// of row `r` at `out + r·n`.
+/// One packed group against 1..=[`ROWS`] activation rows `xs`, writing `valid` outputs of row
+/// `r` at `out + r·n` (Q6_K rounds alike in and out of groups of 4).
 ///
 /// # Safety
 /// The CPU has AVX-512 VNNI; `lines` is one packed group of `nsb` super-blocks; every row covers
@@ -51,28 +52,20 @@ pub(super) const LAYOUT: Layout = Layout { block: BLOCK, sb_lines: SB_LINES, pac
 unsafe fn run_rows(
     lines: &[Line],
     nsb: usize,
-    rows: &[ActRow<'_>],
-    _chunked: usize,
+    xs: &[ActRow<'_>],
+    _grouped: bool,
     out: *mut f32,
     n: usize,
     valid: usize,
 ) {
-    let mut r0 = 0;
-    while r0 < rows.len() {
-        let left = rows.len() - r0;
-        let take = if left == ROWS + 1 { 2 } else { ROWS.min(left) };
-        let xs = &rows[r0..r0 + take];
-        let o = out.wrapping_add(r0 * n);
-        // SAFETY: forwarded from the caller.
-        unsafe {
-            match take {
-                1 => group::<1>(lines, nsb, xs, o, n, valid),
-                2 => group::<2>(lines, nsb, xs, o, n, valid),
-                3 => group::<3>(lines, nsb, xs, o, n, valid),
-                _ => group::<4>(lines, nsb, xs, o, n, valid),
-            }
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        match xs.len() {
+            1 => group::<1>(lines, nsb, xs, out, n, valid),
+            2 => group::<2>(lines, nsb, xs, out, n, valid),
+            3 => group::<3>(lines, nsb, xs, out, n, valid),
+            _ => group::<4>(lines, nsb, xs, out, n, valid),
         }
-        r0 += take;
     }
 }
 

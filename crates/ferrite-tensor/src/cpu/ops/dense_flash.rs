@@ -127,7 +127,7 @@ pub(crate) fn attend(a: &Dense, seq_lens: &[usize], out: &mut [f32], simd: bool,
         ko += hkv * k_size;
         vo += hkv * v_size;
     }
-    let kernels = Kernels { one: micro(simd), wide: if simd { wide(Isa::best()) } else { None } };
+    let kernels = Micros { one: micro(simd), wide: if simd { wide(Isa::best()) } else { None } };
     let vector = simd && avx2_fma();
     let dst = OutPtr(out.as_mut_ptr());
     let init = || Scratch {
@@ -163,12 +163,12 @@ pub(crate) fn attend(a: &Dense, seq_lens: &[usize], out: &mut [f32], simd: bool,
 }
 
 /// The microkernels of one call.
-struct Kernels {
+struct Micros {
     one: Micro,
     wide: Option<Wide>,
 }
 
-impl Kernels {
+impl Micros {
     /// `C (+)= A · B` over whole panels: `row_panels` panels of 6 rows (`[kc][6]`, panel `i` at
     /// `a(i)`) times `col_panels` panels of 16 columns (`[kc][16]`, panel `j` at `b(j)`), into
     /// the block at `c` (rows `ldc` apart); pairs of pairs through the `12 x 32` kernel.
@@ -221,7 +221,7 @@ impl Kernels {
 fn block<'s>(
     a: &Dense,
     sc: &'s mut Scratch,
-    kernels: &Kernels,
+    kernels: &Micros,
     vector: bool,
     (s0, len, h, t0, rows): (usize, usize, usize, usize, usize),
     kv: &Packed,

@@ -42,7 +42,7 @@ impl BufferCache {
         self.cache.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// A kept buffer of capacity `n..=2n` (the smallest), empty, or `None`.
+    /// A kept buffer of capacity `n..=2n` (the smallest), with its old values, or `None`.
     fn take(&self, n: usize) -> Option<Vec<f32>> {
         if n.saturating_mul(size_of::<f32>()) < self.min_bytes {
             return None;
@@ -54,9 +54,8 @@ impl BufferCache {
             .enumerate()
             .filter(|(_, v)| v.capacity() >= n && v.capacity() / 2 <= n)
             .min_by_key(|(_, v)| v.capacity())?;
-        let mut v = c.free.remove(i);
+        let v = c.free.remove(i);
         c.bytes -= bytes_of(&v);
-        v.clear();
         Some(v)
     }
 
@@ -64,7 +63,24 @@ impl BufferCache {
     pub fn zeroed(&self, n: usize) -> Vec<f32> {
         match self.take(n) {
             Some(mut v) => {
+                v.clear();
                 v.resize(n, 0.0);
+                v
+            }
+            None => vec![0f32; n],
+        }
+    }
+
+    /// `n` values for a caller that overwrites them all: a kept buffer's old values where one
+    /// fits (no zero fill), else fresh zeros (pages the kernel zeroes only when first touched).
+    pub fn overwritable(&self, n: usize) -> Vec<f32> {
+        match self.take(n) {
+            Some(mut v) => {
+                if v.len() >= n {
+                    v.truncate(n);
+                } else {
+                    v.resize(n, 0.0);
+                }
                 v
             }
             None => vec![0f32; n],
@@ -73,7 +89,9 @@ impl BufferCache {
 
     /// An empty vector with room for `n` values, a kept buffer where one fits.
     pub fn with_capacity(&self, n: usize) -> Vec<f32> {
-        self.take(n).unwrap_or_else(|| Vec::with_capacity(n))
+        let mut v = self.take(n).unwrap_or_else(|| Vec::with_capacity(n));
+        v.clear();
+        v
     }
 
     /// Keeps `v` for reuse (when it is large enough), dropping the oldest kept buffers to stay
@@ -127,6 +145,12 @@ pub fn with_capacity(n: usize) -> Vec<f32> {
     GLOBAL.with_capacity(n)
 }
 
+/// `n` values of unspecified content for a caller that overwrites them all (see
+/// [`BufferCache::overwritable`]).
+pub fn overwritable(n: usize) -> Vec<f32> {
+    GLOBAL.overwritable(n)
+}
+
 /// Keeps `v` for reuse when it is large enough (an op output being dropped).
 pub fn recycle(v: Vec<f32>) {
     GLOBAL.recycle(v)
@@ -168,6 +192,16 @@ mod tests {
         let e = c.with_capacity(n / 2 + 1);
         assert_eq!((e.as_ptr(), e.len()), (ptr, 0));
         c.recycle(e);
+        // An overwritable buffer keeps the old values it has room for and zero-fills the rest.
+        let mut o = c.overwritable(n - 50);
+        assert_eq!((o.as_ptr(), o.len()), (ptr, n - 50));
+        o.iter_mut().for_each(|x| *x = 3.0);
+        o.truncate(n - 60);
+        c.recycle(o);
+        let o = c.overwritable(n - 50);
+        assert_eq!((o.as_ptr(), o.len()), (ptr, n - 50));
+        assert!(o[..n - 60].iter().all(|&x| x == 3.0) && o[n - 60..].iter().all(|&x| x == 0.0));
+        c.recycle(o);
         assert_eq!(c.release(), 4 * n);
         assert_eq!(c.cached_bytes(), 0);
     }

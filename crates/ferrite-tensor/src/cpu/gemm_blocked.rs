@@ -1,18 +1,17 @@
 //! Cache-blocked f32 GEMM with both operands packed: `out [m, n] = A [m, k] · W [n, k]ᵀ` for
-//! many activation rows: the convolutions (im2col patches packed from the image) and f16/bf16
-//! weights (widened while packed). Plain f32 matrices take [`super::gemm_f32`], whose `gemm`
-//! crate path was faster at the diffusion transformer's shapes (m of 256 to 768, 2 threads,
-//! `gemm_rate` example: 92-135 against 109-175 GFLOP/s); at the VAE's shapes this one is
-//! level with it or ahead (151-174 against 152-153) and needs no patch matrix.
+//! many activation rows: the convolutions (im2col patches packed from the image), f16/bf16
+//! weights (widened while packed) and, where the CPU has AVX-512, f32 weights (packed once per
+//! mapped weight, [`super::matmul`]; per call for others, [`super::gemm_f32`]).
 //!
 //! The classic layout of a BLIS-style GEMM, with the activations in the role of A:
-//! * the weights are packed once per call into panels of [`NR`] (16) weight rows, `[k][16]`
+//! * the weights are packed (once per call, or once for good) into panels of [`NR`] (16) weight rows, `[k][16]`
 //!   each ([`PackedWeights`]); f16/bf16 weights are widened to f32 while they are packed;
 //! * the work is cut into tasks of `MC` activation rows by a range of weight panels; a task
 //!   walks `k` in blocks of `KC`, packs its rows' slice of A for that block into panels of
-//!   [`MR`] (6) rows (`[kc][6]`: a few hundred KiB that stay in L2), then runs the `6 x 16`
-//!   microkernel over every (weight panel, row panel) pair, so one weight panel's block
-//!   (`kc·16` values, 16 KiB) is reused from L1 by all the task's row panels;
+//!   [`MR`] (6) rows (`[kc][6]`: 144 KiB that stay in L2), then runs the `6 x 16`
+//!   microkernel over every (weight panel, row panel) pair (the `12 x 32` one over pairs of
+//!   each on AVX-512), so one weight panel's block (`kc·16` values, 12 KiB; 24 KiB for a
+//!   pair, half of a 48 KiB L1) is reused from L1 by all the task's row panels;
 //! * the output block stays in place: the first `k` block writes it, later ones load and
 //!   continue it.
 //!
@@ -34,9 +33,9 @@ pub const MR: usize = 6;
 /// Weight rows per microkernel (one packed weight panel, two 8-lane vectors).
 pub const NR: usize = 16;
 /// Depth of one packed block of `k`.
-pub(crate) const KC: usize = 256;
+pub(crate) const KC: usize = 192;
 /// Activation rows per task (a multiple of [`MR`]; `MC·KC` f32 = 144 KiB of packed A).
-const MC: usize = 144;
+const MC: usize = 192;
 /// Weight rows per task at most (a multiple of [`NR`]).
 const NC: usize = 512;
 /// Largest A (in f32 values) packed whole up front rather than per task (32 MiB).
@@ -134,6 +133,16 @@ impl PackedWeights {
             }
         });
         Ok(PackedWeights { data, n, k })
+    }
+
+    /// Weight rows.
+    pub fn n(&self) -> usize {
+        self.n
+    }
+
+    /// Values per weight row.
+    pub fn k(&self) -> usize {
+        self.k
     }
 }
 
@@ -265,7 +274,8 @@ pub(crate) fn gemm_with(a: &impl PackA, m: usize, w: &PackedWeights, out: &mut [
     // enough) instead of once per task: block `k0` of row panel `ip` at `k0·m_pad + ip·MR·kc`.
     let m_pad = m.div_ceil(MR) * MR;
     let whole_a = (col_blocks > 1 && m_pad * k <= PREPACK_MAX).then(|| {
-        let mut packed = vec![0f32; m_pad * k];
+        // Every value is written below (all row panels of every block of `k`).
+        let mut packed = super::buffers::overwritable(m_pad * k);
         let mut parts = Vec::new();
         let mut rest = &mut packed[..];
         for k0 in (0..k).step_by(KC) {
@@ -363,6 +373,9 @@ pub(crate) fn gemm_with(a: &impl PackA, m: usize, w: &PackedWeights, out: &mut [
             }
         },
     );
+    if let Some(packed) = whole_a {
+        super::buffers::recycle(packed);
+    }
     Ok(())
 }
 

@@ -22,6 +22,8 @@
 //! its first matmul, for `kernels::avx512_gemm` or `kernels::avx512_kpacked`
 //! (`CpuStorage::prepared`), and every
 //! later matvec and matmul with it, decode included, runs that kernel on the packed copy.
+//! Likewise a mapped f32 weight on AVX-512 is packed once for [`gemm_blocked`], which then
+//! runs every matmul with it, whatever the number of rows.
 
 use rayon::prelude::*;
 
@@ -320,6 +322,31 @@ fn packed_weights(w: &Tensor) -> Option<Packed<'_>> {
     (p.dtype() == dtype && p.n() == n && p.k() == k).then_some(Packed::K(p))
 }
 
+/// The packed copy of f32 weight `w` for [`gemm_blocked`], made at its first use: only for
+/// mapped storage and a 2-D view of the whole tensor, where the CPU has AVX-512 (whose `12 x 32`
+/// kernel makes the packed GEMM the fastest f32 path from 64 rows up; for fewer rows the
+/// weights stream from memory either way). Every later matmul with `w`, one row included,
+/// runs the packed GEMM: one FMA chain per output in `k` order, as before for 8 rows or more.
+#[cfg(target_arch = "x86_64")]
+fn packed_float(w: &Tensor) -> Option<&gemm_blocked::PackedWeights> {
+    let &[n, k] = w.dims() else { return None };
+    if w.dtype() != DType::F32 || Isa::best() != Isa::Avx512Vnni || !is_x86_feature_detected!("avx512f") {
+        return None;
+    }
+    let storage: &CpuStorage = cpu_storage(w, "matmul").ok()?;
+    let prepared = storage.prepared((w.offset_bytes(), w.len_bytes()), |bytes, _| {
+        let packed: Box<dyn std::any::Any + Send + Sync> =
+            Box::new(gemm_blocked::PackedWeights::new(bytes, DType::F32, n, k).ok()?);
+        Some(packed)
+    })?;
+    prepared.downcast_ref::<gemm_blocked::PackedWeights>().filter(|p| p.n() == n && p.k() == k)
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn packed_float(_: &Tensor) -> Option<&gemm_blocked::PackedWeights> {
+    None
+}
+
 #[cfg(target_arch = "x86_64")]
 impl Packed<'_> {
     fn dtype(self) -> DType {
@@ -422,8 +449,14 @@ pub fn matmul_tensor(x: &Tensor, w: &Tensor) -> Result<Tensor> {
         return Err(Error::shape("matmul", format!("x {:?} vs w {:?}", x.dims(), w.dims())));
     }
     let m = x.shape().rows();
-    let mut out = crate::cpu::buffers::zeroed(m * n);
-    {
+    let out = if let Some(p) = packed_float(w) {
+        // The packed GEMM writes every output value.
+        let mut out = crate::cpu::buffers::overwritable(m * n);
+        let xr = TensorRead::new(x, "matmul")?;
+        gemm_blocked::gemm(&gemm_blocked::RowMajor { x: xr.f32()?, k }, m, p, &mut out)?;
+        out
+    } else {
+        let mut out = crate::cpu::buffers::zeroed(m * n);
         let xr = TensorRead::new(x, "matmul")?;
         match packed_weights(w) {
             Some(p) if m > 0 => p.matmul(xr.f32()?, k, &mut out)?,
@@ -432,7 +465,8 @@ pub fn matmul_tensor(x: &Tensor, w: &Tensor) -> Result<Tensor> {
                 matmul(xr.f32()?, m, k, wr.bytes(), w.dtype(), n, &mut out)?;
             }
         }
-    }
+        out
+    };
     let mut dims = x.dims().to_vec();
     if let Some(l) = dims.last_mut() {
         *l = n;
@@ -660,6 +694,46 @@ mod tests {
                 for (got, o) in many.iter().zip(&owned) {
                     same(got, &xt.matmul(o).expect("owned"), &format!("fused {:?} rows {rows}", o.dtype()));
                 }
+            }
+        }
+    }
+
+    /// Mapped f32 weights: on AVX-512 packed at first use, after which every row count, one
+    /// included, gives the packed GEMM's bits (also into a reused buffer full of stale NaNs);
+    /// elsewhere the owned weights' bits. Either way within 1e-5 of an f64 reference.
+    #[test]
+    fn mapped_f32_weights_run_the_packed_gemm_at_every_row_count() {
+        let dev = Device::cpu_with_threads(2).expect("device");
+        let mut rng = StdRng::seed_from_u64(13);
+        let (n, k) = (256, 70);
+        let wf: Vec<f32> = (0..n * k).map(|_| rng.gen_range(-1.0f32..1.0)).collect();
+        let w: Vec<u8> = wf.iter().flat_map(|v| v.to_le_bytes()).collect();
+        let owned = Tensor::from_bytes(&w, DType::F32, vec![n, k], &dev).expect("owned");
+        let mut file = vec![1u8; 12];
+        file.extend_from_slice(&w);
+        let storage = crate::cpu::CpuStorage::mapped(std::sync::Arc::new(file), 12, w.len()).expect("mapped");
+        let mapped =
+            Tensor::from_storage(std::sync::Arc::new(storage), dev.clone(), DType::F32, vec![n, k], 0).expect("t");
+        let packed = gemm_blocked::PackedWeights::new(&w, DType::F32, n, k).expect("pack");
+        for rows in [1usize, 2, 7, 8, 63, 64, 130, 1024] {
+            let x: Vec<f32> = (0..rows * k).map(|_| rng.gen_range(-1.0f32..1.0)).collect();
+            let xt = Tensor::from_f32(&x, vec![rows, k], &dev).expect("x");
+            // A dropped output of the same size leaves stale values for the next one to reuse.
+            crate::cpu::buffers::recycle(vec![f32::NAN; rows * n]);
+            let got = xt.matmul(&mapped).expect("mapped").to_vec_f32().expect("read");
+            let want = if packed_float(&mapped).is_some() {
+                let mut want = vec![0f32; rows * n];
+                gemm_blocked::gemm(&gemm_blocked::RowMajor { x: &x, k }, rows, &packed, &mut want).expect("gemm");
+                want
+            } else {
+                xt.matmul(&owned).expect("owned").to_vec_f32().expect("read")
+            };
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&got), bits(&want), "rows {rows}");
+            for (i, g) in got.iter().enumerate() {
+                let (r, c) = (i / n, i % n);
+                let exact: f64 = (0..k).map(|p| x[r * k + p] as f64 * wf[c * k + p] as f64).sum();
+                assert!((*g as f64 - exact).abs() < 1e-5, "rows {rows} at {i}: {g} vs {exact}");
             }
         }
     }

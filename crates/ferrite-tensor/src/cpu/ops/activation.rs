@@ -69,7 +69,7 @@ fn activate(act: Activation, s: &[f32], o: &mut [f32]) {
 
 pub fn activation(x: &Tensor, act: Activation) -> Result<Tensor> {
     expect_f32(x, "activation")?;
-    let mut out = crate::cpu::buffers::zeroed(x.numel());
+    let mut out = crate::cpu::buffers::overwritable(x.numel());
     {
         let xr = TensorRead::new(x, "activation")?;
         map_rows(xr.f32()?, &mut out, x.shape().last(), |s, o| activate(act, s, o));
@@ -83,7 +83,7 @@ pub fn gated_activation(gate: &Tensor, up: &Tensor, act: Activation) -> Result<T
     if gate.shape() != up.shape() {
         return Err(Error::shape("gated_activation", format!("{:?} vs {:?}", gate.dims(), up.dims())));
     }
-    let mut out = crate::cpu::buffers::zeroed(gate.numel());
+    let mut out = crate::cpu::buffers::overwritable(gate.numel());
     {
         let (g, u) = (TensorRead::new(gate, "gated_activation")?, TensorRead::new(up, "gated_activation")?);
         let d = gate.shape().last().max(1);

@@ -157,7 +157,7 @@ pub fn conv2d_f32(
 /// `x [n, h, w, c_in]` convolved with `w [c_out, kh, kw, c_in]` plus `bias`.
 pub fn conv2d(x: &Tensor, w: &Tensor, bias: Option<&Tensor>, p: &Conv2dParams) -> Result<Tensor> {
     let s = ConvShape::check(x, w, bias, p)?;
-    let mut out = crate::cpu::buffers::zeroed(s.pixels() * s.c_out);
+    let mut out = crate::cpu::buffers::overwritable(s.pixels() * s.c_out);
     if !out.is_empty() {
         let (xr, wr) = (TensorRead::new(x, "conv2d")?, TensorRead::new(w, "conv2d")?);
         let br = bias.map(|b| TensorRead::new(b, "conv2d")).transpose()?;

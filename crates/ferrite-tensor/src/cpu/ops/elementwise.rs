@@ -15,7 +15,7 @@ pub fn binary(a: &Tensor, b: &Tensor, op: &'static str, f: impl Fn(f32, f32) -> 
     if bn != a.numel() && bn != d {
         return Err(Error::shape(op, format!("{:?} and {:?} do not broadcast", a.dims(), b.dims())));
     }
-    let mut out = crate::cpu::buffers::zeroed(a.numel());
+    let mut out = crate::cpu::buffers::overwritable(a.numel());
     {
         let (ar, br) = (TensorRead::new(a, op)?, TensorRead::new(b, op)?);
         let (av, bv) = (ar.f32()?, br.f32()?);

@@ -39,7 +39,7 @@ fn per_sample(
         expect_f32(t, op)?;
     }
     let (t, d) = if b_is_y { check_per_sample(op, x, &[a], Some(b))? } else { check_per_sample(op, x, &[a, b], None)? };
-    let mut out = crate::cpu::buffers::zeroed(x.numel());
+    let mut out = crate::cpu::buffers::overwritable(x.numel());
     {
         let (xr, ar, br) = (TensorRead::new(x, op)?, TensorRead::new(a, op)?, TensorRead::new(b, op)?);
         let (xs, av, bv) = (xr.f32()?, ar.f32()?, br.f32()?);

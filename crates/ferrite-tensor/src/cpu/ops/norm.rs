@@ -18,7 +18,7 @@ fn check_weight(x: &Tensor, w: &Tensor, op: &'static str) -> Result<()> {
 pub fn rms_norm(x: &Tensor, w: &Tensor, eps: f32) -> Result<Tensor> {
     check_weight(x, w, "rms_norm")?;
     let d = x.shape().last();
-    let mut out = crate::cpu::buffers::zeroed(x.numel());
+    let mut out = crate::cpu::buffers::overwritable(x.numel());
     {
         let (xr, wr) = (TensorRead::new(x, "rms_norm")?, TensorRead::new(w, "rms_norm")?);
         let wv = wr.f32()?;
@@ -41,7 +41,7 @@ pub fn layer_norm(x: &Tensor, w: &Tensor, b: &Tensor, eps: f32) -> Result<Tensor
     check_weight(x, w, "layer_norm")?;
     check_weight(x, b, "layer_norm")?;
     let d = x.shape().last();
-    let mut out = crate::cpu::buffers::zeroed(x.numel());
+    let mut out = crate::cpu::buffers::overwritable(x.numel());
     {
         let (xr, wr, br) =
             (TensorRead::new(x, "layer_norm")?, TensorRead::new(w, "layer_norm")?, TensorRead::new(b, "layer_norm")?);

@@ -4,8 +4,9 @@
 //! mapped weight, [`super::matmul`]; per call for others, [`super::gemm_f32`]).
 //!
 //! The classic layout of a BLIS-style GEMM, with the activations in the role of A:
-//! * the weights are packed (once per call, or once for good) into panels of [`NR`] (16) weight rows, `[k][16]`
-//!   each ([`PackedWeights`]); f16/bf16 weights are widened to f32 while they are packed;
+//! * the weights are packed (once per call, or once for good) into panels of [`NR`] (16)
+//!   weight rows, `[k][16]` each ([`PackedWeights`]); f16/bf16 weights are widened to f32
+//!   while they are packed;
 //! * the work is cut into tasks of `MC` activation rows by a range of weight panels; a task
 //!   walks `k` in blocks of `KC`, packs its rows' slice of A for that block into panels of
 //!   [`MR`] (6) rows (`[kc][6]`: 144 KiB that stay in L2), then runs the `6 x 16`

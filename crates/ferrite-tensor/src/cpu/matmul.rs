@@ -330,7 +330,7 @@ fn packed_weights(w: &Tensor) -> Option<Packed<'_>> {
 #[cfg(target_arch = "x86_64")]
 fn packed_float(w: &Tensor) -> Option<&gemm_blocked::PackedWeights> {
     let &[n, k] = w.dims() else { return None };
-    if w.dtype() != DType::F32 || Isa::best() != Isa::Avx512Vnni || !is_x86_feature_detected!("avx512f") {
+    if w.dtype() != DType::F32 || gemm_blocked::wide(Isa::best()).is_none() {
         return None;
     }
     let storage: &CpuStorage = cpu_storage(w, "matmul").ok()?;

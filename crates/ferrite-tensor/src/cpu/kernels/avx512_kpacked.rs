@@ -10,9 +10,18 @@ use crate::{DType, Error, Result};
 /// A micro-kernel run: one packed group (`nsb` super-blocks) against 1..=`Layout::rows`
 /// activation rows, `valid` outputs of row `r` written at `out + r·n`; `grouped`: the rows
 /// belong to whole groups of 4 (the Q4_K rounding). Safety: AVX-512 VNNI, rows covering the
-/// group, writable outputs.
-pub(super) type GroupKernel =
-    unsafe fn(lines: &[Line], nsb: usize, xs: &[ActRow<'_>], grouped: bool, out: *mut f32, n: usize, valid: usize);
+/// group, writable outputs. `prefetch`: the first run over this group, which fetches the
+/// weight lines ahead ([`super::avx512_gemm::prefetch_ahead`]); later runs find them in cache.
+pub(super) type GroupKernel = unsafe fn(
+    lines: &[Line],
+    nsb: usize,
+    xs: &[ActRow<'_>],
+    grouped: bool,
+    prefetch: bool,
+    out: *mut f32,
+    n: usize,
+    valid: usize,
+);
 
 /// One K-quant type's packed layout and kernels.
 pub(super) struct Layout {
@@ -109,14 +118,25 @@ impl PackedK {
     /// writable.
     unsafe fn run_rows(&self, g: usize, rows: &[ActRow<'_>], grouped: usize, out: *mut f32, n: usize, valid: usize) {
         let (lines, nsb, most) = (self.group(g), self.k / 256, self.layout.rows);
+        let mut first = true;
         for (start, end, in_group) in [(0, grouped, true), (grouped, rows.len(), false)] {
             let mut r0 = start;
             while r0 < end {
                 let take = if end - r0 == most + 1 { 2 } else { most.min(end - r0) };
                 // SAFETY: forwarded from the caller.
                 unsafe {
-                    (self.layout.run)(lines, nsb, &rows[r0..r0 + take], in_group, out.wrapping_add(r0 * n), n, valid)
+                    (self.layout.run)(
+                        lines,
+                        nsb,
+                        &rows[r0..r0 + take],
+                        in_group,
+                        first,
+                        out.wrapping_add(r0 * n),
+                        n,
+                        valid,
+                    )
                 };
+                first = false;
                 r0 += take;
             }
         }

@@ -23,7 +23,7 @@
 
 use std::arch::x86_64::*;
 
-use super::avx512_gemm::{transpose16, Line, GROUP};
+use super::avx512_gemm::{prefetch_ahead, transpose16, Line, GROUP};
 use super::avx512_kpacked::Layout;
 use crate::quant::act::ActRow;
 use crate::quant::blocks::get_scale_min_k4;
@@ -46,12 +46,15 @@ pub(super) const LAYOUT: Layout =
 /// # Safety
 /// The CPU has AVX-512 VNNI; `lines` is one packed group of `nsb` super-blocks; every row covers
 /// them; the outputs are writable.
+// The arguments of `GroupKernel`.
+#[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
 unsafe fn run_rows(
     lines: &[Line],
     nsb: usize,
     xs: &[ActRow<'_>],
     grouped: bool,
+    prefetch: bool,
     out: *mut f32,
     n: usize,
     valid: usize,
@@ -59,12 +62,12 @@ unsafe fn run_rows(
     // SAFETY: forwarded from the caller.
     unsafe {
         match (xs.len(), grouped) {
-            (1, false) => group::<1, false>(lines, nsb, xs, out, n, valid),
-            (2, false) => group::<2, false>(lines, nsb, xs, out, n, valid),
-            (_, false) => group::<3, false>(lines, nsb, xs, out, n, valid),
-            (1, true) => group::<1, true>(lines, nsb, xs, out, n, valid),
-            (2, true) => group::<2, true>(lines, nsb, xs, out, n, valid),
-            (_, true) => group::<3, true>(lines, nsb, xs, out, n, valid),
+            (1, false) => group::<1, false>(lines, nsb, xs, prefetch, out, n, valid),
+            (2, false) => group::<2, false>(lines, nsb, xs, prefetch, out, n, valid),
+            (_, false) => group::<3, false>(lines, nsb, xs, prefetch, out, n, valid),
+            (1, true) => group::<1, true>(lines, nsb, xs, prefetch, out, n, valid),
+            (2, true) => group::<2, true>(lines, nsb, xs, prefetch, out, n, valid),
+            (_, true) => group::<3, true>(lines, nsb, xs, prefetch, out, n, valid),
         }
     }
 }
@@ -118,6 +121,7 @@ unsafe fn group<const R: usize, const CHUNKED: bool>(
     lines: &[Line],
     nsb: usize,
     xs: &[ActRow<'_>],
+    prefetch: bool,
     out: *mut f32,
     n: usize,
     valid: usize,
@@ -133,6 +137,9 @@ unsafe fn group<const R: usize, const CHUNKED: bool>(
     unsafe {
         for sb in 0..nsb {
             let rec = lines.as_ptr().add(sb * SB_LINES) as *const u8;
+            if prefetch {
+                prefetch_ahead(rec, SB_LINES);
+            }
             let ql = rec as *const __m512i;
             let dm = rec.add(32 * 64);
             let dv = _mm512_cvtph_ps(_mm256_load_si256(dm as *const __m256i));

@@ -23,7 +23,7 @@
 
 use std::arch::x86_64::*;
 
-use super::avx512_gemm::{transpose16, Line, GROUP};
+use super::avx512_gemm::{prefetch_ahead, transpose16, Line, GROUP};
 use super::avx512_kpacked::Layout;
 use crate::quant::act::ActRow;
 
@@ -48,12 +48,15 @@ pub(super) const LAYOUT: Layout =
 /// # Safety
 /// The CPU has AVX-512 VNNI; `lines` is one packed group of `nsb` super-blocks; every row covers
 /// them; the outputs are writable.
+// The arguments of `GroupKernel`.
+#[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
 unsafe fn run_rows(
     lines: &[Line],
     nsb: usize,
     xs: &[ActRow<'_>],
     _grouped: bool,
+    prefetch: bool,
     out: *mut f32,
     n: usize,
     valid: usize,
@@ -61,10 +64,10 @@ unsafe fn run_rows(
     // SAFETY: forwarded from the caller.
     unsafe {
         match xs.len() {
-            1 => group::<1>(lines, nsb, xs, out, n, valid),
-            2 => group::<2>(lines, nsb, xs, out, n, valid),
-            3 => group::<3>(lines, nsb, xs, out, n, valid),
-            _ => group::<4>(lines, nsb, xs, out, n, valid),
+            1 => group::<1>(lines, nsb, xs, prefetch, out, n, valid),
+            2 => group::<2>(lines, nsb, xs, prefetch, out, n, valid),
+            3 => group::<3>(lines, nsb, xs, prefetch, out, n, valid),
+            _ => group::<4>(lines, nsb, xs, prefetch, out, n, valid),
         }
     }
 }
@@ -110,7 +113,15 @@ unsafe fn pack_group(w: &[u8], rb: usize, valid: usize, nsb: usize, dst: &mut [L
 // Indexed loops over constant ranges keep the accumulators in registers.
 #[allow(clippy::needless_range_loop)]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-unsafe fn group<const R: usize>(lines: &[Line], nsb: usize, xs: &[ActRow<'_>], out: *mut f32, n: usize, valid: usize) {
+unsafe fn group<const R: usize>(
+    lines: &[Line],
+    nsb: usize,
+    xs: &[ActRow<'_>],
+    prefetch: bool,
+    out: *mut f32,
+    n: usize,
+    valid: usize,
+) {
     debug_assert!(xs.len() == R && lines.len() == nsb * SB_LINES);
     let q: [*const i8; R] = std::array::from_fn(|r| xs[r].qs.as_ptr());
     let dx: [*const f32; R] = std::array::from_fn(|r| xs[r].d.as_ptr());
@@ -122,6 +133,9 @@ unsafe fn group<const R: usize>(lines: &[Line], nsb: usize, xs: &[ActRow<'_>], o
     unsafe {
         for sb in 0..nsb {
             let rec = lines.as_ptr().add(sb * SB_LINES);
+            if prefetch {
+                prefetch_ahead(rec as *const u8, SB_LINES);
+            }
             let line = |j: usize| _mm512_load_si512(rec.add(j) as *const __m512i);
             let scales = rec.add(SCALES) as *const u8;
             // Scale `s` of the 16 rows, widened to dwords, and as a pair of i16 in each dword.

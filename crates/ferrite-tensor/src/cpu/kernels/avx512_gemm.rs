@@ -62,8 +62,9 @@ pub(super) struct Line(pub(super) [u8; 64]);
 /// KiB per thread; the hardware prefetchers ramp up anew on each 4 KiB page and leave the
 /// kernel waiting on DRAM latency. Fetching the lines 4 KiB ahead, as the kernel walks
 /// them, raised the matvec rate of Q4_1 576x1536 from 8.8 to 12.1 GB/s (median, 2 threads,
-/// calls alternated in one process, `benches/examples`), Q5_0 896x4864 from 9.6 to 12.3 and
-/// Q8_0 576x49152 from 14.5 to 18.3; 8 and 16 KiB ahead did no better.
+/// an experiment build with the distance set at run time, calls alternated in one process),
+/// Q5_0 896x4864 from 9.6 to 12.3 and Q8_0 576x49152 from 14.5 to 18.3; 8 and 16 KiB ahead
+/// did no better.
 pub(super) const PREFETCH_AHEAD: usize = 4096;
 
 /// Prefetches `lines` cache lines starting [`PREFETCH_AHEAD`] bytes past `p` (into L1).

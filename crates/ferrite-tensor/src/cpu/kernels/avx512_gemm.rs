@@ -312,11 +312,13 @@ fn drive(acts: &QuantizedActs, src: Source<'_>, kind: u8, nb: usize, n: usize, o
     }
     let rows: Vec<_> = (0..m).map(|r| acts.row(r)).collect();
     let starts = start_values(kind, &rows, nb);
+    // A group packed into scratch is in cache already; only a packed matrix is streamed.
+    let stream = matches!(src, Source::Packed(_));
     par_groups(n, out, |scratch: &mut Vec<Line>, g, valid, o| {
         let lines = src.group(g, valid, kind, nb, scratch);
         // SAFETY: AVX-512 VNNI was checked when `src` was made; columns `g·16 ..
         // g·16 + valid` of every row of `out` (`m·n` long) belong to this task alone.
-        unsafe { run_rows(kind, lines, nb, &rows, &starts, o, n, valid) };
+        unsafe { run_rows(kind, lines, nb, &rows, &starts, stream, o, n, valid) };
     });
     Ok(())
 }
@@ -334,7 +336,7 @@ pub(crate) fn matvec_groups(
     let nb = p.k / 32;
     each_group("avx512 packed matvec", p.n, p.k, row, groups, out, |g, valid, o| {
         // SAFETY: `p` exists only where AVX-512 VNNI does; `o` holds this group's outputs.
-        unsafe { run_rows(p.kind, p.group(g), nb, std::slice::from_ref(row), starts, o, 0, valid) }
+        unsafe { run_rows(p.kind, p.group(g), nb, std::slice::from_ref(row), starts, true, o, 0, valid) }
     })
 }
 
@@ -363,7 +365,9 @@ pub(super) fn each_group(
 }
 
 /// One packed group against every activation row, [`ROWS`] at a time, writing `valid` outputs
-/// of row `r` at `out + r·n`.
+/// of row `r` at `out + r·n`. `stream`: `lines` lie in a packed matrix streamed from memory, so
+/// the first run over them prefetches ahead ([`prefetch_ahead`]); a group packed into scratch
+/// does not.
 ///
 /// # Safety
 /// The CPU has AVX-512 VNNI; `lines` is one packed group of `nb` blocks; every row covers `nb`
@@ -376,6 +380,7 @@ unsafe fn run_rows(
     nb: usize,
     rows: &[ActRow<'_>],
     starts: &[Vec<i32>],
+    stream: bool,
     out: *mut f32,
     n: usize,
     valid: usize,
@@ -388,7 +393,7 @@ unsafe fn run_rows(
         let xs = &rows[r0..r0 + take];
         macro_rules! go {
             ($k:expr, $r:literal) => {
-                group::<{ $k }, $r>(lines, nb, &Rows::<$r>::new(xs, starts, r0, out, n), r0 == 0, valid)
+                group::<{ $k }, $r>(lines, nb, &Rows::<$r>::new(xs, starts, r0, out, n), stream && r0 == 0, valid)
             };
         }
         macro_rules! kinds {

@@ -25,6 +25,7 @@
 //! whole group of 8 blocks past a short tail.
 
 use half::f16;
+use rayon::prelude::*;
 
 use crate::{DType, Error, Result};
 
@@ -80,6 +81,59 @@ pub struct QuantizedActs {
 /// Sets `v` to `len` zeros. A buffer that must grow is allocated zeroed (`vec!`, which for
 /// large sizes gets fresh zero pages from the OS) instead of being filled element by element:
 /// prefill quantizes megabytes of activations per matmul into a new [`QuantizedActs`].
+/// One row's input and outputs: values, quants, scales, scaled sums, 16-value sums, 4-value sums.
+type RowParts<'a> = (&'a [f32], &'a mut [i8], &'a mut [f32], &'a mut [f32], &'a mut [i16], &'a mut [i32]);
+
+/// Values of a call above which its rows are quantized in parallel.
+const PARALLEL_VALUES: usize = 1 << 14;
+
+/// Quantizes one row `xr` (`k` values) into `qs` (`k` values) and its block data, in `format`.
+#[allow(clippy::too_many_arguments)]
+fn quantize_row(
+    kern: &crate::cpu::kernels::Kernels,
+    format: ActFormat,
+    xr: &[f32],
+    qs: &mut [i8],
+    d: &mut [f32],
+    s32: &mut [f32],
+    bsums: &mut [i16],
+    sum4: &mut [i32],
+) {
+    if format == ActFormat::Q8K {
+        for (i, (xb, qb)) in xr.chunks_exact(256).zip(qs.chunks_exact_mut(256)).enumerate() {
+            let (xb, qb) = (xb.try_into().expect("256"), qb.try_into().expect("256"));
+            let mut sums = [0i32; 16];
+            let dk = quantize_q8k_block(xb, qb, &mut sums);
+            d[8 * i..8 * i + 8].fill(dk);
+            for j in 0..8 {
+                s32[8 * i + j] = dk * (sums[2 * j] + sums[2 * j + 1]) as f32;
+            }
+            for (o, &v) in bsums[16 * i..16 * i + 16].iter_mut().zip(&sums) {
+                *o = v as i16; // |v| <= 16 · 127
+            }
+        }
+    } else {
+        let (qc, _) = qs.as_chunks_mut::<32>();
+        let (xc, _) = xr.as_chunks::<32>();
+        for (b, (xb, qb)) in xc.iter().zip(qc).enumerate() {
+            let (d32, sa, sb) = kern.quantize_block(xb, qb);
+            // ggml stores the scale as fp16 (GGML_CPU_FP32_TO_FP16, round to nearest even).
+            let dh = f16::from_f32(d32).to_f32();
+            d[b] = dh;
+            bsums[2 * b] = sa as i16;
+            bsums[2 * b + 1] = sb as i16;
+            s32[b] = match format {
+                // quantize_row_q8_1: `y.s = FP32_TO_FP16(d * Σq)` with the f32 `d`.
+                ActFormat::Q8_1 => f16::from_f32(d32 * (sa + sb) as f32).to_f32(),
+                _ => dh * (sa + sb) as f32,
+            };
+        }
+    }
+    for (s4, q4) in sum4.iter_mut().zip(qs.chunks_exact(4)) {
+        *s4 = q4.iter().map(|&q| q as i32).sum();
+    }
+}
+
 fn zeroed<T: Clone + Default>(v: &mut Vec<T>, len: usize) {
     if v.capacity() < len {
         *v = vec![T::default(); len];
@@ -138,46 +192,29 @@ impl QuantizedActs {
         zeroed(&mut self.s32, rows * kp / 32);
         zeroed(&mut self.bsums, rows * kp / 16);
         zeroed(&mut self.sum4, rows * kp / 4);
-        for r in 0..rows {
-            let xr = &x[r * k..(r + 1) * k];
-            let qs = &mut self.qs[r * kp..r * kp + k];
-            let b0 = r * kp / 32;
-            let d = &mut self.d[b0..b0 + k / 32];
-            let s32 = &mut self.s32[b0..b0 + k / 32];
-            let bsums = &mut self.bsums[2 * b0..2 * b0 + k / 16];
-            if format == ActFormat::Q8K {
-                for (i, (xb, qb)) in xr.chunks_exact(256).zip(qs.chunks_exact_mut(256)).enumerate() {
-                    let (xb, qb) = (xb.try_into().expect("256"), qb.try_into().expect("256"));
-                    let mut sums = [0i32; 16];
-                    let dk = quantize_q8k_block(xb, qb, &mut sums);
-                    d[8 * i..8 * i + 8].fill(dk);
-                    for j in 0..8 {
-                        s32[8 * i + j] = dk * (sums[2 * j] + sums[2 * j + 1]) as f32;
-                    }
-                    for (o, &v) in bsums[16 * i..16 * i + 16].iter_mut().zip(&sums) {
-                        *o = v as i16; // |v| <= 16 · 127
-                    }
-                }
-            } else {
-                let (qc, _) = qs.as_chunks_mut::<32>();
-                let (xc, _) = xr.as_chunks::<32>();
-                for (b, (xb, qb)) in xc.iter().zip(qc).enumerate() {
-                    let (d32, sa, sb) = kern.quantize_block(xb, qb);
-                    // ggml stores the scale as fp16 (GGML_CPU_FP32_TO_FP16, round to nearest even).
-                    let dh = f16::from_f32(d32).to_f32();
-                    d[b] = dh;
-                    bsums[2 * b] = sa as i16;
-                    bsums[2 * b + 1] = sb as i16;
-                    s32[b] = match format {
-                        // quantize_row_q8_1: `y.s = FP32_TO_FP16(d * Σq)` with the f32 `d`.
-                        ActFormat::Q8_1 => f16::from_f32(d32 * (sa + sb) as f32).to_f32(),
-                        _ => dh * (sa + sb) as f32,
-                    };
-                }
-            }
-            for (s4, q4) in self.sum4[r * kp / 4..r * kp / 4 + k / 4].iter_mut().zip(qs.chunks_exact(4)) {
-                *s4 = q4.iter().map(|&q| q as i32).sum();
-            }
+        let one = |(xr, qs, d, s32, bsums, sum4): RowParts<'_>| {
+            quantize_row(kern, format, xr, &mut qs[..k], d, s32, bsums, sum4);
+        };
+        // A prefill's rows over the threads (serial, the rest of the step waits on this); a few
+        // decode rows are not worth the fork.
+        if rows * k >= PARALLEL_VALUES {
+            let par = (
+                x.par_chunks(k),
+                self.qs.par_chunks_mut(kp),
+                self.d.par_chunks_mut(kp / 32),
+                self.s32.par_chunks_mut(kp / 32),
+                self.bsums.par_chunks_mut(kp / 16),
+                self.sum4.par_chunks_mut(kp / 4),
+            );
+            par.into_par_iter().for_each(one);
+        } else {
+            x.chunks(k)
+                .zip(self.qs.chunks_mut(kp))
+                .zip(self.d.chunks_mut(kp / 32))
+                .zip(self.s32.chunks_mut(kp / 32))
+                .zip(self.bsums.chunks_mut(kp / 16))
+                .zip(self.sum4.chunks_mut(kp / 4))
+                .for_each(|(((((a, b), c), d), e), f)| one((a, b, c, d, e, f)));
         }
         Ok(())
     }

@@ -24,7 +24,11 @@ fn exp_approx(x: f32) -> f32 {
     let r = x - n * 0.693_145_75 - n * 1.428_606_8e-6;
     let p =
         1.0 + r * (1.0 + r * (0.5 + r * (0.166_666_67 + r * (0.041_666_42 + r * (0.008_333_28 + r * 0.001_394_1)))));
-    let bits = ((n as i32 + 127) as u32) << 23;
+    // `n` is a whole number in [-126, 127]: added to 1.5·2^23 it lands in the mantissa, which
+    // reads it as an integer with plain integer operations (`n as i32` is a saturating
+    // conversion that does not vectorize).
+    let n_int = (n + 12_582_912.0).to_bits().wrapping_sub(0x4B40_0000) as i32;
+    let bits = ((n_int + 127) as u32) << 23;
     if under {
         0.0
     } else {
@@ -47,7 +51,7 @@ struct Tile<'a> {
 /// compiles it with its own instruction set.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-fn tile_body<T: Elem>(
+fn tile_body<T: Elem, const RB: usize>(
     t: &Tile<'_>,
     k: &[T],
     v: &[T],
@@ -66,51 +70,52 @@ fn tile_body<T: Elem>(
     let mut s = vec![0f32; rows];
     out[..rows * d].fill(0.0);
     let mut kt = vec![0f32; d * KV_TILE]; // K tile transposed: kt[dk * KV_TILE + j]
+    let mut krow = vec![0f32; d];
     let mut vt = vec![0f32; KV_TILE * d];
     let mut kq = vec![0f32; rows * KV_TILE];
     let mut k0 = lo - lo % KV_TILE;
     while k0 <= last {
         let nk = KV_TILE.min(last + 1 - k0);
         for j in 0..KV_TILE {
-            let (krow, vrow) = if j < nk {
-                let base = slot_of(k0 + j) * kv_row + kvh * d;
-                (Some(&k[base..base + d]), Some(&v[base..base + d]))
-            } else {
-                (None, None)
-            };
-            for dk in 0..d {
-                kt[dk * KV_TILE + j] = krow.map_or(0.0, |r| r[dk].to_f32());
-            }
             let dst = &mut vt[j * d..(j + 1) * d];
-            match vrow {
-                Some(r) => dst.iter_mut().zip(r).for_each(|(o, x)| *o = x.to_f32()),
-                None => dst.fill(0.0),
+            if j < nk {
+                let base = slot_of(k0 + j) * kv_row + kvh * d;
+                T::widen(&k[base..base + d], &mut krow);
+                for (dk, &x) in krow.iter().enumerate() {
+                    kt[dk * KV_TILE + j] = x;
+                }
+                T::widen(&v[base..base + d], dst);
+            } else {
+                for dk in 0..d {
+                    kt[dk * KV_TILE + j] = 0.0;
+                }
+                dst.fill(0.0);
             }
         }
-        // Scores: kq[r][j] = q[r] · k[j] * scale, masked.
+        // Scores: kq[r][j] = q[r] · k[j], RB rows at a time.
+        let mut r = 0;
+        while r < rows {
+            if rows - r >= RB {
+                scores::<RB>(&t.q[r * d..(r + RB) * d], d, &kt, &mut kq[r * KV_TILE..(r + RB) * KV_TILE]);
+                r += RB;
+            } else {
+                scores::<1>(&t.q[r * d..(r + 1) * d], d, &kt, &mut kq[r * KV_TILE..(r + 1) * KV_TILE]);
+                r += 1;
+            }
+        }
+        // Scaled, masked, then the online softmax per row.
         for r in 0..rows {
-            let qr = &t.q[r * d..(r + 1) * d];
-            // A fixed-size accumulator stays in registers (4 zmm) across the whole dot.
-            let mut reg = [0f32; KV_TILE];
-            for (dk, &qv) in qr.iter().enumerate() {
-                let krow: &[f32; KV_TILE] = kt[dk * KV_TILE..(dk + 1) * KV_TILE].try_into().unwrap_or(&[0.0; KV_TILE]);
-                for (a, &kv) in reg.iter_mut().zip(krow) {
-                    *a = qv.mul_add(kv, *a);
-                }
-            }
             let acc = &mut kq[r * KV_TILE..(r + 1) * KV_TILE];
-            acc.copy_from_slice(&reg);
             let pos = t.pos0 + r / t.group;
-            let lo_r = p.first_visible(pos);
-            for (j, a) in acc.iter_mut().enumerate() {
-                let kp = k0 + j;
-                let mut x = *a * p.scale;
-                if let Some(c) = p.softcap {
-                    x = c * (x / c).tanh();
-                }
-                *a = if j < nk && kp <= pos && kp >= lo_r { x } else { f32::NEG_INFINITY };
+            // Keys `j` of the tile with `lo_r <= k0 + j <= pos` and `j < nk` are visible: one run.
+            let j_lo = p.first_visible(pos).saturating_sub(k0).min(KV_TILE);
+            let j_hi = (pos + 1).saturating_sub(k0).min(nk).max(j_lo);
+            acc[..j_lo].fill(f32::NEG_INFINITY);
+            acc[j_hi..].fill(f32::NEG_INFINITY);
+            match p.softcap {
+                None => acc[j_lo..j_hi].iter_mut().for_each(|a| *a *= p.scale),
+                Some(c) => acc[j_lo..j_hi].iter_mut().for_each(|a| *a = c * ((*a * p.scale) / c).tanh()),
             }
-            // Online softmax.
             let tile_max = acc.iter().copied().fold(f32::NEG_INFINITY, f32::max);
             if tile_max == f32::NEG_INFINITY {
                 acc.fill(0.0);
@@ -129,35 +134,81 @@ fn tile_body<T: Elem>(
             }
             s[r] += acc.iter().sum::<f32>();
         }
-        // out[r] += Σ_j p[r][j] · v[j]
-        for r in 0..rows {
-            let pr = &kq[r * KV_TILE..r * KV_TILE + nk];
-            let o = &mut out[r * d..(r + 1) * d];
-            // Output columns in register-sized chunks, accumulated over the tile's keys.
-            let mut c = 0;
-            while c + PV_CHUNK <= d {
-                let mut reg: [f32; PV_CHUNK] = o[c..c + PV_CHUNK].try_into().unwrap_or([0.0; PV_CHUNK]);
-                for (j, &w) in pr.iter().enumerate() {
-                    let vr: &[f32; PV_CHUNK] =
-                        vt[j * d + c..j * d + c + PV_CHUNK].try_into().unwrap_or(&[0.0; PV_CHUNK]);
-                    for (a, &vv) in reg.iter_mut().zip(vr) {
-                        *a = w.mul_add(vv, *a);
-                    }
-                }
-                o[c..c + PV_CHUNK].copy_from_slice(&reg);
-                c += PV_CHUNK;
+        // out[r] += Σ_j p[r][j] · v[j], RB rows at a time.
+        let mut r = 0;
+        while r < rows {
+            let take = if rows - r >= RB { RB } else { 1 };
+            let (kq_rows, out_rows) = (&kq[r * KV_TILE..(r + take) * KV_TILE], &mut out[r * d..(r + take) * d]);
+            if take == RB {
+                weighted_values::<RB>(kq_rows, nk, &vt, d, out_rows);
+            } else {
+                weighted_values::<1>(kq_rows, nk, &vt, d, out_rows);
             }
-            for (j, &w) in pr.iter().enumerate() {
-                for (x, &vv) in o[c..].iter_mut().zip(&vt[j * d + c..(j + 1) * d]) {
-                    *x += w * vv;
-                }
-            }
+            r += take;
         }
         k0 += KV_TILE;
     }
     for r in 0..rows {
         let inv = if s[r] > 0.0 { 1.0 / s[r] } else { 0.0 };
         out[r * d..(r + 1) * d].iter_mut().for_each(|o| *o *= inv);
+    }
+}
+
+/// `out[i][j] = q_i · kt[·][j]` for the `R` query rows of `q` (`R x d`) against a transposed K
+/// tile, each score an FMA chain over `dk` in order (the same bits for any `R`); `R` rows give
+/// `R` times the independent chains, which an FMA's latency needs on 512-bit registers.
+#[inline(always)]
+fn scores<const R: usize>(q: &[f32], d: usize, kt: &[f32], out: &mut [f32]) {
+    let qrows: [&[f32]; R] = std::array::from_fn(|i| &q[i * d..(i + 1) * d]);
+    let mut reg = [[0f32; KV_TILE]; R];
+    for dk in 0..d {
+        let krow: &[f32; KV_TILE] = kt[dk * KV_TILE..(dk + 1) * KV_TILE].try_into().unwrap_or(&[0.0; KV_TILE]);
+        for (acc, qr) in reg.iter_mut().zip(&qrows) {
+            let qv = qr[dk];
+            for (a, &kv) in acc.iter_mut().zip(krow) {
+                *a = qv.mul_add(kv, *a);
+            }
+        }
+    }
+    for (o, acc) in out.chunks_exact_mut(KV_TILE).zip(&reg) {
+        o.copy_from_slice(acc);
+    }
+}
+
+/// `out[i] += Σ_{j < nk} w[i][j] · vt[j]` for `R` rows (`w`: `R x KV_TILE`, `out`: `R x d`),
+/// each output an FMA chain over `j` in order (the same bits for any `R`), [`PV_CHUNK`]
+/// columns in registers at a time; columns past the last whole chunk add `w · v` unfused.
+#[inline(always)]
+fn weighted_values<const R: usize>(w: &[f32], nk: usize, vt: &[f32], d: usize, out: &mut [f32]) {
+    let mut c = 0;
+    while c + PV_CHUNK <= d {
+        let mut reg = [[0f32; PV_CHUNK]; R];
+        for (i, acc) in reg.iter_mut().enumerate() {
+            acc.copy_from_slice(&out[i * d + c..i * d + c + PV_CHUNK]);
+        }
+        for j in 0..nk {
+            let vr: &[f32; PV_CHUNK] = vt[j * d + c..j * d + c + PV_CHUNK].try_into().unwrap_or(&[0.0; PV_CHUNK]);
+            for (i, acc) in reg.iter_mut().enumerate() {
+                let wv = w[i * KV_TILE + j];
+                for (a, &vv) in acc.iter_mut().zip(vr) {
+                    *a = wv.mul_add(vv, *a);
+                }
+            }
+        }
+        for (i, acc) in reg.iter().enumerate() {
+            out[i * d + c..i * d + c + PV_CHUNK].copy_from_slice(acc);
+        }
+        c += PV_CHUNK;
+    }
+    if c < d {
+        for i in 0..R {
+            for j in 0..nk {
+                let wv = w[i * KV_TILE + j];
+                for (x, &vv) in out[i * d + c..(i + 1) * d].iter_mut().zip(&vt[j * d + c..(j + 1) * d]) {
+                    *x += wv * vv;
+                }
+            }
+        }
     }
 }
 
@@ -174,7 +225,7 @@ unsafe fn tile_avx512<T: Elem>(
     p: &AttentionParams,
     out: &mut [f32],
 ) {
-    tile_body(t, k, v, seq, kvh, kv_row, p, out)
+    tile_body::<T, 4>(t, k, v, seq, kvh, kv_row, p, out)
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -190,7 +241,7 @@ unsafe fn tile_avx2<T: Elem>(
     p: &AttentionParams,
     out: &mut [f32],
 ) {
-    tile_body(t, k, v, seq, kvh, kv_row, p, out)
+    tile_body::<T, 1>(t, k, v, seq, kvh, kv_row, p, out)
 }
 
 /// Attention for query tokens `t0 .. t0 + n_tok` of `seq` (positions from `pos0`) and the
@@ -218,13 +269,61 @@ pub(crate) fn attend_tile<T: Elem>(
         Level::Avx512 => unsafe { tile_avx512(&t, k, v, seq, kvh, kv_row, p, out) },
         #[cfg(target_arch = "x86_64")]
         Level::Avx2 => unsafe { tile_avx2(&t, k, v, seq, kvh, kv_row, p, out) },
-        _ => tile_body(&t, k, v, seq, kvh, kv_row, p, out),
+        _ => tile_body::<T, 1>(&t, k, v, seq, kvh, kv_row, p, out),
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::exp_approx;
+    use super::*;
+
+    /// The kernel this CPU runs (rows in blocks of 4 on AVX-512) gives the bits of one row at a
+    /// time (every score and output is the same FMA chain), for head sizes with and without a partial column chunk, key tiles
+    /// partly masked, a row count that leaves a remainder, and f16 and f32 caches.
+    #[test]
+    fn row_blocks_give_single_row_bits() {
+        let val = |i: usize, seed: usize| (((i * 7919 + seed * 104_729) % 2003) as f32 - 1001.0) * 1.1e-3;
+        for d in [64usize, 80, 256] {
+            for (n_tok, group, pos0) in [(64usize, 4usize, 0usize), (22, 3, 37), (9, 1, 130)] {
+                let kv_len = pos0 + n_tok;
+                let (bs, kv_row) = (16usize, d);
+                let blocks = kv_len.div_ceil(bs);
+                let kf: Vec<f32> = (0..blocks * bs * d).map(|i| val(i, 1)).collect();
+                let vf: Vec<f32> = (0..blocks * bs * d).map(|i| val(i, 2)).collect();
+                let q: Vec<f32> = (0..n_tok * group * d).map(|i| val(i, 3) * 4.0).collect();
+                // Blocks in reverse order, so slots are not positions.
+                let seq =
+                    AttentionSeq { q_start: 0, q_len: n_tok, kv_len, block_table: (0..blocks as u32).rev().collect() };
+                for window in [None, Some(40)] {
+                    let p = AttentionParams { scale: 0.125, block_size: bs, sliding_window: window, softcap: None };
+                    let t = Tile { q: &q, rows: n_tok * group, d, group, pos0 };
+                    let run = |blocked: bool, k16: bool| -> Vec<f32> {
+                        let mut out = vec![0f32; q.len()];
+                        if k16 {
+                            let k: Vec<half::f16> = kf.iter().map(|&x| half::f16::from_f32(x)).collect();
+                            let v: Vec<half::f16> = vf.iter().map(|&x| half::f16::from_f32(x)).collect();
+                            if blocked {
+                                attend_tile(&q, n_tok, group, d, pos0, &k, &v, &seq, 0, kv_row, &p, &mut out);
+                            } else {
+                                tile_body::<_, 1>(&t, &k, &v, &seq, 0, kv_row, &p, &mut out);
+                            }
+                        } else if blocked {
+                            attend_tile(&q, n_tok, group, d, pos0, &kf, &vf, &seq, 0, kv_row, &p, &mut out);
+                        } else {
+                            tile_body::<_, 1>(&t, &kf, &vf, &seq, 0, kv_row, &p, &mut out);
+                        }
+                        out
+                    };
+                    for k16 in [false, true] {
+                        let (a, b) = (run(true, k16), run(false, k16));
+                        assert!(a.iter().any(|x| *x != 0.0), "all zero: d={d} n_tok={n_tok}");
+                        let same = a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits());
+                        assert!(same, "d={d} n_tok={n_tok} group={group} window={window:?} f16={k16}");
+                    }
+                }
+            }
+        }
+    }
 
     #[test]
     fn exp_approx_is_accurate() {
@@ -233,6 +332,14 @@ mod tests {
             let (got, want) = (exp_approx(x) as f64, (x as f64).exp());
             assert!((got - want).abs() <= 4e-7 * want, "exp({x}) = {got}, want {want}");
             x += 0.0137;
+        }
+        // The exponent assembled with integer operations is `n as i32`'s.
+        let mut n = -126.0f32;
+        while n <= 127.0 {
+            let old = ((n as i32 + 127) as u32) << 23;
+            let new = (((n + 12_582_912.0).to_bits().wrapping_sub(0x4B40_0000) as i32 + 127) as u32) << 23;
+            assert_eq!(old, new, "n = {n}");
+            n += 1.0;
         }
         assert_eq!(exp_approx(f32::NEG_INFINITY), 0.0);
         assert_eq!(exp_approx(-100.0), 0.0);

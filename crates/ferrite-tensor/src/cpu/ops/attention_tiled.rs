@@ -6,6 +6,8 @@
 
 use super::simd::{level, Elem, Level};
 use crate::backend::{AttentionParams, AttentionSeq};
+use crate::cpu::gemm_blocked::{wide, Wide};
+use crate::cpu::kernels::Isa;
 
 /// Queries per tile (and the minimum run length for which the tiled path is used).
 pub(crate) const Q_TILE: usize = 64;
@@ -60,6 +62,7 @@ fn tile_body<T: Elem, const RB: usize>(
     kv_row: usize,
     p: &AttentionParams,
     out: &mut [f32],
+    wide: Option<Wide>,
 ) {
     let (rows, d) = (t.rows, t.d);
     let n_tok = rows / t.group;
@@ -68,15 +71,56 @@ fn tile_body<T: Elem, const RB: usize>(
     let slot_of = |pp: usize| seq.slot(pp, p.block_size);
     let mut m = vec![f32::NEG_INFINITY; rows];
     let mut s = vec![0f32; rows];
-    out[..rows * d].fill(0.0);
-    let mut kt = vec![0f32; d * KV_TILE]; // K tile transposed: kt[dk * KV_TILE + j]
     let mut krow = vec![0f32; d];
-    let mut vt = vec![0f32; KV_TILE * d];
-    let mut kq = vec![0f32; rows * KV_TILE];
+    // With the 12 x 32 panel kernel: rows in blocks of 12 (the padding rows are zero queries and
+    // their results are dropped), Q packed once into panels of 6 rows (`[d][6]`), each K tile
+    // into 4 panels of 16 keys (`[d][16]`), each V tile into panels of 16 columns
+    // (`[keys][16]`), the weights of each tile into panels of 6 rows (`[keys][6]`).
+    let wide = wide.filter(|_| d.is_multiple_of(32));
+    let rows_pad = if wide.is_some() { rows.div_ceil(12) * 12 } else { rows };
+    let mut kq = vec![0f32; rows_pad * KV_TILE];
+    let mut o = vec![0f32; rows_pad * d];
+    let (mut qa, mut ktp, mut vtp, mut pa) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    // Otherwise: the K tile transposed (`kt[dk * KV_TILE + j]`) and the V tile as it is.
+    let (mut kt, mut vt) = (Vec::new(), Vec::new());
+    if wide.is_none() {
+        kt = vec![0f32; d * KV_TILE];
+        vt = vec![0f32; KV_TILE * d];
+    } else {
+        qa = vec![0f32; rows_pad * d];
+        for (r, qr) in t.q.chunks_exact(d).take(rows).enumerate() {
+            let panel = &mut qa[(r / 6) * 6 * d..(r / 6 + 1) * 6 * d];
+            for (dk, &x) in qr.iter().enumerate() {
+                panel[dk * 6 + r % 6] = x;
+            }
+        }
+        ktp = vec![0f32; KV_TILE * d];
+        vtp = vec![0f32; KV_TILE * d];
+        pa = vec![0f32; rows_pad * KV_TILE];
+    }
     let mut k0 = lo - lo % KV_TILE;
     while k0 <= last {
         let nk = KV_TILE.min(last + 1 - k0);
-        for j in 0..KV_TILE {
+        for j in (0..KV_TILE).filter(|_| wide.is_some()) {
+            // Key `j` is lane `j % 16` of K panel `j / 16`; its values row `j` of each V panel.
+            let kp = &mut ktp[(j / 16) * d * 16..(j / 16 + 1) * d * 16];
+            if j < nk {
+                let base = slot_of(k0 + j) * kv_row + kvh * d;
+                T::widen(&k[base..base + d], &mut krow);
+                for (dk, &x) in krow.iter().enumerate() {
+                    kp[dk * 16 + j % 16] = x;
+                }
+                T::widen(&v[base..base + d], &mut krow);
+                for (cp, chunk) in krow.chunks_exact(16).enumerate() {
+                    vtp[(cp * KV_TILE + j) * 16..(cp * KV_TILE + j + 1) * 16].copy_from_slice(chunk);
+                }
+            } else {
+                for dk in 0..d {
+                    kp[dk * 16 + j % 16] = 0.0;
+                }
+            }
+        }
+        for j in (0..KV_TILE).filter(|_| wide.is_none()) {
             let dst = &mut vt[j * d..(j + 1) * d];
             if j < nk {
                 let base = slot_of(k0 + j) * kv_row + kvh * d;
@@ -92,9 +136,30 @@ fn tile_body<T: Elem, const RB: usize>(
                 dst.fill(0.0);
             }
         }
-        // Scores: kq[r][j] = q[r] · k[j], RB rows at a time.
+        // Scores: kq[r][j] = q[r] · k[j], 12 or RB rows at a time.
+        if let Some(wk) = wide {
+            for rb in (0..rows_pad).step_by(12) {
+                for h in 0..2 {
+                    // SAFETY: `wide` checked AVX-512F; Q panels `rb/6`, `rb/6 + 1` hold `6·d`
+                    // values, K panels `2h`, `2h + 1` `16·d`, and rows `rb..rb + 12` of `kq`
+                    // (`rows_pad` rows of KV_TILE) have columns `32h..32h + 32`.
+                    unsafe {
+                        wk(
+                            d,
+                            qa.as_ptr().add(rb * d),
+                            qa.as_ptr().add((rb + 6) * d),
+                            ktp.as_ptr().add(2 * h * d * 16),
+                            ktp.as_ptr().add((2 * h + 1) * d * 16),
+                            kq.as_mut_ptr().add(rb * KV_TILE + 32 * h),
+                            KV_TILE,
+                            false,
+                        )
+                    };
+                }
+            }
+        }
         let mut r = 0;
-        while r < rows {
+        while wide.is_none() && r < rows {
             if rows - r >= RB {
                 scores::<RB>(&t.q[r * d..(r + RB) * d], d, &kt, &mut kq[r * KV_TILE..(r + RB) * KV_TILE]);
                 r += RB;
@@ -124,7 +189,7 @@ fn tile_body<T: Elem, const RB: usize>(
             let m_new = m[r].max(tile_max);
             if m_new > m[r] {
                 let ms = exp_approx(m[r] - m_new);
-                out[r * d..(r + 1) * d].iter_mut().for_each(|o| *o *= ms);
+                o[r * d..(r + 1) * d].iter_mut().for_each(|x| *x *= ms);
                 s[r] *= ms;
             }
             m[r] = m_new;
@@ -134,11 +199,38 @@ fn tile_body<T: Elem, const RB: usize>(
             }
             s[r] += acc.iter().sum::<f32>();
         }
-        // out[r] += Σ_j p[r][j] · v[j], RB rows at a time.
+        // o[r] += Σ_j p[r][j] · v[j], 12 or RB rows at a time.
+        if let Some(wk) = wide {
+            for (r, w) in kq.chunks_exact(KV_TILE).take(rows).enumerate() {
+                let panel = &mut pa[(r / 6) * 6 * KV_TILE..(r / 6 + 1) * 6 * KV_TILE];
+                for (j, &x) in w[..nk].iter().enumerate() {
+                    panel[j * 6 + r % 6] = x;
+                }
+            }
+            for rb in (0..rows_pad).step_by(12) {
+                for cb in (0..d).step_by(32) {
+                    // SAFETY: `wide` checked AVX-512F; weight panels `rb/6`, `rb/6 + 1` hold
+                    // `6·KV_TILE >= 6·nk` values, V panels `cb/16`, `cb/16 + 1` `16·KV_TILE`, and
+                    // rows `rb..rb + 12` of `o` (`rows_pad` rows of `d`) columns `cb..cb + 32`.
+                    unsafe {
+                        wk(
+                            nk,
+                            pa.as_ptr().add(rb * KV_TILE),
+                            pa.as_ptr().add((rb + 6) * KV_TILE),
+                            vtp.as_ptr().add((cb / 16) * KV_TILE * 16),
+                            vtp.as_ptr().add((cb / 16 + 1) * KV_TILE * 16),
+                            o.as_mut_ptr().add(rb * d + cb),
+                            d,
+                            true,
+                        )
+                    };
+                }
+            }
+        }
         let mut r = 0;
-        while r < rows {
+        while wide.is_none() && r < rows {
             let take = if rows - r >= RB { RB } else { 1 };
-            let (kq_rows, out_rows) = (&kq[r * KV_TILE..(r + take) * KV_TILE], &mut out[r * d..(r + take) * d]);
+            let (kq_rows, out_rows) = (&kq[r * KV_TILE..(r + take) * KV_TILE], &mut o[r * d..(r + take) * d]);
             if take == RB {
                 weighted_values::<RB>(kq_rows, nk, &vt, d, out_rows);
             } else {
@@ -150,7 +242,9 @@ fn tile_body<T: Elem, const RB: usize>(
     }
     for r in 0..rows {
         let inv = if s[r] > 0.0 { 1.0 / s[r] } else { 0.0 };
-        out[r * d..(r + 1) * d].iter_mut().for_each(|o| *o *= inv);
+        for (y, &x) in out[r * d..(r + 1) * d].iter_mut().zip(&o[r * d..(r + 1) * d]) {
+            *y = x * inv;
+        }
     }
 }
 
@@ -225,7 +319,7 @@ unsafe fn tile_avx512<T: Elem>(
     p: &AttentionParams,
     out: &mut [f32],
 ) {
-    tile_body::<T, 4>(t, k, v, seq, kvh, kv_row, p, out)
+    tile_body::<T, 4>(t, k, v, seq, kvh, kv_row, p, out, wide(Isa::best()))
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -241,7 +335,7 @@ unsafe fn tile_avx2<T: Elem>(
     p: &AttentionParams,
     out: &mut [f32],
 ) {
-    tile_body::<T, 1>(t, k, v, seq, kvh, kv_row, p, out)
+    tile_body::<T, 1>(t, k, v, seq, kvh, kv_row, p, out, None)
 }
 
 /// Attention for query tokens `t0 .. t0 + n_tok` of `seq` (positions from `pos0`) and the
@@ -269,7 +363,7 @@ pub(crate) fn attend_tile<T: Elem>(
         Level::Avx512 => unsafe { tile_avx512(&t, k, v, seq, kvh, kv_row, p, out) },
         #[cfg(target_arch = "x86_64")]
         Level::Avx2 => unsafe { tile_avx2(&t, k, v, seq, kvh, kv_row, p, out) },
-        _ => tile_body::<T, 1>(&t, k, v, seq, kvh, kv_row, p, out),
+        _ => tile_body::<T, 1>(&t, k, v, seq, kvh, kv_row, p, out, None),
     }
 }
 
@@ -305,12 +399,12 @@ mod tests {
                             if blocked {
                                 attend_tile(&q, n_tok, group, d, pos0, &k, &v, &seq, 0, kv_row, &p, &mut out);
                             } else {
-                                tile_body::<_, 1>(&t, &k, &v, &seq, 0, kv_row, &p, &mut out);
+                                tile_body::<_, 1>(&t, &k, &v, &seq, 0, kv_row, &p, &mut out, None);
                             }
                         } else if blocked {
                             attend_tile(&q, n_tok, group, d, pos0, &kf, &vf, &seq, 0, kv_row, &p, &mut out);
                         } else {
-                            tile_body::<_, 1>(&t, &kf, &vf, &seq, 0, kv_row, &p, &mut out);
+                            tile_body::<_, 1>(&t, &kf, &vf, &seq, 0, kv_row, &p, &mut out, None);
                         }
                         out
                     };

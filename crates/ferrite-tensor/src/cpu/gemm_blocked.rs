@@ -68,8 +68,8 @@ impl PackA for RowMajor<'_> {
 /// Zeros for the missing rows of a panel (and a convolution's padding): `kc` never exceeds [`KC`].
 pub(crate) static ZEROS: [f32; KC] = [0.0; KC];
 
-/// `dst[p·6 + i] = src[i][p]`: six rows of equal length (at most [`KC`]) interleaved into a
-/// packed panel.
+/// `dst[p·6 + i] = src[i][p]`: six rows of equal length interleaved into a packed panel (of
+/// any length; a missing row taken from [`ZEROS`] bounds it by [`KC`]).
 pub(crate) fn interleave(src: [&[f32]; MR], dst: &mut [f32]) {
     let len = src[0].len();
     assert!(src.iter().all(|s| s.len() == len) && dst.len() == MR * len, "interleave extents");

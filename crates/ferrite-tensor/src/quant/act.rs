@@ -27,6 +27,8 @@
 use half::f16;
 use rayon::prelude::*;
 
+use crate::cpu::ops::{rows_per_task, PARALLEL_MIN_ELEMS};
+
 use crate::{DType, Error, Result};
 
 /// Values per activation block.
@@ -78,14 +80,8 @@ pub struct QuantizedActs {
     sum4: Vec<i32>,
 }
 
-/// Sets `v` to `len` zeros. A buffer that must grow is allocated zeroed (`vec!`, which for
-/// large sizes gets fresh zero pages from the OS) instead of being filled element by element:
-/// prefill quantizes megabytes of activations per matmul into a new [`QuantizedActs`].
 /// One row's input and outputs: values, quants, scales, scaled sums, 16-value sums, 4-value sums.
 type RowParts<'a> = (&'a [f32], &'a mut [i8], &'a mut [f32], &'a mut [f32], &'a mut [i16], &'a mut [i32]);
-
-/// Values of a call above which its rows are quantized in parallel.
-const PARALLEL_VALUES: usize = 1 << 14;
 
 /// Quantizes one row `xr` (`k` values) into `qs` (`k` values) and its block data, in `format`.
 #[allow(clippy::too_many_arguments)]
@@ -134,6 +130,9 @@ fn quantize_row(
     }
 }
 
+/// Sets `v` to `len` zeros. A buffer that must grow is allocated zeroed (`vec!`, which for
+/// large sizes gets fresh zero pages from the OS) instead of being filled element by element:
+/// prefill quantizes megabytes of activations per matmul into a new [`QuantizedActs`].
 fn zeroed<T: Clone + Default>(v: &mut Vec<T>, len: usize) {
     if v.capacity() < len {
         *v = vec![T::default(); len];
@@ -197,7 +196,7 @@ impl QuantizedActs {
         };
         // A prefill's rows over the threads (serial, the rest of the step waits on this); a few
         // decode rows are not worth the fork.
-        if rows * k >= PARALLEL_VALUES {
+        if rows * k >= PARALLEL_MIN_ELEMS {
             let par = (
                 x.par_chunks(k),
                 self.qs.par_chunks_mut(kp),
@@ -206,7 +205,7 @@ impl QuantizedActs {
                 self.bsums.par_chunks_mut(kp / 16),
                 self.sum4.par_chunks_mut(kp / 4),
             );
-            par.into_par_iter().for_each(one);
+            par.into_par_iter().with_min_len(rows_per_task(k)).for_each(one);
         } else {
             x.chunks(k)
                 .zip(self.qs.chunks_mut(kp))

@@ -6,7 +6,7 @@
 
 use super::simd::{level, Elem, Level};
 use crate::backend::{AttentionParams, AttentionSeq};
-use crate::cpu::gemm_blocked::{wide, Wide};
+use crate::cpu::gemm_blocked::{interleave, wide, Wide, MR};
 use crate::cpu::kernels::Isa;
 
 /// Queries per tile (and the minimum run length for which the tiled path is used).
@@ -71,69 +71,58 @@ fn tile_body<T: Elem, const RB: usize>(
     let slot_of = |pp: usize| seq.slot(pp, p.block_size);
     let mut m = vec![f32::NEG_INFINITY; rows];
     let mut s = vec![0f32; rows];
-    let mut krow = vec![0f32; d];
+    let mut row = vec![0f32; d];
     // With the 12 x 32 panel kernel: rows in blocks of 12 (the padding rows are zero queries and
-    // their results are dropped), Q packed once into panels of 6 rows (`[d][6]`), each K tile
-    // into 4 panels of 16 keys (`[d][16]`), each V tile into panels of 16 columns
-    // (`[keys][16]`), the weights of each tile into panels of 6 rows (`[keys][6]`).
+    // their results are dropped), Q packed once into panels of 6 rows (`[d][6]`), each tile's
+    // weights likewise (`[keys][6]`).
     let wide = wide.filter(|_| d.is_multiple_of(32));
     let rows_pad = if wide.is_some() { rows.div_ceil(12) * 12 } else { rows };
     let mut kq = vec![0f32; rows_pad * KV_TILE];
     let mut o = vec![0f32; rows_pad * d];
-    let (mut qa, mut ktp, mut vtp, mut pa) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    // Otherwise: the K tile transposed (`kt[dk * KV_TILE + j]`) and the V tile as it is.
-    let (mut kt, mut vt) = (Vec::new(), Vec::new());
-    if wide.is_none() {
-        kt = vec![0f32; d * KV_TILE];
-        vt = vec![0f32; KV_TILE * d];
-    } else {
+    // The K tile transposed (`[d][KV_TILE]`), or for the panel kernel 4 panels of 16 keys
+    // (`[d][16]`); the V tile as it is (`[KV_TILE][d]`), or panels of 16 columns (`[KV_TILE][16]`).
+    let mut kt = vec![0f32; d * KV_TILE];
+    let mut vt = vec![0f32; KV_TILE * d];
+    let (mut qa, mut pa) = (Vec::new(), Vec::new());
+    if wide.is_some() {
+        let zeros = vec![0f32; d];
         qa = vec![0f32; rows_pad * d];
-        for (r, qr) in t.q.chunks_exact(d).take(rows).enumerate() {
-            let panel = &mut qa[(r / 6) * 6 * d..(r / 6 + 1) * 6 * d];
-            for (dk, &x) in qr.iter().enumerate() {
-                panel[dk * 6 + r % 6] = x;
-            }
+        for (p6, panel) in qa.chunks_exact_mut(MR * d).enumerate() {
+            let rows_of: [&[f32]; MR] = std::array::from_fn(|i| {
+                let r = MR * p6 + i;
+                if r < rows {
+                    &t.q[r * d..(r + 1) * d]
+                } else {
+                    &zeros
+                }
+            });
+            interleave(rows_of, panel);
         }
-        ktp = vec![0f32; KV_TILE * d];
-        vtp = vec![0f32; KV_TILE * d];
         pa = vec![0f32; rows_pad * KV_TILE];
     }
     let mut k0 = lo - lo % KV_TILE;
     while k0 <= last {
         let nk = KV_TILE.min(last + 1 - k0);
-        for j in (0..KV_TILE).filter(|_| wide.is_some()) {
-            // Key `j` is lane `j % 16` of K panel `j / 16`; its values row `j` of each V panel.
-            let kp = &mut ktp[(j / 16) * d * 16..(j / 16 + 1) * d * 16];
-            if j < nk {
-                let base = slot_of(k0 + j) * kv_row + kvh * d;
-                T::widen(&k[base..base + d], &mut krow);
-                for (dk, &x) in krow.iter().enumerate() {
-                    kp[dk * 16 + j % 16] = x;
-                }
-                T::widen(&v[base..base + d], &mut krow);
-                for (cp, chunk) in krow.chunks_exact(16).enumerate() {
-                    vtp[(cp * KV_TILE + j) * 16..(cp * KV_TILE + j + 1) * 16].copy_from_slice(chunk);
-                }
-            } else {
-                for dk in 0..d {
-                    kp[dk * 16 + j % 16] = 0.0;
-                }
+        // Keys past `nk` are zero (their scores are masked); values past `nk` are never read.
+        for j in 0..KV_TILE {
+            // Value `dk` of key `j` sits at `kt[at + dk * step]`.
+            let (at, step) = if wide.is_some() { ((j / 16) * d * 16 + j % 16, 16) } else { (j, KV_TILE) };
+            if j >= nk {
+                (0..d).for_each(|dk| kt[at + dk * step] = 0.0);
+                continue;
             }
-        }
-        for j in (0..KV_TILE).filter(|_| wide.is_none()) {
-            let dst = &mut vt[j * d..(j + 1) * d];
-            if j < nk {
-                let base = slot_of(k0 + j) * kv_row + kvh * d;
-                T::widen(&k[base..base + d], &mut krow);
-                for (dk, &x) in krow.iter().enumerate() {
-                    kt[dk * KV_TILE + j] = x;
+            let base = slot_of(k0 + j) * kv_row + kvh * d;
+            T::widen(&k[base..base + d], &mut row);
+            for (dk, &x) in row.iter().enumerate() {
+                kt[at + dk * step] = x;
+            }
+            if wide.is_some() {
+                T::widen(&v[base..base + d], &mut row);
+                for (cp, chunk) in row.chunks_exact(16).enumerate() {
+                    vt[(cp * KV_TILE + j) * 16..(cp * KV_TILE + j + 1) * 16].copy_from_slice(chunk);
                 }
-                T::widen(&v[base..base + d], dst);
             } else {
-                for dk in 0..d {
-                    kt[dk * KV_TILE + j] = 0.0;
-                }
-                dst.fill(0.0);
+                T::widen(&v[base..base + d], &mut vt[j * d..(j + 1) * d]);
             }
         }
         // Scores: kq[r][j] = q[r] · k[j], 12 or RB rows at a time.
@@ -148,8 +137,8 @@ fn tile_body<T: Elem, const RB: usize>(
                             d,
                             qa.as_ptr().add(rb * d),
                             qa.as_ptr().add((rb + 6) * d),
-                            ktp.as_ptr().add(2 * h * d * 16),
-                            ktp.as_ptr().add((2 * h + 1) * d * 16),
+                            kt.as_ptr().add(2 * h * d * 16),
+                            kt.as_ptr().add((2 * h + 1) * d * 16),
                             kq.as_mut_ptr().add(rb * KV_TILE + 32 * h),
                             KV_TILE,
                             false,
@@ -157,15 +146,17 @@ fn tile_body<T: Elem, const RB: usize>(
                     };
                 }
             }
-        }
-        let mut r = 0;
-        while wide.is_none() && r < rows {
-            if rows - r >= RB {
-                scores::<RB>(&t.q[r * d..(r + RB) * d], d, &kt, &mut kq[r * KV_TILE..(r + RB) * KV_TILE]);
-                r += RB;
-            } else {
-                scores::<1>(&t.q[r * d..(r + 1) * d], d, &kt, &mut kq[r * KV_TILE..(r + 1) * KV_TILE]);
-                r += 1;
+        } else {
+            let mut r = 0;
+            while r < rows {
+                let take = if rows - r >= RB { RB } else { 1 };
+                let (q_rows, kq_rows) = (&t.q[r * d..(r + take) * d], &mut kq[r * KV_TILE..(r + take) * KV_TILE]);
+                if take == RB {
+                    scores::<RB>(q_rows, d, &kt, kq_rows);
+                } else {
+                    scores::<1>(q_rows, d, &kt, kq_rows);
+                }
+                r += take;
             }
         }
         // Scaled, masked, then the online softmax per row.
@@ -201,11 +192,17 @@ fn tile_body<T: Elem, const RB: usize>(
         }
         // o[r] += Σ_j p[r][j] · v[j], 12 or RB rows at a time.
         if let Some(wk) = wide {
-            for (r, w) in kq.chunks_exact(KV_TILE).take(rows).enumerate() {
-                let panel = &mut pa[(r / 6) * 6 * KV_TILE..(r / 6 + 1) * 6 * KV_TILE];
-                for (j, &x) in w[..nk].iter().enumerate() {
-                    panel[j * 6 + r % 6] = x;
-                }
+            let zeros = [0f32; KV_TILE];
+            for (p6, panel) in pa.chunks_exact_mut(MR * KV_TILE).enumerate() {
+                let rows_of: [&[f32]; MR] = std::array::from_fn(|i| {
+                    let r = MR * p6 + i;
+                    if r < rows {
+                        &kq[r * KV_TILE..r * KV_TILE + nk]
+                    } else {
+                        &zeros[..nk]
+                    }
+                });
+                interleave(rows_of, &mut panel[..MR * nk]);
             }
             for rb in (0..rows_pad).step_by(12) {
                 for cb in (0..d).step_by(32) {
@@ -217,8 +214,8 @@ fn tile_body<T: Elem, const RB: usize>(
                             nk,
                             pa.as_ptr().add(rb * KV_TILE),
                             pa.as_ptr().add((rb + 6) * KV_TILE),
-                            vtp.as_ptr().add((cb / 16) * KV_TILE * 16),
-                            vtp.as_ptr().add((cb / 16 + 1) * KV_TILE * 16),
+                            vt.as_ptr().add((cb / 16) * KV_TILE * 16),
+                            vt.as_ptr().add((cb / 16 + 1) * KV_TILE * 16),
                             o.as_mut_ptr().add(rb * d + cb),
                             d,
                             true,
@@ -226,17 +223,18 @@ fn tile_body<T: Elem, const RB: usize>(
                     };
                 }
             }
-        }
-        let mut r = 0;
-        while wide.is_none() && r < rows {
-            let take = if rows - r >= RB { RB } else { 1 };
-            let (kq_rows, out_rows) = (&kq[r * KV_TILE..(r + take) * KV_TILE], &mut o[r * d..(r + take) * d]);
-            if take == RB {
-                weighted_values::<RB>(kq_rows, nk, &vt, d, out_rows);
-            } else {
-                weighted_values::<1>(kq_rows, nk, &vt, d, out_rows);
+        } else {
+            let mut r = 0;
+            while r < rows {
+                let take = if rows - r >= RB { RB } else { 1 };
+                let (kq_rows, o_rows) = (&kq[r * KV_TILE..(r + take) * KV_TILE], &mut o[r * d..(r + take) * d]);
+                if take == RB {
+                    weighted_values::<RB>(kq_rows, nk, &vt, d, o_rows);
+                } else {
+                    weighted_values::<1>(kq_rows, nk, &vt, d, o_rows);
+                }
+                r += take;
             }
-            r += take;
         }
         k0 += KV_TILE;
     }
@@ -371,9 +369,10 @@ pub(crate) fn attend_tile<T: Elem>(
 mod tests {
     use super::*;
 
-    /// The kernel this CPU runs (rows in blocks of 4 on AVX-512) gives the bits of one row at a
-    /// time (every score and output is the same FMA chain), for head sizes with and without a partial column chunk, key tiles
-    /// partly masked, a row count that leaves a remainder, and f16 and f32 caches.
+    /// The kernel this CPU runs (on AVX-512: the 12 x 32 panel kernel for head sizes that are a
+    /// multiple of 32, rows in blocks of 4 otherwise) gives the bits of one row at a time (every
+    /// score and output is the same FMA chain), for head sizes with and without a partial column
+    /// chunk, key tiles partly masked, a row count that leaves a remainder, and f16 and f32 caches.
     #[test]
     fn row_blocks_give_single_row_bits() {
         let val = |i: usize, seed: usize| (((i * 7919 + seed * 104_729) % 2003) as f32 - 1001.0) * 1.1e-3;

@@ -31,12 +31,14 @@
 //! be kept in this layout ([`Packed`], made once from a mapped model's weights) and streamed by
 //! decode with no per-call work; [`gemm`] instead packs one group at a time into scratch for
 //! weights seen once. The nibbles are split in registers, once per block for up to [`ROWS`]
-//! activation rows.
+//! activation rows; five rows or more against 512 weight rows or more take the chunked kernel
+//! of [`super::avx512_chunks`] instead (same bits).
 
 use std::arch::x86_64::*;
 
 use rayon::prelude::*;
 
+use super::avx512_chunks::{RowChunk, CHUNK_MIN_ROWS, WIDENED};
 use crate::cpu::OutPtr;
 use crate::quant::act::{ActRow, QuantizedActs};
 use crate::{DType, Error, Result};
@@ -44,12 +46,11 @@ use crate::{DType, Error, Result};
 /// Weight rows per packed group (zmm lanes).
 pub(crate) const GROUP: usize = 16;
 /// Activation rows per micro-kernel call (8 accumulators each).
-const ROWS: usize = 3;
-
-const Q4_0: u8 = 0;
-const Q4_1: u8 = 1;
-const Q5_0: u8 = 2;
-const Q8_0: u8 = 3;
+pub(super) const ROWS: usize = 3;
+pub(super) const Q4_0: u8 = 0;
+pub(super) const Q4_1: u8 = 1;
+pub(super) const Q5_0: u8 = 2;
+pub(super) const Q8_0: u8 = 3;
 
 /// One cache line of packed data.
 #[derive(Clone, Copy)]
@@ -87,7 +88,7 @@ const fn quant_lines(kind: u8) -> usize {
 }
 
 /// Lines of one packed group of `nb` blocks.
-const fn group_lines(kind: u8, nb: usize) -> usize {
+pub(super) const fn group_lines(kind: u8, nb: usize) -> usize {
     let halves = nb.div_ceil(2);
     nb * quant_lines(kind)
         + halves
@@ -312,13 +313,25 @@ fn drive(acts: &QuantizedActs, src: Source<'_>, kind: u8, nb: usize, n: usize, o
     }
     let rows: Vec<_> = (0..m).map(|r| acts.row(r)).collect();
     let starts = start_values(kind, &rows, nb);
+    // More rows than two calls of `group` take, and enough groups to repay interleaving them:
+    // `group_chunk` over interleaved rows.
+    let chunks =
+        if m > ROWS + 1 && n >= CHUNK_MIN_ROWS { RowChunk::split(kind, &rows, &starts, nb) } else { Vec::new() };
     // A group packed into scratch is in cache already; only a packed matrix is streamed.
     let stream = matches!(src, Source::Packed(_));
     par_groups(n, out, |scratch: &mut Vec<Line>, g, valid, o| {
         let lines = src.group(g, valid, kind, nb, scratch);
         // SAFETY: AVX-512 VNNI was checked when `src` was made; columns `g·16 ..
         // g·16 + valid` of every row of `out` (`m·n` long) belong to this task alone.
-        unsafe { run_rows(kind, lines, nb, &rows, &starts, stream, o, n, valid) };
+        unsafe {
+            if chunks.is_empty() {
+                run_rows(kind, lines, nb, &rows, &starts, stream, o, n, valid)
+            } else {
+                WIDENED.with_borrow_mut(|bytes| {
+                    super::avx512_chunks::run_chunks(kind, lines, nb, &chunks, stream, o, n, valid, bytes)
+                })
+            }
+        };
     });
     Ok(())
 }
@@ -364,6 +377,19 @@ pub(super) fn each_group(
     Ok(())
 }
 
+/// `$go!(KIND, $r)` with `$kind` (a runtime kind) as the constant `KIND`.
+macro_rules! for_kind {
+    ($kind:expr, $go:ident, $r:literal) => {
+        match $kind {
+            Q4_0 => $go!(Q4_0, $r),
+            Q4_1 => $go!(Q4_1, $r),
+            Q5_0 => $go!(Q5_0, $r),
+            _ => $go!(Q8_0, $r),
+        }
+    };
+}
+pub(super) use for_kind;
+
 /// One packed group against every activation row, [`ROWS`] at a time, writing `valid` outputs
 /// of row `r` at `out + r·n`. `stream`: `lines` lie in a packed matrix streamed from memory, so
 /// the first run over them prefetches ahead ([`prefetch_ahead`]); a group packed into scratch
@@ -396,22 +422,12 @@ unsafe fn run_rows(
                 group::<{ $k }, $r>(lines, nb, &Rows::<$r>::new(xs, starts, r0, out, n), stream && r0 == 0, valid)
             };
         }
-        macro_rules! kinds {
-            ($r:literal) => {
-                match kind {
-                    Q4_0 => go!(Q4_0, $r),
-                    Q4_1 => go!(Q4_1, $r),
-                    Q5_0 => go!(Q5_0, $r),
-                    _ => go!(Q8_0, $r),
-                }
-            };
-        }
         // SAFETY: forwarded from the caller.
         unsafe {
             match take {
-                1 => kinds!(1),
-                2 => kinds!(2),
-                _ => kinds!(3),
+                1 => for_kind!(kind, go, 1),
+                2 => for_kind!(kind, go, 2),
+                _ => for_kind!(kind, go, 3),
             }
         }
         r0 += take;
@@ -540,8 +556,8 @@ impl<const R: usize> Rows<R> {
 /// The micro-kernel: 16 weight rows (lanes) x `R` activation rows, over all `nb` blocks.
 ///
 /// # Safety
-/// The CPU has AVX-512 F/BW/VL/VNNI; `lines` is one group of [`pack_group`]'s layout; each row
-/// of `a` covers `nb` blocks (and, but for Q4_1, `8·nb` start values); `valid` floats are
+/// The CPU has AVX-512 F/BW/VL/VNNI; `lines` is one group of [`pack_group`]'s layout; each
+/// row of `a` covers `nb` blocks (and, but for Q4_1, `8·nb` start values); `valid` floats are
 /// writable at each output pointer. `prefetch`: the first run over this group (the first rows),
 /// which fetches the weight stream ahead ([`prefetch_ahead`]); later runs find it in cache.
 // Indexed loops over constant ranges keep the accumulators in registers.
@@ -556,7 +572,6 @@ unsafe fn group<const KIND: u8, const R: usize>(lines: &[Line], nb: usize, a: &R
     let low = _mm512_set1_epi8(0x0F);
     let sixteen = _mm512_set1_epi8(16);
     let mut acc = [[_mm512_setzero_ps(); R]; 8];
-    let mut summs = [_mm512_setzero_ps(); R];
     // SAFETY: reads of block `b < nb` of the group's parts and of each activation row.
     unsafe {
         let base = lines.as_ptr() as *const u8;
@@ -569,13 +584,6 @@ unsafe fn group<const KIND: u8, const R: usize>(lines: &[Line], nb: usize, a: &R
             }
             let dw = _mm512_cvtph_ps(_mm256_load_si256(scales.add(32 * b) as *const __m256i));
             let d: [__m512; R] = std::array::from_fn(|r| _mm512_mul_ps(dw, _mm512_set1_ps(*a.d[r].add(b))));
-            if KIND == Q4_1 {
-                // ggml's scalar `summs = fma(m, s, summs)`, block by block.
-                let mv = _mm512_cvtph_ps(_mm256_load_si256(aux.add(32 * b) as *const __m256i));
-                for r in 0..R {
-                    summs[r] = _mm512_fmadd_ps(mv, _mm512_set1_ps(*a.s32[r].add(b)), summs[r]);
-                }
-            }
             // Lane group `l` (weights `wl`) against every row.
             macro_rules! step {
                 ($l:expr, $wl:expr) => {{
@@ -611,13 +619,47 @@ unsafe fn group<const KIND: u8, const R: usize>(lines: &[Line], nb: usize, a: &R
                 }
             }
         }
+        finish::<KIND, R>(&acc, aux, nb, |b, r| *a.s32[r].add(b), a.out, valid);
+    }
+}
+
+/// Adds up each row's 8 lane accumulators as ggml's `hsum_float_8` does, plus (Q4_1) the
+/// mins' chain (`s32(b, r)`: row `r`'s `d · Σ q` of block `b`), and stores the `valid` outputs
+/// of each row at `out[r]`.
+///
+/// # Safety
+/// `aux` points at the group's Q4_1 mins (unused for the other kinds); `s32` reads inside its
+/// row; `valid` floats are writable at each output pointer.
+#[allow(clippy::needless_range_loop)]
+#[inline(always)]
+pub(super) unsafe fn finish<const KIND: u8, const R: usize>(
+    acc: &[[__m512; R]; 8],
+    aux: *const u8,
+    nb: usize,
+    s32: impl Fn(usize, usize) -> f32,
+    out: [*mut f32; R],
+    valid: usize,
+) {
+    // SAFETY: reads of the `nb` blocks' mins and of each row's sums; `valid` writable outputs.
+    unsafe {
+        // ggml's scalar `summs = fma(m, s, summs)`, block by block: a chain of its own, run
+        // after the quants so that its registers do not crowd the accumulators'.
+        let mut summs = [_mm512_setzero_ps(); R];
+        if KIND == Q4_1 {
+            for b in 0..nb {
+                let mv = _mm512_cvtph_ps(_mm256_load_si256(aux.add(32 * b) as *const __m256i));
+                for r in 0..R {
+                    summs[r] = _mm512_fmadd_ps(mv, _mm512_set1_ps(s32(b, r)), summs[r]);
+                }
+            }
+        }
         let mask: __mmask16 = if valid >= GROUP { 0xFFFF } else { (1u16 << valid) - 1 };
         for r in 0..R {
             // hsum_float_8: ((a4 + a0) + (a6 + a2)) + ((a5 + a1) + (a7 + a3)), then `+ summs`.
             let s0 = _mm512_add_ps(_mm512_add_ps(acc[4][r], acc[0][r]), _mm512_add_ps(acc[6][r], acc[2][r]));
             let s1 = _mm512_add_ps(_mm512_add_ps(acc[5][r], acc[1][r]), _mm512_add_ps(acc[7][r], acc[3][r]));
             let v = _mm512_add_ps(_mm512_add_ps(s0, s1), summs[r]);
-            _mm512_mask_storeu_ps(a.out[r], mask, v);
+            _mm512_mask_storeu_ps(out[r], mask, v);
         }
     }
 }
@@ -643,12 +685,12 @@ mod tests {
         };
         let mut rng = StdRng::seed_from_u64(21);
         for dtype in [DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q8_0] {
-            for (k, n) in [(64usize, 16usize), (576, 37), (96, 5), (1536, 50)] {
+            for (k, n) in [(64usize, 16usize), (576, 37), (96, 5), (1536, 50), (96, 517)] {
                 let w = random_blocks(dtype, n * k / 32, &mut rng);
                 let rb = w.len() / n;
                 let packed = Packed::new(&w, dtype, n, k).expect("pack");
                 assert_eq!(packed.size_bytes(), n.div_ceil(16) * group_lines(kind_of(dtype).unwrap(), k / 32) * 64);
-                for m in [1usize, 2, 3, 4, 7, 16] {
+                for m in [1usize, 2, 3, 4, 5, 7, 9, 16] {
                     let mut x: Vec<f32> = (0..m * k).map(|_| rng.gen_range(-2.0f32..2.0)).collect();
                     // Some zero blocks and huge values too.
                     x[..32].fill(0.0);

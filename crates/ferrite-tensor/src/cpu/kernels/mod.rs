@@ -33,6 +33,8 @@ mod avx2_kquants;
 #[cfg(target_arch = "x86_64")]
 mod avx2_legacy;
 #[cfg(target_arch = "x86_64")]
+mod avx512_chunks;
+#[cfg(target_arch = "x86_64")]
 pub(crate) mod avx512_gemm;
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod avx512_kpacked;

@@ -44,35 +44,26 @@ impl RowChunk {
             let left = rows.len() - row0;
             let r = if left == BYTE_ROWS + 1 { left / 2 } else { BYTE_ROWS.min(left) };
             let xs = &rows[row0..row0 + r];
-            let mut c = RowChunk {
+            let dword = |a: &ActRow<'_>, t: usize| {
+                let q = &a.qs[4 * t..4 * t + 4];
+                i32::from_le_bytes([q[0] as u8, q[1] as u8, q[2] as u8, q[3] as u8])
+            };
+            let c = RowChunk {
                 row0,
                 rows: r,
-                x: vec![0; 8 * nb * r],
-                start: vec![0; if starts.is_empty() { 0 } else { 8 * nb * r }],
-                d: vec![0.0; nb * r],
-                s32: vec![0.0; if kind == Q4_1 { nb * r } else { 0 }],
+                x: (0..8 * nb).flat_map(|t| xs.iter().map(move |a| dword(a, t))).collect(),
+                start: if starts.is_empty() {
+                    Vec::new()
+                } else {
+                    (0..8 * nb).flat_map(|t| starts[row0..row0 + r].iter().map(move |s| s[t])).collect()
+                },
+                d: (0..nb).flat_map(|b| xs.iter().map(move |a| a.d[b])).collect(),
+                s32: if kind == Q4_1 {
+                    (0..nb).flat_map(|b| xs.iter().map(move |a| a.s32[b])).collect()
+                } else {
+                    Vec::new()
+                },
             };
-            for (i, a) in xs.iter().enumerate() {
-                let dwords = a.qs[..32 * nb]
-                    .chunks_exact(4)
-                    .map(|q| i32::from_le_bytes([q[0] as u8, q[1] as u8, q[2] as u8, q[3] as u8]));
-                for (v, x) in dwords.zip(c.x.iter_mut().skip(i).step_by(r)) {
-                    *x = v;
-                }
-                if let Some(st) = starts.get(row0 + i) {
-                    for (v, x) in st[..8 * nb].iter().zip(c.start.iter_mut().skip(i).step_by(r)) {
-                        *x = *v;
-                    }
-                }
-                for (v, x) in a.d[..nb].iter().zip(c.d.iter_mut().skip(i).step_by(r)) {
-                    *x = *v;
-                }
-                if kind == Q4_1 {
-                    for (v, x) in a.s32[..nb].iter().zip(c.s32.iter_mut().skip(i).step_by(r)) {
-                        *x = *v;
-                    }
-                }
-            }
             chunks.push(c);
             row0 += r;
         }
@@ -158,36 +149,41 @@ unsafe fn group_chunk<const KIND: u8, const R: usize>(
     debug_assert_eq!(lines.len(), byte_group_lines(KIND, nb));
     let per_block = lines.len().div_ceil(nb.max(1));
     let (xp, sp, dp) = (c.x.as_ptr(), c.start.as_ptr(), c.d.as_ptr());
-    let mut acc = [[_mm512_setzero_ps(); R]; 8];
     // SAFETY: reads of block `b < nb` of the group's parts and of the chunk's arrays.
     unsafe {
         let base = lines.as_ptr() as *const u8;
         let q = base as *const __m512i;
         let scales = base.add(nb * 8 * 64);
         let aux = scales.add(nb.div_ceil(2) * 64);
-        for half in 0..2 {
-            let mut part = [[_mm512_setzero_ps(); R]; 4];
-            for b in 0..nb {
-                if prefetch && half == 0 {
-                    prefetch_ahead(base.add(b * per_block * 64), per_block);
-                }
-                let dw = _mm512_cvtph_ps(_mm256_load_si256(scales.add(32 * b) as *const __m256i));
-                let d: [__m512; R] = std::array::from_fn(|r| _mm512_mul_ps(dw, _mm512_set1_ps(*dp.add(b * R + r))));
-                for j in 0..4 {
-                    let l = 4 * half + j;
-                    let wl = _mm512_load_si512(q.add(8 * b + l));
-                    for r in 0..R {
-                        let at = (8 * b + l) * R + r;
-                        let start = if KIND == Q4_1 { _mm512_setzero_si512() } else { _mm512_set1_epi32(*sp.add(at)) };
-                        let dot = _mm512_dpbusd_epi32(start, wl, _mm512_set1_epi32(*xp.add(at)));
-                        part[j][r] = _mm512_fmadd_ps(d[r], _mm512_cvtepi32_ps(dot), part[j][r]);
+        // One pass over the blocks for lane groups `4·half .. 4·half + 4`.
+        macro_rules! pass {
+            ($half:literal) => {{
+                let mut part = [[_mm512_setzero_ps(); R]; 4];
+                for b in 0..nb {
+                    if prefetch && $half == 0 {
+                        prefetch_ahead(base.add(b * per_block * 64), per_block);
+                    }
+                    let dw = _mm512_cvtph_ps(_mm256_load_si256(scales.add(32 * b) as *const __m256i));
+                    let d: [__m512; R] = std::array::from_fn(|r| _mm512_mul_ps(dw, _mm512_set1_ps(*dp.add(b * R + r))));
+                    for j in 0..4 {
+                        let l = 4 * $half + j;
+                        let wl = _mm512_load_si512(q.add(8 * b + l));
+                        for r in 0..R {
+                            let at = (8 * b + l) * R + r;
+                            let start =
+                                if KIND == Q4_1 { _mm512_setzero_si512() } else { _mm512_set1_epi32(*sp.add(at)) };
+                            let dot = _mm512_dpbusd_epi32(start, wl, _mm512_set1_epi32(*xp.add(at)));
+                            part[j][r] = _mm512_fmadd_ps(d[r], _mm512_cvtepi32_ps(dot), part[j][r]);
+                        }
                     }
                 }
-            }
-            acc[4 * half..4 * half + 4].copy_from_slice(&part);
-            // The first pass's sums wait in memory, not in registers the second pass needs.
-            std::hint::black_box(&mut acc);
+                part
+            }};
         }
+        // The first pass's sums wait in memory, not in registers the second pass needs.
+        let first = std::hint::black_box(pass!(0));
+        let second = pass!(1);
+        let acc: [[__m512; R]; 8] = std::array::from_fn(|l| if l < 4 { first[l] } else { second[l - 4] });
         let outs = std::array::from_fn(|r| out.wrapping_add(r * n));
         finish::<KIND, R>(&acc, aux, nb, |b, r| c.s32[b * R + r], outs, valid);
     }

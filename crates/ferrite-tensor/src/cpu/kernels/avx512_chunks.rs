@@ -8,7 +8,7 @@
 
 use std::arch::x86_64::*;
 
-use super::avx512_gemm::{finish, for_kind, group_lines, prefetch_ahead, Line, Q4_0, Q4_1, Q5_0, Q8_0};
+use super::avx512_gemm::{finish, for_kind, group_lines, offset_shift, prefetch_ahead, split_line, Line, Q4_1, Q8_0};
 use crate::quant::act::ActRow;
 
 /// Activation rows per call of [`group_chunk`] (4 accumulators each per pass).
@@ -37,7 +37,8 @@ pub(super) struct RowChunk {
 
 impl RowChunk {
     /// The rows in chunks of [`BYTE_ROWS`] (one more than a chunk takes: two of about half).
-    pub(super) fn split(kind: u8, rows: &[ActRow<'_>], starts: &[Vec<i32>], nb: usize) -> Vec<RowChunk> {
+    pub(super) fn split(kind: u8, rows: &[ActRow<'_>], nb: usize) -> Vec<RowChunk> {
+        let shift = offset_shift(kind);
         let mut chunks = Vec::new();
         let mut row0 = 0;
         while row0 < rows.len() {
@@ -52,10 +53,11 @@ impl RowChunk {
                 row0,
                 rows: r,
                 x: (0..8 * nb).flat_map(|t| xs.iter().map(move |a| dword(a, t))).collect(),
-                start: if starts.is_empty() {
+                // `-offset · Σ_4 x`, as `avx512_gemm`'s `start_values` gives them.
+                start: if shift == 0 {
                     Vec::new()
                 } else {
-                    (0..8 * nb).flat_map(|t| starts[row0..row0 + r].iter().map(move |s| s[t])).collect()
+                    (0..8 * nb).flat_map(|t| xs.iter().map(move |a| -(a.sum4[t] << shift))).collect()
                 },
                 d: (0..nb).flat_map(|b| xs.iter().map(move |a| a.d[b])).collect(),
                 s32: if kind == Q4_1 {
@@ -74,10 +76,10 @@ impl RowChunk {
 /// One packed group against every chunk of activation rows through [`group_chunk`], writing
 /// `valid` outputs of row `r` at `out + r·n`. The 4- and 5-bit weights are first widened to
 /// bytes in `bytes` ([`widen_group`]), once for all the chunks; Q8_0's are bytes already.
-/// `stream`: as for [`run_rows`].
+/// `stream`: as for [`super::avx512_gemm`]'s `run_rows`.
 ///
 /// # Safety
-/// As for [`run_rows`]; `chunks` come from [`RowChunk::split`] for this kind and `nb`.
+/// As for `avx512_gemm`'s `run_rows`; `chunks` come from [`RowChunk::split`] for this kind and `nb`.
 #[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
 pub(super) unsafe fn run_chunks(
@@ -126,12 +128,12 @@ pub(super) unsafe fn run_chunks(
 /// [`widen_group`]) against the `R` interleaved rows of chunk `c` (row `r`'s outputs at
 /// `out + r·n`): two passes over the blocks, lane groups 0-3 then 4-7, so that the
 /// accumulators stay in registers, and each row's values are found from one pointer. Each
-/// accumulator sees the same chain as in [`group`]: the same bits. `prefetch`: `lines` lie in a
+/// accumulator sees the same chain as in `avx512_gemm`'s `group`: the same bits. `prefetch`: `lines` lie in a
 /// packed matrix streamed from memory, and this is the first run over them.
 ///
 /// # Safety
 /// The CPU has AVX-512 F/BW/VL/VNNI; `lines` holds `nb` blocks of 8 byte lines, then the
-/// scales (and Q4_1's mins) as in [`pack_group`]; `c` has `R` rows of `nb` blocks (made by
+/// scales (and Q4_1's mins) as in `avx512_gemm`'s `pack_group`; `c` has `R` rows of `nb` blocks (made by
 /// [`RowChunk::split`] for this kind); `valid` floats are writable at each row's outputs.
 #[allow(clippy::needless_range_loop)]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
@@ -197,7 +199,7 @@ const fn byte_group_lines(kind: u8, nb: usize) -> usize {
 }
 
 /// Widens packed group `lines` of a 4- or 5-bit kind into `dst` (`byte_group_lines` long):
-/// per block line `l` holds the weight bytes of lane group `l` as [`group`] splits them (low
+/// per block line `l` holds the weight bytes of lane group `l` as `avx512_gemm`'s `group` splits them ([`split_line`]) (low
 /// nibbles for `l < 4`, high for the rest; Q5_0 with its fifth bit added); the scales and mins
 /// are copied. `prefetch`: fetch the packed stream ahead ([`prefetch_ahead`]).
 ///
@@ -207,26 +209,18 @@ const fn byte_group_lines(kind: u8, nb: usize) -> usize {
 unsafe fn widen_group(kind: u8, lines: &[Line], nb: usize, prefetch: bool, dst: &mut [Line]) {
     assert!(kind != Q8_0 && lines.len() == group_lines(kind, nb) && dst.len() == byte_group_lines(kind, nb));
     let per_block = group_lines(kind, nb).div_ceil(nb);
-    let low = _mm512_set1_epi8(0x0F);
-    let sixteen = _mm512_set1_epi8(16);
     // SAFETY: reads inside the packed group, writes inside `dst` (lengths asserted above).
     unsafe {
         let base = lines.as_ptr() as *const u8;
         let q = base as *const __m512i;
-        let masks = base.add(nb * 4 * 64 + nb.div_ceil(2) * 64) as *const u64;
+        let aux = base.add(nb * 4 * 64 + nb.div_ceil(2) * 64);
         let wq = dst.as_mut_ptr() as *mut __m512i;
         for b in 0..nb {
             if prefetch {
                 prefetch_ahead(base.add(b * per_block * 64), per_block);
             }
             for j in 0..4 {
-                let v = _mm512_load_si512(q.add(4 * b + j));
-                let mut lo = _mm512_and_si512(v, low);
-                let mut hi = _mm512_and_si512(_mm512_srli_epi16::<4>(v), low);
-                if kind == Q5_0 {
-                    lo = _mm512_mask_add_epi8(lo, _cvtu64_mask64(*masks.add(8 * b + j)), lo, sixteen);
-                    hi = _mm512_mask_add_epi8(hi, _cvtu64_mask64(*masks.add(8 * b + j + 4)), hi, sixteen);
-                }
+                let (lo, hi) = split_line(kind, q, aux, b, j);
                 _mm512_store_si512(wq.add(8 * b + j), lo);
                 _mm512_store_si512(wq.add(8 * b + j + 4), hi);
             }

@@ -46,7 +46,7 @@ use crate::{DType, Error, Result};
 /// Weight rows per packed group (zmm lanes).
 pub(crate) const GROUP: usize = 16;
 /// Activation rows per micro-kernel call (8 accumulators each).
-pub(super) const ROWS: usize = 3;
+const ROWS: usize = 3;
 pub(super) const Q4_0: u8 = 0;
 pub(super) const Q4_1: u8 = 1;
 pub(super) const Q5_0: u8 = 2;
@@ -100,7 +100,7 @@ pub(super) const fn group_lines(kind: u8, nb: usize) -> usize {
 }
 
 /// log2 of the unsigned offset of the weights (0: none).
-const fn offset_shift(kind: u8) -> u32 {
+pub(super) const fn offset_shift(kind: u8) -> u32 {
     match kind {
         Q4_0 => 3,
         Q5_0 => 4,
@@ -312,11 +312,11 @@ fn drive(acts: &QuantizedActs, src: Source<'_>, kind: u8, nb: usize, n: usize, o
         return Ok(());
     }
     let rows: Vec<_> = (0..m).map(|r| acts.row(r)).collect();
-    let starts = start_values(kind, &rows, nb);
     // More rows than two calls of `group` take, and enough groups to repay interleaving them:
-    // `group_chunk` over interleaved rows.
-    let chunks =
-        if m > ROWS + 1 && n >= CHUNK_MIN_ROWS { RowChunk::split(kind, &rows, &starts, nb) } else { Vec::new() };
+    // `group_chunk` over interleaved rows (with their own starting values).
+    let chunked = m > ROWS + 1 && n >= CHUNK_MIN_ROWS;
+    let chunks = if chunked { RowChunk::split(kind, &rows, nb) } else { Vec::new() };
+    let starts = if chunked { Vec::new() } else { start_values(kind, &rows, nb) };
     // A group packed into scratch is in cache already; only a packed matrix is streamed.
     let stream = matches!(src, Source::Packed(_));
     par_groups(n, out, |scratch: &mut Vec<Line>, g, valid, o| {
@@ -377,14 +377,15 @@ pub(super) fn each_group(
     Ok(())
 }
 
-/// `$go!(KIND, $r)` with `$kind` (a runtime kind) as the constant `KIND`.
+/// `$go!(KIND, $r)` with `$kind` (a runtime kind) as the constant `KIND` (the kinds named by
+/// path, so that a caller without them in scope cannot turn a pattern into a binding).
 macro_rules! for_kind {
     ($kind:expr, $go:ident, $r:literal) => {
         match $kind {
-            Q4_0 => $go!(Q4_0, $r),
-            Q4_1 => $go!(Q4_1, $r),
-            Q5_0 => $go!(Q5_0, $r),
-            _ => $go!(Q8_0, $r),
+            $crate::cpu::kernels::avx512_gemm::Q4_0 => $go!($crate::cpu::kernels::avx512_gemm::Q4_0, $r),
+            $crate::cpu::kernels::avx512_gemm::Q4_1 => $go!($crate::cpu::kernels::avx512_gemm::Q4_1, $r),
+            $crate::cpu::kernels::avx512_gemm::Q5_0 => $go!($crate::cpu::kernels::avx512_gemm::Q5_0, $r),
+            _ => $go!($crate::cpu::kernels::avx512_gemm::Q8_0, $r),
         }
     };
 }
@@ -553,6 +554,33 @@ impl<const R: usize> Rows<R> {
     }
 }
 
+/// The weight bytes of lane groups `j` and `j + 4` of block `b` of a packed 4- or 5-bit group
+/// (quants at `q`, Q5_0's masks at `aux`): the low and high nibbles of quant line `4·b + j`,
+/// Q5_0's with its fifth bit added as 16.
+///
+/// # Safety
+/// The CPU has AVX-512 F/BW; block `b` lies inside the group of [`pack_group`]'s layout.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+pub(super) unsafe fn split_line(kind: u8, q: *const __m512i, aux: *const u8, b: usize, j: usize) -> (__m512i, __m512i) {
+    let low = _mm512_set1_epi8(0x0F);
+    // SAFETY: the caller guarantees that line `4·b + j` and block `b`'s masks are readable.
+    unsafe {
+        let v = _mm512_load_si512(q.add(4 * b + j));
+        let lo = _mm512_and_si512(v, low);
+        let hi = _mm512_and_si512(_mm512_srli_epi16::<4>(v), low);
+        if kind != Q5_0 {
+            return (lo, hi);
+        }
+        let masks = aux as *const u64;
+        let sixteen = _mm512_set1_epi8(16);
+        (
+            _mm512_mask_add_epi8(lo, _cvtu64_mask64(*masks.add(8 * b + j)), lo, sixteen),
+            _mm512_mask_add_epi8(hi, _cvtu64_mask64(*masks.add(8 * b + j + 4)), hi, sixteen),
+        )
+    }
+}
+
 /// The micro-kernel: 16 weight rows (lanes) x `R` activation rows, over all `nb` blocks.
 ///
 /// # Safety
@@ -569,8 +597,6 @@ unsafe fn group<const KIND: u8, const R: usize>(lines: &[Line], nb: usize, a: &R
     // Lines per block in the whole group (quants, scales, mins, masks), for the prefetch to
     // keep pace with the stream.
     let per_block = group_lines(KIND, nb).div_ceil(nb);
-    let low = _mm512_set1_epi8(0x0F);
-    let sixteen = _mm512_set1_epi8(16);
     let mut acc = [[_mm512_setzero_ps(); R]; 8];
     // SAFETY: reads of block `b < nb` of the group's parts and of each activation row.
     unsafe {
@@ -606,14 +632,7 @@ unsafe fn group<const KIND: u8, const R: usize>(lines: &[Line], nb: usize, a: &R
                 }
             } else {
                 for j in 0..4 {
-                    let v = _mm512_load_si512(q.add(4 * b + j));
-                    let mut lo = _mm512_and_si512(v, low);
-                    let mut hi = _mm512_and_si512(_mm512_srli_epi16::<4>(v), low);
-                    if KIND == Q5_0 {
-                        let masks = aux as *const u64;
-                        lo = _mm512_mask_add_epi8(lo, _cvtu64_mask64(*masks.add(8 * b + j)), lo, sixteen);
-                        hi = _mm512_mask_add_epi8(hi, _cvtu64_mask64(*masks.add(8 * b + j + 4)), hi, sixteen);
-                    }
+                    let (lo, hi) = split_line(KIND, q, aux, b, j);
                     step!(j, lo);
                     step!(j + 4, hi);
                 }
